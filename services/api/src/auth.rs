@@ -1,0 +1,72 @@
+//! Who is asking: the `CurrentMember` extractor for authenticated endpoints.
+//!
+//! Public endpoints never run it, so a bad `Authorization` header there (the old client sends
+//! `Bearer undefined` at login) is simply ignored.
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+use ppodok_tokens::TokenKind;
+use sea_orm::EntityTrait;
+
+use crate::db::entities::member;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A live member holding a valid access token of a live session.
+pub struct CurrentMember {
+    pub member: member::Model,
+    pub sid: String,
+}
+
+impl CurrentMember {
+    pub fn id(&self) -> i64 {
+        self.member.id
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive), if any.
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+impl FromRequest for CurrentMember {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
+            let token = token.ok_or(ApiError::Unauthorized)?;
+            let claims = state
+                .tokens
+                .verify(&token, TokenKind::Access)
+                .map_err(|_| ApiError::Unauthorized)?;
+            if !state
+                .sessions
+                .is_active(claims.member_id, &claims.sid)
+                .await?
+            {
+                return Err(ApiError::Unauthorized);
+            }
+            let member = member::Entity::find_by_id(claims.member_id)
+                .one(&state.db)
+                .await?
+                .filter(member::Model::is_regular)
+                .ok_or(ApiError::Unauthorized)?;
+            Ok(CurrentMember {
+                member,
+                sid: claims.sid,
+            })
+        })
+    }
+}

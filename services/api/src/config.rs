@@ -1,0 +1,149 @@
+//! Settings: defaults compiled in from `config/default.toml`, an optional file named by
+//! `PPODOK_CONFIG`, then environment variables `PPODOK__SECTION__KEY`.
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub environment: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub kakao: KakaoSettings,
+    pub time: TimeSettings,
+    pub cors: CorsSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+    pub json_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: String,
+    pub issuer: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub dev_login: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KakaoSettings {
+    pub token_url: String,
+    pub user_info_url: String,
+    pub unlink_url: String,
+    pub rest_api_key: String,
+    pub client_secret: String,
+    pub admin_key: String,
+    pub redirect_uri: String,
+    pub timeout_secs: u64,
+    pub unlink_poll_secs: u64,
+    pub unlink_backoff_base_ms: u64,
+    pub unlink_backoff_max_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimeSettings {
+    pub zone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    pub format: String,
+    pub filter: String,
+}
+
+impl Settings {
+    /// Loads defaults, the optional `PPODOK_CONFIG` file and `PPODOK__…` environment overrides.
+    pub fn load() -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Ok(path) = std::env::var("PPODOK_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path).required(true));
+        }
+        builder
+            .add_source(
+                config::Environment::with_prefix("PPODOK")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("cors.allowed_origins")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// The compiled-in defaults alone (tests start from these and override fields).
+    pub fn defaults() -> Self {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("config/default.toml is valid")
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    pub fn uses_redis(&self) -> bool {
+        !self.redis.url.trim().is_empty()
+    }
+
+    /// Rejects settings that would be unsafe or cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.time.zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(format!(
+                "time.zone `{}` is not an IANA zone name",
+                self.time.zone
+            ));
+        }
+        if ppodok_telemetry::LogFormat::parse(&self.telemetry.format).is_none() {
+            return Err("telemetry.format must be `text` or `json`".into());
+        }
+        if self.is_production() {
+            if self.auth.jwt_secret.len() < 32 {
+                return Err("auth.jwt_secret must be set (at least 32 bytes) in production".into());
+            }
+            if self.auth.dev_login {
+                return Err("auth.dev_login must be off in production".into());
+            }
+        } else if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return Err("auth.jwt_secret must be at least 32 bytes".into());
+        }
+        if self.auth.access_ttl_secs <= 0 || self.auth.refresh_ttl_secs <= self.auth.access_ttl_secs
+        {
+            return Err("auth ttls must be positive and refresh must outlive access".into());
+        }
+        Ok(())
+    }
+}

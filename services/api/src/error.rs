@@ -1,0 +1,127 @@
+//! The API's one error type, mapped to the contract's status codes and `{code, message}` envelope.
+//! Causes of internal errors are logged with the request id, never returned.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use ppodok_domain::validate::ValidationError;
+use serde::Serialize;
+
+pub const MSG_UNAUTHORIZED: &str = "인증이 필요해요.";
+pub const MSG_FORBIDDEN: &str = "접근 권한이 없어요.";
+pub const MSG_LOGIN_REQUIRED: &str = "로그인이 필요해요.";
+pub const MSG_BAD_REQUEST: &str = "알 수 없는 오류가 발생했어요.";
+pub const MSG_INTERNAL: &str = "서버에 문제가 생겼어요. 잠시 후 다시 시도해 주세요.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A business rule said no (400 `fail` with the rule's message).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Anonymous, expired, revoked or withdrawn caller.
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// A provider we depend on (Kakao) failed or is unreachable.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("service unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl From<sea_orm::TransactionError<ApiError>> for ApiError {
+    fn from(e: sea_orm::TransactionError<ApiError>) -> Self {
+        match e {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(api) => api,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+impl ApiError {
+    pub fn group_not_found(id: i64) -> Self {
+        Self::NotFound(format!("존재하지 않는 그룹입니다. groupId: {id}"))
+    }
+    pub fn todo_not_found(id: i64) -> Self {
+        Self::NotFound(format!("존재하지 않는 todo입니다. todoId: {id}"))
+    }
+    pub fn not_a_member(member_id: i64, group_id: i64) -> Self {
+        Self::NotFound(format!(
+            "사용자가 참여한 그룹의 id가 아닙니다. 사용자 id : {member_id} 그룹 id : {group_id}"
+        ))
+    }
+    pub fn route_not_found() -> Self {
+        Self::NotFound("존재하지 않는 경로예요.".into())
+    }
+
+    fn code_and_message(&self) -> (&str, String) {
+        match self {
+            ApiError::InvalidRefreshToken => ("INVALID REFRESH TOKEN", MSG_LOGIN_REQUIRED.into()),
+            ApiError::Unauthorized => ("fail", MSG_UNAUTHORIZED.into()),
+            ApiError::Forbidden => ("fail", MSG_FORBIDDEN.into()),
+            ApiError::MethodNotAllowed => ("fail", "허용되지 않은 메서드예요.".into()),
+            ApiError::PayloadTooLarge => ("fail", "요청 본문이 너무 커요.".into()),
+            ApiError::Unavailable => ("fail", "서비스를 사용할 수 없어요.".into()),
+            ApiError::Internal(_) => ("fail", MSG_INTERNAL.into()),
+            ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Upstream(m) => {
+                ("fail", m.clone())
+            }
+            ApiError::Validation(v) => ("fail", v.to_string()),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Validation(_) | ApiError::InvalidRefreshToken => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            // The request id is on the current span (tracing-actix-web), so this line carries it.
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let (code, message) = self.code_and_message();
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            code,
+            message: &message,
+        })
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,172 @@
+//! Joining and leaving groups: the multi-row rules that must hold in one transaction and are
+//! shared by the group endpoints and member withdrawal.
+
+use std::collections::{HashMap, HashSet};
+
+use ppodok_domain::DEFAULT_GROUP_ID;
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::db::entities::{membership, rank, study_group, todo};
+use crate::db::{is_unique_violation, now_utc};
+
+/// Outcome of a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    New,
+    AlreadyMember,
+}
+
+/// Adds `member_id` to `group_id` with a fresh rank row. Idempotent: an existing membership (also
+/// one a concurrent request just created) is reported, not duplicated.
+pub async fn join<C: ConnectionTrait>(
+    db: &C,
+    group_id: i64,
+    member_id: i64,
+) -> Result<Joined, DbErr> {
+    let now = now_utc();
+    let inserted = membership::ActiveModel {
+        group_id: Set(group_id),
+        member_id: Set(member_id),
+        color: Set(None),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Ok(Joined::AlreadyMember),
+        Err(e) => return Err(e),
+    }
+    rank::ActiveModel {
+        group_id: Set(group_id),
+        member_id: Set(member_id),
+        duration_ms: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(Joined::New)
+}
+
+pub async fn membership_of<C: ConnectionTrait>(
+    db: &C,
+    group_id: i64,
+    member_id: i64,
+) -> Result<Option<membership::Model>, DbErr> {
+    membership::Entity::find()
+        .filter(membership::Column::GroupId.eq(group_id))
+        .filter(membership::Column::MemberId.eq(member_id))
+        .one(db)
+        .await
+}
+
+#[derive(FromQueryResult)]
+struct GroupCount {
+    group_id: i64,
+    members: i64,
+}
+
+/// Removes `member_id` from `group_ids` with the full cascade: rank, todos and membership go; a
+/// group left empty is deleted (never the default group; its rooms and rows go with it by foreign
+/// key); a group whose owner left passes to its longest-standing member. A bounded number of
+/// statements whatever the number of groups, members or rows.
+pub async fn leave<C: ConnectionTrait>(
+    db: &C,
+    member_id: i64,
+    group_ids: &[i64],
+) -> Result<(), DbErr> {
+    if group_ids.is_empty() {
+        return Ok(());
+    }
+    let mut ids = group_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    // Lock the groups (in id order, so concurrent leaves cannot deadlock): two last members leaving
+    // at once must not both see the other one still there.
+    let groups = study_group::Entity::find()
+        .filter(study_group::Column::Id.is_in(ids.clone()))
+        .order_by_asc(study_group::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?;
+
+    rank::Entity::delete_many()
+        .filter(rank::Column::MemberId.eq(member_id))
+        .filter(rank::Column::GroupId.is_in(ids.clone()))
+        .exec(db)
+        .await?;
+    todo::Entity::delete_many()
+        .filter(todo::Column::MemberId.eq(member_id))
+        .filter(todo::Column::GroupId.is_in(ids.clone()))
+        .exec(db)
+        .await?;
+    membership::Entity::delete_many()
+        .filter(membership::Column::MemberId.eq(member_id))
+        .filter(membership::Column::GroupId.is_in(ids.clone()))
+        .exec(db)
+        .await?;
+
+    let remaining: HashMap<i64, i64> = membership::Entity::find()
+        .select_only()
+        .column(membership::Column::GroupId)
+        .column_as(membership::Column::Id.count(), "members")
+        .filter(membership::Column::GroupId.is_in(ids.clone()))
+        .group_by(membership::Column::GroupId)
+        .lock_shared()
+        .into_model::<GroupCount>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| (c.group_id, c.members))
+        .collect();
+
+    let emptied: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| *id != DEFAULT_GROUP_ID && !remaining.contains_key(id))
+        .collect();
+    if !emptied.is_empty() {
+        study_group::Entity::delete_many()
+            .filter(study_group::Column::Id.is_in(emptied))
+            .exec(db)
+            .await?;
+    }
+
+    let orphaned: Vec<i64> = groups
+        .iter()
+        .filter(|g| g.owner_id == Some(member_id) && remaining.contains_key(&g.id))
+        .map(|g| g.id)
+        .collect();
+    if !orphaned.is_empty() {
+        // Membership ids grow with time, so the smallest id is the longest-standing member.
+        let first_ids: HashSet<i64> = membership::Entity::find()
+            .select_only()
+            .column_as(membership::Column::Id.min(), "first_id")
+            .filter(membership::Column::GroupId.is_in(orphaned))
+            .group_by(membership::Column::GroupId)
+            .into_tuple::<i64>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let heirs = membership::Entity::find()
+            .filter(membership::Column::Id.is_in(first_ids))
+            .all(db)
+            .await?;
+        for heir in heirs {
+            study_group::Entity::update_many()
+                .col_expr(study_group::Column::OwnerId, Expr::value(heir.member_id))
+                .col_expr(study_group::Column::UpdatedAt, Expr::value(now_utc()))
+                .filter(study_group::Column::Id.eq(heir.group_id))
+                .exec(db)
+                .await?;
+        }
+    }
+    Ok(())
+}

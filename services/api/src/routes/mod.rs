@@ -1,0 +1,113 @@
+//! HTTP routes. Every resource answers an unsupported method with 405 and every unknown path
+//! with 404, both in the contract's envelope.
+
+pub mod clients;
+pub mod groups;
+pub mod health;
+pub mod members;
+pub mod todos;
+
+use actix_web::{error::JsonPayloadError, web, HttpRequest, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, MSG_BAD_REQUEST};
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::route_not_found())
+}
+
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Parses an optional JSON body: empty means `None`, malformed is a 400.
+pub fn parse_optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest("요청 본문을 읽을 수 없어요.".into()))
+}
+
+/// Body, query and path errors become 400 (413 for an oversize body) in the envelope.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req: &HttpRequest| {
+            let api = match &err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
+                JsonPayloadError::ContentType => {
+                    ApiError::BadRequest("요청 본문은 application/json이어야 해요.".into())
+                }
+                JsonPayloadError::Deserialize(e) if e.is_data() => {
+                    ApiError::BadRequest("요청 본문의 필드가 없거나 형식이 올바르지 않아요.".into())
+                }
+                _ => ApiError::BadRequest("요청 본문을 읽을 수 없어요.".into()),
+            };
+            tracing::debug!(error = %err, "rejected JSON body");
+            api.into()
+        })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        tracing::debug!(error = %err, "rejected query");
+        ApiError::BadRequest("요청 파라미터가 없거나 형식이 올바르지 않아요.".into()).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        tracing::debug!(error = %err, "rejected path");
+        ApiError::BadRequest(MSG_BAD_REQUEST.into()).into()
+    })
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
+    cfg.service(resource("/health").route(web::get().to(health::health)))
+        .service(resource("/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/api/v1/members/login").route(web::post().to(members::login)))
+        .service(resource("/api/v1/members/tokens").route(web::post().to(members::refresh)))
+        .service(resource("/api/v1/members/logout").route(web::post().to(members::logout)));
+    if dev_login {
+        cfg.service(
+            resource("/api/v1/members/dev-login").route(web::post().to(members::dev_login)),
+        );
+    }
+    cfg.service(
+        resource("/api/v1/members")
+            .route(web::get().to(members::me))
+            .route(web::delete().to(members::withdraw)),
+    )
+    .service(resource("/api/v1/members/{groupId}").route(web::get().to(members::me_in_group)))
+    .service(resource("/api/v1/groups/all").route(web::get().to(groups::joinable)))
+    .service(
+        resource("/api/v1/groups/path")
+            .route(web::get().to(groups::invite_preview))
+            .route(web::post().to(groups::join_by_invite)),
+    )
+    .service(resource("/api/v1/groups/color").route(web::patch().to(groups::set_color)))
+    .service(
+        resource("/api/v1/groups")
+            .route(web::get().to(groups::mine))
+            .route(web::post().to(groups::create))
+            .route(web::patch().to(groups::edit))
+            .route(web::delete().to(groups::leave_group)),
+    )
+    .service(resource("/api/v1/groups/{groupId}").route(web::post().to(groups::join_by_id)))
+    .service(
+        resource("/api/v1/todos")
+            .route(web::get().to(todos::list))
+            .route(web::post().to(todos::add))
+            .route(web::patch().to(todos::edit))
+            .route(web::delete().to(todos::delete)),
+    )
+    .service(resource("/api/v1/clients").route(web::post().to(clients::register)));
+}

@@ -1,0 +1,191 @@
+//! Personal todos per group. Only the owner sees or touches a todo; only members add to a group.
+
+use actix_web::{web, HttpResponse};
+use ppodok_domain::validate;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::CurrentMember;
+use crate::db::entities::{study_group, todo};
+use crate::db::now_utc;
+use crate::envelope;
+use crate::error::{ApiError, ApiResult};
+use crate::membership::membership_of;
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TodoResponse {
+    pub todo_id: i64,
+    pub group_id: i64,
+    pub content: String,
+    pub done: bool,
+}
+
+impl From<todo::Model> for TodoResponse {
+    fn from(t: todo::Model) -> Self {
+        Self {
+            todo_id: t.id,
+            group_id: t.group_id,
+            content: t.content,
+            done: t.done,
+        }
+    }
+}
+
+/// Non-members get 403; a missing group 404.
+async fn require_member(state: &AppState, group_id: i64, member_id: i64) -> ApiResult<()> {
+    if membership_of(&state.db, group_id, member_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let exists = study_group::Entity::find_by_id(group_id)
+        .one(&state.db)
+        .await?
+        .is_some();
+    Err(if exists {
+        ApiError::Forbidden
+    } else {
+        ApiError::group_not_found(group_id)
+    })
+}
+
+/// My todo of that id; someone else's is reported exactly like a missing one.
+async fn my_todo(state: &AppState, todo_id: i64, member_id: i64) -> ApiResult<Option<todo::Model>> {
+    Ok(todo::Entity::find_by_id(todo_id)
+        .filter(todo::Column::MemberId.eq(member_id))
+        .one(&state.db)
+        .await?)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct TodoQuery {
+    pub group_id: i64,
+}
+
+/// My todos in a group, in insertion order.
+#[utoipa::path(get, path = "/api/v1/todos", tag = "todos", params(TodoQuery),
+    responses((status = 200, body = [TodoResponse]), (status = 403, description = "not a member")),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    q: web::Query<TodoQuery>,
+) -> ApiResult<HttpResponse> {
+    require_member(&state, q.group_id, me.id()).await?;
+    let todos = todo::Entity::find()
+        .filter(todo::Column::MemberId.eq(me.id()))
+        .filter(todo::Column::GroupId.eq(q.group_id))
+        .order_by_asc(todo::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(envelope::ok(
+        todos
+            .into_iter()
+            .map(TodoResponse::from)
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddTodoRequest {
+    pub content: String,
+    pub group_id: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/todos", tag = "todos", request_body = AddTodoRequest,
+    responses((status = 201, body = TodoResponse), (status = 403, description = "not a member")),
+    security(("bearer" = [])))]
+pub async fn add(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<AddTodoRequest>,
+) -> ApiResult<HttpResponse> {
+    let content = validate::todo_content(&body.content)?;
+    require_member(&state, body.group_id, me.id()).await?;
+    let now = now_utc();
+    let created = todo::ActiveModel {
+        group_id: Set(body.group_id),
+        member_id: Set(me.id()),
+        content: Set(content),
+        done: Set(false),
+        done_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&state.db)
+    .await?;
+    Ok(envelope::created(TodoResponse::from(created)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EditTodoRequest {
+    pub todo_id: i64,
+    /// New text; omitted keeps it.
+    pub content: Option<String>,
+    /// New state; omitted keeps it.
+    pub done: Option<bool>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/todos", tag = "todos", request_body = EditTodoRequest,
+    responses((status = 200, body = TodoResponse), (status = 404, description = "no such todo of mine")),
+    security(("bearer" = [])))]
+pub async fn edit(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<EditTodoRequest>,
+) -> ApiResult<HttpResponse> {
+    let content = body
+        .content
+        .as_deref()
+        .map(validate::todo_content)
+        .transpose()?;
+    let current = my_todo(&state, body.todo_id, me.id())
+        .await?
+        .ok_or_else(|| ApiError::todo_not_found(body.todo_id))?;
+    let now = now_utc();
+    let was_done = current.done;
+    let mut row: todo::ActiveModel = current.into();
+    if let Some(content) = content {
+        row.content = Set(content);
+    }
+    if let Some(done) = body.done {
+        row.done = Set(done);
+        if done != was_done {
+            row.done_at = Set(done.then_some(now));
+        }
+    }
+    row.updated_at = Set(now);
+    let updated = row.update(&state.db).await?;
+    Ok(envelope::ok(TodoResponse::from(updated)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTodoRequest {
+    pub todo_id: i64,
+}
+
+/// Deletes my todo. Idempotent: a todo that is gone, or is not mine, is left alone and the answer
+/// is the same, so nothing about other members' todos can be learned or changed.
+#[utoipa::path(delete, path = "/api/v1/todos", tag = "todos", request_body = DeleteTodoRequest,
+    responses((status = 200, description = "deleted")), security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<DeleteTodoRequest>,
+) -> ApiResult<HttpResponse> {
+    todo::Entity::delete_many()
+        .filter(todo::Column::Id.eq(body.todo_id))
+        .filter(todo::Column::MemberId.eq(me.id()))
+        .exec(&state.db)
+        .await?;
+    Ok(envelope::deleted())
+}

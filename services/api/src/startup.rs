@@ -1,0 +1,166 @@
+//! Builds the application from settings: database, stores, background workers, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use fred::prelude::*;
+use ppodok_tokens::MemberTokenCodec;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::kakao::KakaoClient;
+use crate::metrics::{track, Metrics};
+use crate::openapi::ApiDoc;
+use crate::outbox::UnlinkWorker;
+use crate::routes;
+use crate::sessions::SessionStore;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    background: Vec<JoinHandle<()>>,
+}
+
+async fn connect_redis(url: &str) -> anyhow::Result<Client> {
+    let config = Config::from_url(url)?;
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(5);
+            c.internal_command_timeout = Duration::from_secs(5);
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = Duration::from_secs(5);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build()?;
+    client.init().await?;
+    Ok(client)
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let base = Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        base.allow_any_origin()
+    } else {
+        origins.iter().fold(base, |c, o| c.allowed_origin(o))
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let zone: chrono_tz::Tz = settings
+            .time
+            .zone
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad time.zone"))?;
+
+        let db = crate::db::connect_and_migrate(&settings.database).await?;
+        let redis = if settings.uses_redis() {
+            Some(connect_redis(&settings.redis.url).await?)
+        } else {
+            None
+        };
+        let sessions = match &redis {
+            Some(client) => SessionStore::redis(client.clone(), &settings.redis.key_prefix),
+            None => SessionStore::in_memory(),
+        };
+        let secret = if settings.auth.jwt_secret.is_empty() {
+            tracing::warn!("auth.jwt_secret is empty: using a random secret, tokens will not survive a restart");
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            bytes.to_vec()
+        } else {
+            settings.auth.jwt_secret.as_bytes().to_vec()
+        };
+        let tokens = MemberTokenCodec::new(
+            &secret,
+            &settings.auth.issuer,
+            settings.auth.access_ttl_secs,
+            settings.auth.refresh_ttl_secs,
+        );
+        let kakao = KakaoClient::new(settings.kakao.clone());
+        let unlink_wake = Arc::new(Notify::new());
+        let background = vec![tokio::spawn(
+            UnlinkWorker::new(
+                db.clone(),
+                kakao.clone(),
+                settings.kakao.clone(),
+                unlink_wake.clone(),
+            )
+            .run(),
+        )];
+
+        let state = web::Data::new(AppState {
+            db,
+            redis,
+            sessions,
+            tokens,
+            kakao,
+            unlink_wake,
+            zone,
+            metrics: Metrics::new(),
+            settings: settings.clone(),
+        });
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let json_limit = settings.server.json_limit_bytes;
+        let dev_login = settings.auth.dev_login;
+        let origins = settings.cors.allowed_origins.clone();
+        let openapi = ApiDoc::openapi();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(routes::json_config(json_limit))
+                .app_data(routes::query_config())
+                .app_data(routes::path_config())
+                .wrap(from_fn(track))
+                .wrap(cors(&origins))
+                .wrap(TracingLogger::default())
+                .service(
+                    SwaggerUi::new("/swagger-ui/{_:.*}")
+                        .url("/api-docs/openapi.json", openapi.clone()),
+                )
+                .configure(|cfg| routes::configure(cfg, dev_login))
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.run();
+        tracing::info!(host = %settings.server.host, port, "ppodok-api listening");
+        Ok(Self {
+            port,
+            server,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT (graceful: in-flight requests finish) or the server is stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in self.background {
+            task.abort();
+        }
+        result
+    }
+}

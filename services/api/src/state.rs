@@ -1,0 +1,26 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use ppodok_tokens::MemberTokenCodec;
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::kakao::KakaoClient;
+use crate::metrics::Metrics;
+use crate::sessions::SessionStore;
+
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub redis: Option<fred::prelude::Client>,
+    pub sessions: SessionStore,
+    pub tokens: MemberTokenCodec,
+    pub kakao: KakaoClient,
+    /// Wakes the Kakao unlink outbox worker after a withdrawal commits.
+    pub unlink_wake: Arc<Notify>,
+    pub zone: Tz,
+    pub metrics: Metrics,
+    pub settings: Settings,
+}
