@@ -114,7 +114,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(cause) = self {
             // The request id is on the current span (tracing-actix-web), so this line carries it.
-            tracing::error!(error = ?cause, "internal error");
+            tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let (code, message) = self.code_and_message();
         HttpResponse::build(self.status_code()).json(ErrorBody {

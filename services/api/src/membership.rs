@@ -118,7 +118,7 @@ pub async fn leave<C: ConnectionTrait>(
         .column_as(membership::Column::Id.count(), "members")
         .filter(membership::Column::GroupId.is_in(ids.clone()))
         .group_by(membership::Column::GroupId)
-        .lock_shared()
+        .lock_exclusive()
         .into_model::<GroupCount>()
         .all(db)
         .await?

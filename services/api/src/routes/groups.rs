@@ -263,9 +263,9 @@ async fn add_member(
         .db
         .transaction::<_, _, sea_orm::DbErr>(|txn| {
             Box::pin(async move {
-                // Shared lock: a concurrent last-member leave cannot delete the group under us.
+                // Row lock (MariaDB lacks FOR SHARE): a concurrent last-member leave cannot delete the group under us.
                 let exists = study_group::Entity::find_by_id(group_id)
-                    .lock_shared()
+                    .lock_exclusive()
                     .one(txn)
                     .await?
                     .is_some();

@@ -86,7 +86,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
             .route(web::get().to(members::me))
             .route(web::delete().to(members::withdraw)),
     )
-    .service(resource("/api/v1/members/{groupId}").route(web::get().to(members::me_in_group)))
+    .service(resource("/api/v1/members/{groupId:\\d+}").route(web::get().to(members::me_in_group)))
     .service(resource("/api/v1/groups/all").route(web::get().to(groups::joinable)))
     .service(
         resource("/api/v1/groups/path")
