@@ -5,6 +5,8 @@
 //! and durations, and invite codes.
 
 pub mod invite;
+pub mod periods;
+pub mod schedule;
 pub mod time;
 pub mod validate;
 

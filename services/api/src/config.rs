@@ -14,6 +14,11 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub kakao: KakaoSettings,
     pub time: TimeSettings,
+    pub rooms: RoomSettings,
+    pub study: StudySettings,
+    pub cache: CacheSettings,
+    pub jobs: JobSettings,
+    pub livekit: LivekitSettings,
     pub cors: CorsSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -71,6 +76,43 @@ pub struct TimeSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct RoomSettings {
+    pub cycle_minutes: u32,
+    pub study_minutes: u32,
+    pub booking_horizon_days: i64,
+    pub max_window_days: i64,
+    pub retention_hours: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StudySettings {
+    pub day_boundary: String,
+    pub timer_idle_cap_minutes: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    pub calendar_ttl_secs: u64,
+    pub warm_days: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobSettings {
+    pub enabled: bool,
+    pub lease_secs: i64,
+    pub close_presence_every_secs: u64,
+    pub expire_rooms_every_secs: u64,
+    pub warm_cache_every_secs: u64,
+    pub stop_idle_timers_every_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LivekitSettings {
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct CorsSettings {
     pub allowed_origins: Vec<String>,
 }
@@ -115,6 +157,16 @@ impl Settings {
         self.environment == "production"
     }
 
+    /// The slot grid of rooms.
+    pub fn slot_grid(&self) -> Option<ppodok_domain::schedule::SlotGrid> {
+        ppodok_domain::schedule::SlotGrid::new(self.rooms.cycle_minutes, self.rooms.study_minutes)
+    }
+
+    /// The default study-day boundary in minutes after midnight (`HH:MM`).
+    pub fn day_boundary_minutes(&self) -> Option<u32> {
+        parse_hh_mm(&self.study.day_boundary)
+    }
+
     pub fn uses_redis(&self) -> bool {
         !self.redis.url.trim().is_empty()
     }
@@ -126,6 +178,15 @@ impl Settings {
                 "time.zone `{}` is not an IANA zone name",
                 self.time.zone
             ));
+        }
+        if self.slot_grid().is_none() {
+            return Err("rooms.cycle_minutes must tile a day and hold rooms.study_minutes".into());
+        }
+        if self.day_boundary_minutes().is_none() {
+            return Err("study.day_boundary must be HH:MM".into());
+        }
+        if self.is_production() && self.livekit.api_secret.len() < 32 {
+            return Err("livekit.api_secret must be set (at least 32 bytes) in production".into());
         }
         if ppodok_telemetry::LogFormat::parse(&self.telemetry.format).is_none() {
             return Err("telemetry.format must be `text` or `json`".into());
@@ -146,4 +207,11 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Parses `HH:MM` into minutes after midnight.
+pub fn parse_hh_mm(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
 }

@@ -1,6 +1,7 @@
 //! The ppodok API service.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod envelope;
@@ -15,3 +16,4 @@ pub mod routes;
 pub mod sessions;
 pub mod startup;
 pub mod state;
+pub mod study;

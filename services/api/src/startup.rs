@@ -14,6 +14,7 @@ use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::kakao::KakaoClient;
 use crate::metrics::{track, Metrics};
@@ -59,7 +60,22 @@ fn cors(origins: &[String]) -> Cors {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::System).await
+    }
+
+    /// As `build`, with the clock the service reads "now" from (tests pass a manual one).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
+        let grid = settings.slot_grid().expect("validated");
+        let ranking_days = ppodok_domain::periods::DayBoundary::new(
+            settings
+                .time
+                .zone
+                .parse()
+                .map_err(|_| anyhow::anyhow!("bad time.zone"))?,
+            settings.day_boundary_minutes().expect("validated"),
+        )
+        .expect("validated boundary");
         let zone: chrono_tz::Tz = settings
             .time
             .zone
@@ -111,6 +127,9 @@ impl Application {
             kakao,
             unlink_wake,
             zone,
+            clock,
+            grid,
+            ranking_days,
             metrics: Metrics::new(),
             settings: settings.clone(),
         });

@@ -7,6 +7,7 @@ use ppodok_tokens::MemberTokenCodec;
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::kakao::KakaoClient;
 use crate::metrics::Metrics;
@@ -21,6 +22,11 @@ pub struct AppState {
     /// Wakes the Kakao unlink outbox worker after a withdrawal commits.
     pub unlink_wake: Arc<Notify>,
     pub zone: Tz,
+    pub clock: Clock,
+    /// The room slot grid.
+    pub grid: ppodok_domain::schedule::SlotGrid,
+    /// Study days of group rankings: the service zone and the default boundary.
+    pub ranking_days: ppodok_domain::periods::DayBoundary,
     pub metrics: Metrics,
     pub settings: Settings,
 }

@@ -3,13 +3,17 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_identity_groups_todos;
+mod m0002_rooms_study;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_identity_groups_todos::Migration)]
+        vec![
+            Box::new(m0001_identity_groups_todos::Migration),
+            Box::new(m0002_rooms_study::Migration),
+        ]
     }
 }
 

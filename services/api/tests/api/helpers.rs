@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use ppodok_api::{config::Settings, startup::Application};
+use ppodok_api::{clock::Clock, config::Settings, startup::Application};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
@@ -127,6 +127,19 @@ impl TestStore {
     }
 }
 
+impl TestStore {
+    /// A handle on the same store that does not drop it (the original owns the cleanup).
+    pub fn shared(&self) -> TestStore {
+        TestStore {
+            database_url: self.database_url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            mysql_schema: None,
+            sqlite_file: None,
+        }
+    }
+}
+
 impl Drop for TestStore {
     fn drop(&mut self) {
         if let Some(file) = &self.sqlite_file {
@@ -200,6 +213,10 @@ pub struct TestApp {
     /// A connection of the test's own, for assertions on stored rows.
     pub db: DatabaseConnection,
     pub kakao: KakaoMock,
+    /// The app's clock: starts at the real now; tests move it.
+    pub clock: Clock,
+    /// The settings the app was built with (a replica can be built from them).
+    pub settings: Settings,
     pub store: TestStore,
 }
 
@@ -215,11 +232,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let kakao = KakaoMock::start().await;
     let mut settings = store.settings(&kakao);
     adjust(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("application builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let clock = Clock::manual(chrono::Utc::now());
+    let base = start_server(settings.clone(), clock.clone()).await;
     let db = Database::connect(store.database_url.clone())
         .await
         .expect("test db connection");
@@ -228,8 +242,20 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         http: reqwest::Client::new(),
         db,
         kakao,
+        clock,
+        settings,
         store,
     }
+}
+
+/// Builds and starts an application; returns its base URL.
+pub async fn start_server(settings: Settings, clock: Clock) -> String {
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    base
 }
 
 /// Status and parsed JSON body of a response (Null when the body is not JSON).
@@ -269,6 +295,23 @@ impl Reply {
 }
 
 impl TestApp {
+    /// A second API process on the same database, Redis and clock (another replica).
+    pub async fn spawn_replica(&self) -> TestApp {
+        let base = start_server(self.settings.clone(), self.clock.clone()).await;
+        let db = Database::connect(self.store.database_url.clone())
+            .await
+            .expect("test db connection");
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            db,
+            kakao: self.kakao.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+            store: self.store.shared(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
