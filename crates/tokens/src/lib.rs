@@ -4,6 +4,8 @@
 //! stand in for each other, and a `sid` (session family) claim, so one device's session can be
 //! revoked without touching another's.
 
+pub mod livekit;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

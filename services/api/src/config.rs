@@ -99,6 +99,7 @@ pub struct CacheSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobSettings {
     pub enabled: bool,
+    pub tick_millis: u64,
     pub lease_secs: i64,
     pub close_presence_every_secs: u64,
     pub expire_rooms_every_secs: u64,
@@ -185,9 +186,6 @@ impl Settings {
         if self.day_boundary_minutes().is_none() {
             return Err("study.day_boundary must be HH:MM".into());
         }
-        if self.is_production() && self.livekit.api_secret.len() < 32 {
-            return Err("livekit.api_secret must be set (at least 32 bytes) in production".into());
-        }
         if ppodok_telemetry::LogFormat::parse(&self.telemetry.format).is_none() {
             return Err("telemetry.format must be `text` or `json`".into());
         }
@@ -197,6 +195,11 @@ impl Settings {
             }
             if self.auth.dev_login {
                 return Err("auth.dev_login must be off in production".into());
+            }
+            if self.livekit.api_secret.len() < 32 {
+                return Err(
+                    "livekit.api_secret must be set (at least 32 bytes) in production".into(),
+                );
             }
         } else if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err("auth.jwt_secret must be at least 32 bytes".into());

@@ -5,11 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use ppodok_domain::DEFAULT_GROUP_ID;
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::{Expr, Query},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
-use crate::db::entities::{membership, rank, study_group, todo};
+use crate::db::entities::{membership, rank, reservation, room, study_group, study_total, todo};
 use crate::db::{is_unique_violation, now_utc};
 
 /// Outcome of a join.
@@ -106,6 +107,37 @@ pub async fn leave<C: ConnectionTrait>(
         .filter(todo::Column::GroupId.is_in(ids.clone()))
         .exec(db)
         .await?;
+    study_total::Entity::delete_many()
+        .filter(study_total::Column::MemberId.eq(member_id))
+        .filter(study_total::Column::GroupId.is_in(ids.clone()))
+        .exec(db)
+        .await?;
+    // My bookings in those groups go; rooms left without anyone go with them.
+    let my_rooms: Vec<i64> = reservation::Entity::find()
+        .select_only()
+        .column(reservation::Column::RoomId)
+        .filter(reservation::Column::MemberId.eq(member_id))
+        .filter(reservation::Column::GroupId.is_in(ids.clone()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    if !my_rooms.is_empty() {
+        reservation::Entity::delete_many()
+            .filter(reservation::Column::MemberId.eq(member_id))
+            .filter(reservation::Column::RoomId.is_in(my_rooms.clone()))
+            .exec(db)
+            .await?;
+        let still_booked = Query::select()
+            .column(reservation::Column::RoomId)
+            .from(reservation::Entity)
+            .and_where(Expr::col(reservation::Column::RoomId).is_in(my_rooms.clone()))
+            .to_owned();
+        room::Entity::delete_many()
+            .filter(room::Column::Id.is_in(my_rooms))
+            .filter(room::Column::Id.not_in_subquery(still_booked))
+            .exec(db)
+            .await?;
+    }
     membership::Entity::delete_many()
         .filter(membership::Column::MemberId.eq(member_id))
         .filter(membership::Column::GroupId.is_in(ids.clone()))

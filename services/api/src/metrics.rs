@@ -20,6 +20,10 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     db_pool: IntGaugeVec,
+    job_runs: IntCounterVec,
+    pub db_statements: prometheus::IntCounter,
+    pub calendar_computations: prometheus::IntCounter,
+    pub calendar_hits: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -50,10 +54,32 @@ impl Metrics {
             &["state"],
         )
         .expect("static metric");
+        let job_runs = IntCounterVec::new(
+            Opts::new("job_runs_total", "Scheduled job runs by this process"),
+            &["job"],
+        )
+        .expect("static metric");
+        let db_statements =
+            prometheus::IntCounter::new("db_statements_total", "SQL statements executed")
+                .expect("static metric");
+        let calendar_computations = prometheus::IntCounter::new(
+            "calendar_computations_total",
+            "Calendar reads computed from the database",
+        )
+        .expect("static metric");
+        let calendar_hits = prometheus::IntCounter::new(
+            "calendar_cache_hits_total",
+            "Calendar reads served from the cache",
+        )
+        .expect("static metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(db_pool.clone()),
+            Box::new(job_runs.clone()),
+            Box::new(db_statements.clone()),
+            Box::new(calendar_computations.clone()),
+            Box::new(calendar_hits.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -62,6 +88,10 @@ impl Metrics {
             requests,
             latency,
             db_pool,
+            job_runs,
+            db_statements,
+            calendar_computations,
+            calendar_hits,
         }
     }
 
@@ -72,6 +102,10 @@ impl Metrics {
         self.latency
             .with_label_values(&[method, route])
             .observe(seconds);
+    }
+
+    pub fn job_ran(&self, job: &str) {
+        self.job_runs.with_label_values(&[job]).inc();
     }
 
     /// The text exposition, with pool gauges sampled now.

@@ -5,7 +5,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::routes::{clients, groups, health, members, todos};
+use crate::routes::{clients, groups, health, members, rooms, todos};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,9 +18,11 @@ use crate::routes::{clients, groups, health, members, todos};
         groups::join_by_invite, groups::edit, groups::set_color, groups::leave_group,
         todos::list, todos::add, todos::edit, todos::delete,
         clients::register,
+        rooms::group_calendar, rooms::my_calendar, rooms::nearest, rooms::book, rooms::cancel,
+        rooms::enter, rooms::exit, rooms::sfu_webhook,
     ),
     modifiers(&BearerAuth),
-    tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "ops"))
+    tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "rooms"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -14,8 +14,10 @@ use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::cache::CalendarCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::jobs;
 use crate::kakao::KakaoClient;
 use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
@@ -23,6 +25,7 @@ use crate::outbox::UnlinkWorker;
 use crate::routes;
 use crate::sessions::SessionStore;
 use crate::state::AppState;
+use ppodok_tokens::livekit::LivekitKeys;
 
 pub struct Application {
     port: u16,
@@ -82,7 +85,10 @@ impl Application {
             .parse()
             .map_err(|_| anyhow::anyhow!("bad time.zone"))?;
 
-        let db = crate::db::connect_and_migrate(&settings.database).await?;
+        let metrics = Metrics::new();
+        let mut db = crate::db::connect_and_migrate(&settings.database).await?;
+        let statements = metrics.db_statements.clone();
+        db.set_metric_callback(move |_| statements.inc());
         let redis = if settings.uses_redis() {
             Some(connect_redis(&settings.redis.url).await?)
         } else {
@@ -109,7 +115,7 @@ impl Application {
         );
         let kakao = KakaoClient::new(settings.kakao.clone());
         let unlink_wake = Arc::new(Notify::new());
-        let background = vec![tokio::spawn(
+        let mut background = vec![tokio::spawn(
             UnlinkWorker::new(
                 db.clone(),
                 kakao.clone(),
@@ -119,6 +125,18 @@ impl Application {
             .run(),
         )];
 
+        let cache_ttl = Duration::from_secs(settings.cache.calendar_ttl_secs);
+        let calendar_cache = match &redis {
+            Some(client) => CalendarCache::redis(
+                client.clone(),
+                &settings.redis.key_prefix,
+                cache_ttl,
+                &metrics,
+            ),
+            None => CalendarCache::in_memory(cache_ttl, &metrics),
+        };
+        let livekit = (!settings.livekit.api_secret.is_empty())
+            .then(|| LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret));
         let state = web::Data::new(AppState {
             db,
             redis,
@@ -130,9 +148,26 @@ impl Application {
             clock,
             grid,
             ranking_days,
-            metrics: Metrics::new(),
+            metrics,
+            calendar_cache,
+            livekit,
             settings: settings.clone(),
         });
+
+        // Warm the calendars before serving, so the first readers after a restart hit the cache;
+        // a slow database only delays start-up by the budget, then warming goes on in the background.
+        let warming = jobs::warm_calendars(&state);
+        match tokio::time::timeout(Duration::from_secs(10), warming).await {
+            Ok(Ok(groups)) => tracing::info!(groups, "calendar cache warmed"),
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "calendar warm-up failed"),
+            Err(_) => tracing::warn!("calendar warm-up exceeded its start-up budget"),
+        }
+        if settings.jobs.enabled {
+            background.push(tokio::spawn(jobs::scheduler(
+                state.clone(),
+                Duration::from_millis(settings.jobs.tick_millis.max(10)),
+            )));
+        }
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();

@@ -28,5 +28,8 @@ pub struct AppState {
     /// Study days of group rankings: the service zone and the default boundary.
     pub ranking_days: ppodok_domain::periods::DayBoundary,
     pub metrics: Metrics,
+    pub calendar_cache: crate::cache::CalendarCache,
+    /// LiveKit key pair shared with the SFU (None when no secret is configured).
+    pub livekit: Option<ppodok_tokens::livekit::LivekitKeys>,
     pub settings: Settings,
 }

@@ -209,7 +209,16 @@ pub mod room {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(has_many = "super::reservation::Entity")]
+        Reservation,
+    }
+
+    impl Related<super::reservation::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Reservation.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -238,7 +247,32 @@ pub mod reservation {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::member::Entity",
+            from = "Column::MemberId",
+            to = "super::member::Column::Id"
+        )]
+        Member,
+        #[sea_orm(
+            belongs_to = "super::room::Entity",
+            from = "Column::RoomId",
+            to = "super::room::Column::Id"
+        )]
+        Room,
+    }
+
+    impl Related<super::member::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Member.def()
+        }
+    }
+
+    impl Related<super::room::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Room.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

@@ -413,5 +413,6 @@ pub async fn leave_group(
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("leaving group: {e}")))?;
+    crate::rooms::invalidate(&state, &[group_id]).await;
     Ok(envelope::deleted())
 }

@@ -330,9 +330,9 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
     let kakao_id = (me.member.provider == member::PROVIDER_KAKAO)
         .then(|| me.member.provider_user_id.clone())
         .flatten();
-    state
+    let left_groups = state
         .db
-        .transaction::<_, (), ApiError>(|txn| {
+        .transaction::<_, Vec<i64>, ApiError>(|txn| {
             Box::pin(async move {
                 // Lock the member row: a concurrent second withdrawal waits, then finds it withdrawn.
                 let current = member::Entity::find_by_id(member_id)
@@ -389,10 +389,11 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
                     .insert(txn)
                     .await?;
                 }
-                Ok(())
+                Ok(group_ids)
             })
         })
         .await?;
+    crate::rooms::invalidate(&state, &left_groups).await;
     // After commit. The member row already says WITHDRAWN, so a failure here cannot keep tokens alive.
     if let Err(e) = state.sessions.revoke_member(member_id).await {
         tracing::warn!(member_id, error = %e, "revoking sessions after withdrawal failed");

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod groups;
 pub mod health;
 pub mod members;
+pub mod rooms;
 pub mod todos;
 
 use actix_web::{error::JsonPayloadError, web, HttpRequest, Resource};
@@ -109,5 +110,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
             .route(web::patch().to(todos::edit))
             .route(web::delete().to(todos::delete)),
     )
-    .service(resource("/api/v1/clients").route(web::post().to(clients::register)));
+    .service(resource("/api/v1/clients").route(web::post().to(clients::register)))
+    .service(resource("/api/v1/rooms").route(web::get().to(rooms::group_calendar)))
+    .service(resource("/api/v1/rooms/all").route(web::get().to(rooms::my_calendar)))
+    .service(resource("/api/v1/rooms/nearest").route(web::get().to(rooms::nearest)))
+    .service(resource("/api/v1/rooms/reservations").route(web::post().to(rooms::book)))
+    .service(resource("/api/v1/rooms/{roomId}/reservation").route(web::delete().to(rooms::cancel)))
+    .service(
+        resource("/api/v1/rooms/histories")
+            .route(web::post().to(rooms::enter))
+            .route(web::patch().to(rooms::exit)),
+    )
+    .service(resource("/api/v1/internal/sfu/webhook").route(web::post().to(rooms::sfu_webhook)));
 }

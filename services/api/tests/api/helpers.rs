@@ -16,6 +16,7 @@ pub const MYSQL_ADMIN_URL_DEFAULT: &str = "mysql://root@127.0.0.1:3306";
 pub const REDIS_URL_DEFAULT: &str = "redis://127.0.0.1:6379";
 pub const KAKAO_ADMIN_KEY: &str = "test-admin-key";
 pub const KAKAO_REST_KEY: &str = "test-rest-key";
+pub const LIVEKIT_SECRET: &str = "livekit-test-secret-livekit-test-secret";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -123,6 +124,7 @@ impl TestStore {
         s.kakao.admin_key = KAKAO_ADMIN_KEY.into();
         s.kakao.unlink_poll_secs = 1;
         s.kakao.unlink_backoff_base_ms = 50;
+        s.livekit.api_secret = LIVEKIT_SECRET.into();
         s
     }
 }
@@ -653,4 +655,105 @@ impl TcpProxy {
             t.abort();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time and rooms
+
+/// Service-zone local time of a UTC instant, in the contract's format.
+pub fn local_string(t: chrono::DateTime<chrono::Utc>) -> String {
+    let zone: chrono_tz::Tz = "Asia/Seoul".parse().unwrap();
+    ppodok_domain::time::format_local_datetime(t.with_timezone(&zone).naive_local())
+}
+
+/// The first :00/:30 slot at least `lead` after `now`.
+pub fn slot_after(
+    now: chrono::DateTime<chrono::Utc>,
+    lead: chrono::Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{DurationRound, TimeDelta};
+    let t = now + lead;
+    let floored = t.duration_trunc(TimeDelta::minutes(30)).unwrap();
+    if floored < t {
+        floored + TimeDelta::minutes(30)
+    } else {
+        floored
+    }
+}
+
+impl TestApp {
+    /// Books the slot starting at `start` in `group_id`.
+    pub async fn book(
+        &self,
+        token: &str,
+        group_id: i64,
+        start: chrono::DateTime<chrono::Utc>,
+    ) -> Reply {
+        self.post(
+            "/api/v1/rooms/reservations",
+            token,
+            json!({ "groupId": group_id, "startTime": local_string(start) }),
+        )
+        .await
+    }
+
+    /// Reads a counter or gauge from `/metrics` (summing its label sets).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, name)
+    }
+
+    /// Signs and posts an SFU webhook event.
+    pub async fn webhook(&self, event: Value) -> Reply {
+        let body = event.to_string();
+        let keys = ppodok_tokens::livekit::LivekitKeys::new("devkey", LIVEKIT_SECRET);
+        let auth = keys.sign_webhook(body.as_bytes(), chrono::Utc::now().timestamp());
+        let resp = self
+            .http
+            .post(self.url("/api/v1/internal/sfu/webhook"))
+            .header("Authorization", auth)
+            .header("Content-Type", "application/webhook+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        Reply {
+            status,
+            body: resp.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    /// Sum of a numeric column over matching rows (0 when none).
+    pub async fn sum(&self, table: &str, column: &str, condition: &str) -> i64 {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT CAST(COALESCE(SUM({column}), 0) AS SIGNED) AS n FROM {table} WHERE {condition}"),
+            ))
+            .await
+            .expect("sum query")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("sum column")
+    }
+}
+
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ') | Some(b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
 }

@@ -8,5 +8,6 @@ mod bad_input;
 mod binary;
 mod groups;
 mod ops;
+mod rooms;
 mod todos;
 mod withdrawal;

@@ -1,0 +1,247 @@
+//! Booking operations, shared by the HTTP endpoints and (later) STOMP: explicit and idempotent,
+//! protected by unique constraints, serialised per group by a row lock on the group (taken first,
+//! always, so booking, cancelling and leaving can never deadlock each other).
+
+use chrono::{Duration, NaiveDateTime};
+use ppodok_domain::time::local_to_utc;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, Set, TransactionTrait,
+};
+
+use crate::calendar::{self, RoomView};
+use crate::db::entities::{reservation, room, study_group};
+use crate::db::is_unique_violation;
+use crate::error::{ApiError, ApiResult};
+use crate::membership::membership_of;
+use crate::state::AppState;
+
+pub const MSG_BAD_TIME: &str = "유효하지 않은 요청 시간입니다.";
+pub const MSG_STARTED: &str = "이미 시작된 공부방은 예약하거나 취소할 수 없어요.";
+
+pub fn room_not_found(room_id: i64) -> ApiError {
+    ApiError::NotFound(format!("존재하지 않는 방 번호입니다. roomId: {room_id}"))
+}
+
+/// Outcome of a booking.
+pub struct Booked {
+    pub room: RoomView,
+    /// False when I was booked already (a retried request).
+    pub newly_booked: bool,
+}
+
+/// Outcome of a cancellation.
+pub enum Cancelled {
+    /// My reservation is gone; the room lives on with others in it.
+    StillOpen(RoomView),
+    /// My reservation was the last: the room is gone.
+    Removed {
+        room_id: i64,
+        group_id: i64,
+        start_at: NaiveDateTime,
+    },
+    /// I had no reservation there (a retried cancel); the room as it is, if it exists.
+    NotBooked(Option<RoomView>),
+}
+
+/// Members only: 403 for a stranger, 404 when the group does not exist.
+pub async fn require_member(state: &AppState, group_id: i64, member_id: i64) -> ApiResult<()> {
+    if membership_of(&state.db, group_id, member_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let exists = study_group::Entity::find_by_id(group_id)
+        .one(&state.db)
+        .await?
+        .is_some();
+    Err(if exists {
+        ApiError::Forbidden
+    } else {
+        ApiError::group_not_found(group_id)
+    })
+}
+
+/// Validates a requested slot start (service-zone local time) and returns it in UTC.
+pub fn slot_start_utc(state: &AppState, start_local: NaiveDateTime) -> ApiResult<NaiveDateTime> {
+    if !state.grid.is_slot_start(start_local) {
+        return Err(ApiError::BadRequest(MSG_BAD_TIME.into()));
+    }
+    let start = local_to_utc(start_local, state.zone)
+        .ok_or_else(|| ApiError::BadRequest(MSG_BAD_TIME.into()))?
+        .naive_utc();
+    let now = state.clock.now_naive();
+    if start <= now {
+        return Err(ApiError::BadRequest(MSG_STARTED.into()));
+    }
+    let horizon = state.settings.rooms.booking_horizon_days;
+    if start > now + Duration::days(horizon) {
+        return Err(ApiError::BadRequest(format!(
+            "공부방은 {horizon}일 이내로만 예약할 수 있어요."
+        )));
+    }
+    Ok(start)
+}
+
+async fn lock_group(txn: &DatabaseTransaction, group_id: i64) -> Result<bool, DbErr> {
+    Ok(study_group::Entity::find_by_id(group_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .is_some())
+}
+
+/// Books `member_id` into the slot of `group_id` starting at `start` (UTC), creating the room when
+/// the slot is empty. Booking the same slot again changes nothing.
+pub async fn book(
+    state: &AppState,
+    member_id: i64,
+    group_id: i64,
+    start: NaiveDateTime,
+) -> ApiResult<Booked> {
+    require_member(state, group_id, member_id).await?;
+    let end = state.grid.room_end(start);
+    let (room_id, newly_booked) = state
+        .db
+        .transaction::<_, (i64, bool), ApiError>(|txn| {
+            Box::pin(async move {
+                if !lock_group(txn, group_id).await? {
+                    return Err(ApiError::group_not_found(group_id));
+                }
+                let existing = room::Entity::find()
+                    .filter(room::Column::GroupId.eq(group_id))
+                    .filter(room::Column::StartAt.eq(start))
+                    .one(txn)
+                    .await?;
+                let room_id = match existing {
+                    Some(r) => r.id,
+                    None => {
+                        room::ActiveModel {
+                            group_id: Set(group_id),
+                            start_at: Set(start),
+                            end_at: Set(end),
+                            created_by: Set(Some(member_id)),
+                            created_at: Set(crate::db::now_utc()),
+                            ..Default::default()
+                        }
+                        .insert(txn)
+                        .await?
+                        .id
+                    }
+                };
+                let inserted = reservation::ActiveModel {
+                    room_id: Set(room_id),
+                    member_id: Set(member_id),
+                    group_id: Set(group_id),
+                    start_at: Set(start),
+                    end_at: Set(end),
+                    client_present: Set(false),
+                    client_entered_at: Set(None),
+                    sfu_present: Set(false),
+                    present_since: Set(None),
+                    credited_ms: Set(0),
+                    created_at: Set(crate::db::now_utc()),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await;
+                match inserted {
+                    Ok(_) => Ok((room_id, true)),
+                    Err(e) if is_unique_violation(&e) => Ok((room_id, false)),
+                    Err(e) => Err(e.into()),
+                }
+            })
+        })
+        .await?;
+    if newly_booked {
+        invalidate(state, &[group_id]).await;
+    }
+    let room = calendar::room_view(&state.db, room_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booked room {room_id} vanished")))?;
+    Ok(Booked { room, newly_booked })
+}
+
+/// Cancels my reservation in `room_id`; the room goes with its last reservation. Idempotent.
+pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult<Cancelled> {
+    let Some(found) = room::Entity::find_by_id(room_id).one(&state.db).await? else {
+        return Ok(Cancelled::NotBooked(None));
+    };
+    require_member(state, found.group_id, member_id).await?;
+    let now = state.clock.now_naive();
+    let group_id = found.group_id;
+    let outcome = state
+        .db
+        .transaction::<_, Option<Cancelled>, ApiError>(|txn| {
+            Box::pin(async move {
+                lock_group(txn, group_id).await?;
+                let Some(room) = room::Entity::find_by_id(room_id).one(txn).await? else {
+                    return Ok(Some(Cancelled::NotBooked(None)));
+                };
+                let mine = reservation::Entity::find()
+                    .filter(reservation::Column::RoomId.eq(room_id))
+                    .filter(reservation::Column::MemberId.eq(member_id))
+                    .one(txn)
+                    .await?;
+                if mine.is_none() {
+                    return Ok(None);
+                }
+                if room.start_at <= now {
+                    return Err(ApiError::BadRequest(MSG_STARTED.into()));
+                }
+                reservation::Entity::delete_many()
+                    .filter(reservation::Column::RoomId.eq(room_id))
+                    .filter(reservation::Column::MemberId.eq(member_id))
+                    .exec(txn)
+                    .await?;
+                let left = reservation::Entity::find()
+                    .filter(reservation::Column::RoomId.eq(room_id))
+                    .count(txn)
+                    .await?;
+                if left == 0 {
+                    room::Entity::delete_by_id(room_id).exec(txn).await?;
+                    return Ok(Some(Cancelled::Removed {
+                        room_id,
+                        group_id,
+                        start_at: room.start_at,
+                    }));
+                }
+                Ok(Some(Cancelled::StillOpen(RoomView {
+                    room_id,
+                    group_id,
+                    start_at: room.start_at,
+                    end_at: room.end_at,
+                    member_ids: Vec::new(),
+                    profiles: Vec::new(),
+                })))
+            })
+        })
+        .await?;
+    match outcome {
+        None => Ok(Cancelled::NotBooked(
+            calendar::room_view(&state.db, room_id).await?,
+        )),
+        Some(Cancelled::StillOpen(_)) => {
+            invalidate(state, &[group_id]).await;
+            let view = calendar::room_view(&state.db, room_id).await?;
+            Ok(match view {
+                Some(v) => Cancelled::StillOpen(v),
+                None => Cancelled::NotBooked(None),
+            })
+        }
+        Some(other) => {
+            if matches!(other, Cancelled::Removed { .. }) {
+                invalidate(state, &[group_id]).await;
+            }
+            Ok(other)
+        }
+    }
+}
+
+/// Invalidates calendars after a committed change. A failure is logged: entries then age out by TTL.
+pub async fn invalidate(state: &AppState, group_ids: &[i64]) {
+    if let Err(e) = state.calendar_cache.invalidate(group_ids).await {
+        tracing::error!(error = %e, ?group_ids, "calendar cache invalidation failed");
+    }
+}

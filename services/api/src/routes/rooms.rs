@@ -1,0 +1,366 @@
+//! Rooms: the group calendar, my bookings, booking and cancelling, attendance, SFU presence.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, NaiveDateTime};
+use ppodok_domain::schedule::Phase;
+use ppodok_domain::time::{
+    format_local_datetime, local_to_utc, parse_local_datetime, utc_to_local,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::attendance::{self, Source};
+use crate::auth::CurrentMember;
+use crate::calendar::{self, RoomView};
+use crate::envelope;
+use crate::error::{ApiError, ApiResult};
+use crate::rooms::{self, Cancelled};
+use crate::state::AppState;
+
+/// The contract's `RoomResponse`, plus the server's clock and the room's phase so clients can
+/// run their timers against the server.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomResponse {
+    pub room_id: Option<i64>,
+    pub group_id: Option<i64>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub profiles: Option<Vec<Option<String>>>,
+    pub member_ids: Option<Vec<i64>>,
+    /// Server time when the response was made (service zone, contract format).
+    pub server_time: String,
+    /// before | study | break | ended (null for a tombstone).
+    #[schema(value_type = Option<String>)]
+    pub phase: Option<Phase>,
+    /// When the phase next changes (null once ended).
+    pub next_phase_at: Option<String>,
+}
+
+pub fn local(state: &AppState, t: NaiveDateTime) -> String {
+    format_local_datetime(utc_to_local(t.and_utc(), state.zone))
+}
+
+pub fn room_response(state: &AppState, room: &RoomView) -> RoomResponse {
+    let now = state.clock.now_naive();
+    let (phase, next) = state.grid.phase(room.start_at, now);
+    RoomResponse {
+        room_id: Some(room.room_id),
+        group_id: Some(room.group_id),
+        start_time: Some(local(state, room.start_at)),
+        end_time: Some(local(state, room.end_at)),
+        profiles: Some(room.profiles.clone()),
+        member_ids: Some(room.member_ids.clone()),
+        server_time: local(state, now),
+        phase: Some(phase),
+        next_phase_at: next.map(|t| local(state, t)),
+    }
+}
+
+/// The contract's removal notice: everything null but the start time.
+pub fn tombstone(state: &AppState, start_at: NaiveDateTime) -> RoomResponse {
+    RoomResponse {
+        room_id: None,
+        group_id: None,
+        start_time: Some(local(state, start_at)),
+        end_time: None,
+        profiles: None,
+        member_ids: None,
+        server_time: local(state, state.clock.now_naive()),
+        phase: None,
+        next_phase_at: None,
+    }
+}
+
+fn parse_local(state: &AppState, name: &str, value: &str) -> ApiResult<NaiveDateTime> {
+    let local = parse_local_datetime(value).ok_or_else(|| {
+        ApiError::BadRequest(format!("{name}은(는) YYYY-MM-DDTHH:mm:ss 형식이어야 해요."))
+    })?;
+    local_to_utc(local, state.zone)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| ApiError::BadRequest(format!("{name}은(는) 존재하지 않는 시각이에요.")))
+}
+
+/// Parses and bounds a calendar window.
+fn window(state: &AppState, from: &str, to: &str) -> ApiResult<(NaiveDateTime, NaiveDateTime)> {
+    let (from, to) = (
+        parse_local(state, "from", from)?,
+        parse_local(state, "to", to)?,
+    );
+    if to <= from {
+        return Err(ApiError::BadRequest("to는 from보다 뒤여야 해요.".into()));
+    }
+    let max = state.settings.rooms.max_window_days;
+    if to - from > Duration::days(max) {
+        return Err(ApiError::BadRequest(format!(
+            "조회 기간은 {max}일을 넘을 수 없어요."
+        )));
+    }
+    Ok((from, to))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarQuery {
+    pub group_id: i64,
+    /// Local time `YYYY-MM-DDTHH:mm:ss`: rooms starting at or after it.
+    pub from: String,
+    /// Local time: rooms ending at or before it.
+    pub to: String,
+}
+
+/// The group calendar (cached per group and window; members only).
+#[utoipa::path(get, path = "/api/v1/rooms", tag = "rooms", params(CalendarQuery),
+    responses((status = 200, body = [RoomResponse]), (status = 403, description = "not a member")),
+    security(("bearer" = [])))]
+pub async fn group_calendar(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    q: web::Query<CalendarQuery>,
+) -> ApiResult<HttpResponse> {
+    let (from, to) = window(&state, &q.from, &q.to)?;
+    rooms::require_member(&state, q.group_id, me.id()).await?;
+    let group_id = q.group_id;
+    let db = state.db.clone();
+    let rooms = state
+        .calendar_cache
+        .get_or_compute(group_id, from, to, || async move {
+            Ok(calendar::group_rooms(&db, &[group_id], from, to).await?)
+        })
+        .await?;
+    Ok(envelope::ok(
+        rooms
+            .iter()
+            .map(|r| room_response(&state, r))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct WindowQuery {
+    pub from: String,
+    pub to: String,
+}
+
+/// My bookings across all my groups in a window.
+#[utoipa::path(get, path = "/api/v1/rooms/all", tag = "rooms", params(WindowQuery),
+    responses((status = 200, body = [RoomResponse])), security(("bearer" = [])))]
+pub async fn my_calendar(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    q: web::Query<WindowQuery>,
+) -> ApiResult<HttpResponse> {
+    let (from, to) = window(&state, &q.from, &q.to)?;
+    let rooms = calendar::my_rooms(&state.db, me.id(), from, to).await?;
+    Ok(envelope::ok(
+        rooms
+            .iter()
+            .map(|r| room_response(&state, r))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// My next room that has not ended (data null when none).
+#[utoipa::path(get, path = "/api/v1/rooms/nearest", tag = "rooms",
+    responses((status = 200, body = RoomResponse)), security(("bearer" = [])))]
+pub async fn nearest(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
+    let room = calendar::nearest_room(&state.db, me.id(), state.clock.now_naive()).await?;
+    Ok(envelope::ok(room.map(|r| room_response(&state, &r))))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookRequest {
+    pub group_id: i64,
+    /// Slot start, local time on the grid (`YYYY-MM-DDTHH:mm:ss`, :00 or :30 by default).
+    pub start_time: String,
+}
+
+/// Books me into a slot, creating its room when empty. Idempotent: 201 when booked now, 200 when
+/// I was booked already.
+#[utoipa::path(post, path = "/api/v1/rooms/reservations", tag = "rooms", request_body = BookRequest,
+    responses((status = 201, body = RoomResponse), (status = 200, body = RoomResponse, description = "already booked"),
+              (status = 400, description = "off the grid, started or too far ahead"), (status = 403, description = "not a member")),
+    security(("bearer" = [])))]
+pub async fn book(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<BookRequest>,
+) -> ApiResult<HttpResponse> {
+    let local = parse_local_datetime(&body.start_time)
+        .ok_or_else(|| ApiError::BadRequest(rooms::MSG_BAD_TIME.into()))?;
+    let start = rooms::slot_start_utc(&state, local)?;
+    let booked = rooms::book(&state, me.id(), body.group_id, start).await?;
+    let response = room_response(&state, &booked.room);
+    Ok(if booked.newly_booked {
+        envelope::created(response)
+    } else {
+        envelope::ok(response)
+    })
+}
+
+/// Cancels my booking (before the room starts). Idempotent; data is the room as it remains, or
+/// null when it went away with my booking.
+#[utoipa::path(delete, path = "/api/v1/rooms/{roomId}/reservation", tag = "rooms", params(("roomId" = i64, Path)),
+    responses((status = 200, body = RoomResponse), (status = 400, description = "already started"), (status = 403, description = "not a member")),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    path: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let data = match rooms::cancel(&state, me.id(), path.into_inner()).await? {
+        Cancelled::StillOpen(room) | Cancelled::NotBooked(Some(room)) => {
+            Some(room_response(&state, &room))
+        }
+        Cancelled::Removed { .. } | Cancelled::NotBooked(None) => None,
+    };
+    Ok(HttpResponse::Ok().json(envelope::Envelope {
+        data,
+        message: "삭제되었습니다.",
+        code: "resource.deleted",
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRequest {
+    pub room_id: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryResponse {
+    pub enter_time: Option<String>,
+    pub exit_time: Option<String>,
+}
+
+/// "I entered the room" (clamped to its start). Entering twice changes nothing.
+#[utoipa::path(post, path = "/api/v1/rooms/histories", tag = "rooms", request_body = HistoryRequest,
+    responses((status = 201, body = HistoryResponse), (status = 400, description = "room over, or no reservation"), (status = 404, description = "no such room")),
+    security(("bearer" = [])))]
+pub async fn enter(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<HistoryRequest>,
+) -> ApiResult<HttpResponse> {
+    let room = attendance::find_room(&state, body.room_id).await?;
+    let now = state.clock.now_naive();
+    if now > room.end_at {
+        return Err(ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()));
+    }
+    let entered = attendance::enter(&state, me.id(), room.id, Source::Client, now)
+        .await?
+        .ok_or_else(|| ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()))?;
+    Ok(envelope::created(HistoryResponse {
+        enter_time: Some(local(&state, entered)),
+        exit_time: None,
+    }))
+}
+
+/// "I left the room": credits the time since entry (once, clamped). Before the start it does
+/// nothing and returns data null.
+#[utoipa::path(patch, path = "/api/v1/rooms/histories", tag = "rooms", request_body = HistoryRequest,
+    responses((status = 201, body = HistoryResponse), (status = 400, description = "not in the room"), (status = 404, description = "no such room")),
+    security(("bearer" = [])))]
+pub async fn exit(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<HistoryRequest>,
+) -> ApiResult<HttpResponse> {
+    let room = attendance::find_room(&state, body.room_id).await?;
+    let now = state.clock.now_naive();
+    if now < room.start_at {
+        return Ok(envelope::created(Option::<HistoryResponse>::None));
+    }
+    let exited = attendance::client_exit(&state, me.id(), room.id, now).await?;
+    Ok(envelope::created(HistoryResponse {
+        enter_time: exited.entered_at.map(|t| local(&state, t)),
+        exit_time: Some(local(&state, exited.exited_at)),
+    }))
+}
+
+/// The SFU's presence events, in LiveKit's webhook format, signed with the shared API secret.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookEvent {
+    event: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    room: Option<WebhookRoom>,
+    #[serde(default)]
+    participant: Option<WebhookParticipant>,
+    #[serde(default)]
+    created_at: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct WebhookRoom {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct WebhookParticipant {
+    identity: String,
+}
+
+/// Ingest of SFU webhooks (participant_joined / participant_left / room_finished): credits study
+/// time from real presence. Authenticated by the webhook signature only.
+#[utoipa::path(post, path = "/api/v1/internal/sfu/webhook", tag = "rooms",
+    request_body(content = String, description = "LiveKit WebhookEvent JSON; Authorization: signed JWT with the body's sha256"),
+    responses((status = 200, description = "processed"), (status = 401, description = "bad signature")))]
+pub async fn sfu_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let auth = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let keys = state.livekit.as_ref().ok_or(ApiError::Unauthorized)?;
+    keys.verify_webhook(auth, &body)
+        .map_err(|_| ApiError::Unauthorized)?;
+    let event: WebhookEvent = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("웹훅 본문을 읽을 수 없어요.".into()))?;
+    let now = state.clock.now_naive();
+    // The event's own time when given (protojson prints int64 as a string), never in the future.
+    let at = event
+        .created_at
+        .as_ref()
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map(|t| t.naive_utc().min(now))
+        .unwrap_or(now);
+    let room_id = event.room.as_ref().and_then(|r| r.name.parse::<i64>().ok());
+    let member_id = event
+        .participant
+        .as_ref()
+        .and_then(|p| p.identity.parse::<i64>().ok());
+    if let Some(id) = &event.id {
+        if !crate::webhooks::first_delivery(&state.db, id, now).await? {
+            return Ok(envelope::ok(()));
+        }
+    }
+    match (event.event.as_str(), room_id, member_id) {
+        ("participant_joined", Some(room), Some(member)) => {
+            match attendance::enter(&state, member, room, Source::Sfu, at).await {
+                Ok(_) | Err(ApiError::BadRequest(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        ("participant_left", Some(room), Some(member)) => {
+            attendance::sfu_left(&state, member, room, at).await?;
+        }
+        ("room_finished", Some(room), _) => {
+            attendance::close_dangling(&state, Some(room), at).await?;
+        }
+        _ => tracing::debug!(event = %event.event, "webhook event ignored"),
+    }
+    Ok(envelope::ok(()))
+}
