@@ -4,13 +4,11 @@
 //! next. Rotation swaps it atomically; presenting an older refresh token of the family means it was
 //! stolen or replayed, so the whole session is revoked. Access tokens carry the `sid` and die with
 //! it, which is how logout and withdrawal take effect at once. Redis when configured (shared by
-//! every replica), in-process otherwise.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! every replica), the database otherwise (sessions survive restarts and are shared too).
 
 use fred::prelude::*;
+
+use crate::db::entities::member_session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
@@ -23,13 +21,13 @@ pub enum Rotation {
 }
 
 pub enum SessionStore {
-    Memory(MemorySessions),
     Redis(RedisSessions),
+    Database(DatabaseSessions),
 }
 
 impl SessionStore {
-    pub fn in_memory() -> Self {
-        Self::Memory(MemorySessions::default())
+    pub fn database(db: sea_orm::DatabaseConnection) -> Self {
+        Self::Database(DatabaseSessions { db })
     }
 
     pub fn redis(client: Client, key_prefix: &str) -> Self {
@@ -47,11 +45,8 @@ impl SessionStore {
         ttl_secs: i64,
     ) -> anyhow::Result<()> {
         match self {
-            Self::Memory(m) => {
-                m.open(member_id, sid, jti, ttl_secs);
-                Ok(())
-            }
             Self::Redis(r) => r.open(member_id, sid, jti, ttl_secs).await,
+            Self::Database(d) => d.open(member_id, sid, jti, ttl_secs).await,
         }
     }
 
@@ -64,9 +59,12 @@ impl SessionStore {
         ttl_secs: i64,
     ) -> anyhow::Result<Rotation> {
         match self {
-            Self::Memory(m) => Ok(m.rotate(member_id, sid, presented_jti, new_jti, ttl_secs)),
             Self::Redis(r) => {
                 r.rotate(member_id, sid, presented_jti, new_jti, ttl_secs)
+                    .await
+            }
+            Self::Database(d) => {
+                d.rotate(member_id, sid, presented_jti, new_jti, ttl_secs)
                     .await
             }
         }
@@ -74,109 +72,23 @@ impl SessionStore {
 
     pub async fn is_active(&self, member_id: i64, sid: &str) -> anyhow::Result<bool> {
         match self {
-            Self::Memory(m) => Ok(m.is_active(member_id, sid)),
             Self::Redis(r) => r.is_active(member_id, sid).await,
+            Self::Database(d) => d.is_active(member_id, sid).await,
         }
     }
 
     pub async fn revoke(&self, member_id: i64, sid: &str) -> anyhow::Result<()> {
         match self {
-            Self::Memory(m) => {
-                m.revoke(sid);
-                Ok(())
-            }
             Self::Redis(r) => r.revoke(member_id, sid).await,
+            Self::Database(d) => d.revoke(sid).await,
         }
     }
 
     pub async fn revoke_member(&self, member_id: i64) -> anyhow::Result<()> {
         match self {
-            Self::Memory(m) => {
-                m.revoke_member(member_id);
-                Ok(())
-            }
             Self::Redis(r) => r.revoke_member(member_id).await,
+            Self::Database(d) => d.revoke_member(member_id).await,
         }
-    }
-}
-
-struct MemorySession {
-    member_id: i64,
-    jti: String,
-    expires: Instant,
-}
-
-#[derive(Default)]
-pub struct MemorySessions {
-    sessions: Mutex<HashMap<String, MemorySession>>,
-}
-
-fn ttl(secs: i64) -> Duration {
-    Duration::from_secs(secs.max(1) as u64)
-}
-
-impl MemorySessions {
-    fn open(&self, member_id: i64, sid: &str, jti: &str, ttl_secs: i64) {
-        let mut map = self.sessions.lock().expect("session map poisoned");
-        // Sweep expired entries now and then so the map cannot grow without bound.
-        if map.len() % 1024 == 1023 {
-            let now = Instant::now();
-            map.retain(|_, s| s.expires > now);
-        }
-        map.insert(
-            sid.to_owned(),
-            MemorySession {
-                member_id,
-                jti: jti.to_owned(),
-                expires: Instant::now() + ttl(ttl_secs),
-            },
-        );
-    }
-
-    fn rotate(
-        &self,
-        member_id: i64,
-        sid: &str,
-        presented: &str,
-        new_jti: &str,
-        ttl_secs: i64,
-    ) -> Rotation {
-        let mut map = self.sessions.lock().expect("session map poisoned");
-        let Some(s) = map.get_mut(sid) else {
-            return Rotation::Unknown;
-        };
-        if s.expires <= Instant::now() || s.member_id != member_id {
-            map.remove(sid);
-            return Rotation::Unknown;
-        }
-        if s.jti == presented {
-            s.jti = new_jti.to_owned();
-            s.expires = Instant::now() + ttl(ttl_secs);
-            Rotation::Rotated
-        } else {
-            map.remove(sid);
-            Rotation::Reused
-        }
-    }
-
-    fn is_active(&self, member_id: i64, sid: &str) -> bool {
-        let map = self.sessions.lock().expect("session map poisoned");
-        map.get(sid)
-            .is_some_and(|s| s.member_id == member_id && s.expires > Instant::now())
-    }
-
-    fn revoke(&self, sid: &str) {
-        self.sessions
-            .lock()
-            .expect("session map poisoned")
-            .remove(sid);
-    }
-
-    fn revoke_member(&self, member_id: i64) {
-        self.sessions
-            .lock()
-            .expect("session map poisoned")
-            .retain(|_, s| s.member_id != member_id);
     }
 }
 
@@ -282,6 +194,102 @@ impl RedisSessions {
         let mut keys: Vec<String> = sids.iter().map(|s| self.session_key(s)).collect();
         keys.push(self.member_key(member_id));
         let _: i64 = self.client.del(keys).await?;
+        Ok(())
+    }
+}
+
+pub struct DatabaseSessions {
+    db: sea_orm::DatabaseConnection,
+}
+
+impl DatabaseSessions {
+    fn expiry(ttl_secs: i64) -> chrono::NaiveDateTime {
+        crate::db::now_utc() + chrono::Duration::seconds(ttl_secs.max(1))
+    }
+
+    async fn open(
+        &self,
+        member_id: i64,
+        sid: &str,
+        jti: &str,
+        ttl_secs: i64,
+    ) -> anyhow::Result<()> {
+        use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+        // Expired sessions of this member go now, so the table stays the size of live sessions.
+        member_session::Entity::delete_many()
+            .filter(member_session::Column::MemberId.eq(member_id))
+            .filter(member_session::Column::ExpiresAt.lt(crate::db::now_utc()))
+            .exec(&self.db)
+            .await?;
+        member_session::ActiveModel {
+            sid: Set(sid.to_owned()),
+            member_id: Set(member_id),
+            jti: Set(jti.to_owned()),
+            expires_at: Set(Self::expiry(ttl_secs)),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        member_id: i64,
+        sid: &str,
+        presented: &str,
+        new_jti: &str,
+        ttl_secs: i64,
+    ) -> anyhow::Result<Rotation> {
+        use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+        // Compare-and-swap in one statement: only the holder of the current jti wins.
+        let swapped = member_session::Entity::update_many()
+            .col_expr(member_session::Column::Jti, Expr::value(new_jti))
+            .col_expr(
+                member_session::Column::ExpiresAt,
+                Expr::value(Self::expiry(ttl_secs)),
+            )
+            .filter(member_session::Column::Sid.eq(sid))
+            .filter(member_session::Column::MemberId.eq(member_id))
+            .filter(member_session::Column::Jti.eq(presented))
+            .filter(member_session::Column::ExpiresAt.gt(crate::db::now_utc()))
+            .exec(&self.db)
+            .await?;
+        if swapped.rows_affected == 1 {
+            return Ok(Rotation::Rotated);
+        }
+        let existed = member_session::Entity::delete_many()
+            .filter(member_session::Column::Sid.eq(sid))
+            .exec(&self.db)
+            .await?;
+        Ok(if existed.rows_affected == 1 {
+            Rotation::Reused
+        } else {
+            Rotation::Unknown
+        })
+    }
+
+    async fn is_active(&self, member_id: i64, sid: &str) -> anyhow::Result<bool> {
+        use sea_orm::EntityTrait;
+        let row = member_session::Entity::find_by_id(sid.to_owned())
+            .one(&self.db)
+            .await?;
+        Ok(row.is_some_and(|s| s.member_id == member_id && s.expires_at > crate::db::now_utc()))
+    }
+
+    async fn revoke(&self, sid: &str) -> anyhow::Result<()> {
+        use sea_orm::EntityTrait;
+        member_session::Entity::delete_by_id(sid.to_owned())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_member(&self, member_id: i64) -> anyhow::Result<()> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        member_session::Entity::delete_many()
+            .filter(member_session::Column::MemberId.eq(member_id))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 }

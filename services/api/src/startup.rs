@@ -96,7 +96,7 @@ impl Application {
         };
         let sessions = match &redis {
             Some(client) => SessionStore::redis(client.clone(), &settings.redis.key_prefix),
-            None => SessionStore::in_memory(),
+            None => SessionStore::database(db.clone()),
         };
         let secret = if settings.auth.jwt_secret.is_empty() {
             tracing::warn!("auth.jwt_secret is empty: using a random secret, tokens will not survive a restart");

@@ -388,3 +388,23 @@ pub mod webhook_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod member_session {
+    use sea_orm::entity::prelude::*;
+
+    /// A login session when Redis is not configured (see `sessions`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "member_sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sid: String,
+        pub member_id: i64,
+        pub jti: String,
+        pub expires_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_identity_groups_todos;
 mod m0002_rooms_study;
+mod m0003_member_sessions;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_identity_groups_todos::Migration),
             Box::new(m0002_rooms_study::Migration),
+            Box::new(m0003_member_sessions::Migration),
         ]
     }
 }

@@ -2,11 +2,14 @@
 
 mod helpers;
 
+mod attendance;
 mod auth;
 mod authorization_matrix;
 mod bad_input;
 mod binary;
+mod cache;
 mod groups;
+mod jobs;
 mod ops;
 mod rooms;
 mod todos;
