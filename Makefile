@@ -1,7 +1,7 @@
 # ppodok — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test fmt lint check clean-test-dbs
+.PHONY: run test bench fmt lint check clean-test-dbs
 
 ## Start the API on embedded defaults (SQLite file in ./data, in-process stores, dev login on).
 run:
@@ -10,6 +10,10 @@ run:
 ## Unit tests plus HTTP-level scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379).
 test:
 	$(CARGO) test --workspace --no-fail-fast
+
+## Benchmarks (release build): calendar cold start on SQLite and on MariaDB + Redis.
+bench:
+	$(CARGO) bench -p ppodok-api --bench calendar_cold_start
 
 fmt:
 	$(CARGO) fmt --all

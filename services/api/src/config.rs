@@ -94,6 +94,7 @@ pub struct StudySettings {
 pub struct CacheSettings {
     pub calendar_ttl_secs: u64,
     pub warm_days: i64,
+    pub warm_on_boot: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

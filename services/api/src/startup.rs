@@ -156,11 +156,13 @@ impl Application {
 
         // Warm the calendars before serving, so the first readers after a restart hit the cache;
         // a slow database only delays start-up by the budget, then warming goes on in the background.
-        let warming = jobs::warm_calendars(&state);
-        match tokio::time::timeout(Duration::from_secs(10), warming).await {
-            Ok(Ok(groups)) => tracing::info!(groups, "calendar cache warmed"),
-            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "calendar warm-up failed"),
-            Err(_) => tracing::warn!("calendar warm-up exceeded its start-up budget"),
+        if settings.cache.warm_on_boot {
+            let warming = jobs::warm_calendars(&state);
+            match tokio::time::timeout(Duration::from_secs(10), warming).await {
+                Ok(Ok(groups)) => tracing::info!(groups, "calendar cache warmed"),
+                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "calendar warm-up failed"),
+                Err(_) => tracing::warn!("calendar warm-up exceeded its start-up budget"),
+            }
         }
         if settings.jobs.enabled {
             background.push(tokio::spawn(jobs::scheduler(
