@@ -36,6 +36,20 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
+/// Verifies an access token: signature, kind, expiry, a live session and a live member.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<(member::Model, ppodok_tokens::MemberClaims), ApiError> {
+    let claims = state.tokens.verify(token, TokenKind::Access).map_err(|_| ApiError::Unauthorized)?;
+    if !state.sessions.is_active(claims.member_id, &claims.sid).await? {
+        return Err(ApiError::Unauthorized);
+    }
+    let member = member::Entity::find_by_id(claims.member_id)
+        .one(&state.db)
+        .await?
+        .filter(member::Model::is_regular)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok((member, claims))
+}
+
 impl FromRequest for CurrentMember {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;

@@ -77,6 +77,11 @@ impl ApiError {
         Self::NotFound("존재하지 않는 경로예요.".into())
     }
 
+    /// The message a client may see (internal causes are never included).
+    pub fn public_message(&self) -> String {
+        self.code_and_message().1
+    }
+
     fn code_and_message(&self) -> (&str, String) {
         match self {
             ApiError::InvalidRefreshToken => ("INVALID REFRESH TOKEN", MSG_LOGIN_REQUIRED.into()),

@@ -104,6 +104,10 @@ impl Metrics {
             .observe(seconds);
     }
 
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn job_ran(&self, job: &str) {
         self.job_runs.with_label_values(&[job]).inc();
     }

@@ -18,6 +18,7 @@ use crate::cache::CalendarCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::jobs;
+use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Realtime};
 use crate::kakao::KakaoClient;
 use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
@@ -137,6 +138,15 @@ impl Application {
         };
         let livekit = (!settings.livekit.api_secret.is_empty())
             .then(|| LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret));
+        let hub = Arc::new(Hub::new(RealtimeMetrics::register(metrics.registry())));
+        let realtime = match &redis {
+            Some(client) => {
+                let channel = format!("{}realtime", settings.redis.key_prefix);
+                background.push(crate::realtime::listen(&settings.redis.url, channel.clone(), hub.clone()).await?);
+                Realtime::redis(hub, client.clone(), channel)
+            }
+            None => Realtime::local(hub),
+        };
         let state = web::Data::new(AppState {
             db,
             redis,
@@ -150,6 +160,7 @@ impl Application {
             ranking_days,
             metrics,
             calendar_cache,
+            realtime,
             livekit,
             settings: settings.clone(),
         });

@@ -29,6 +29,7 @@ pub struct AppState {
     pub ranking_days: ppodok_domain::periods::DayBoundary,
     pub metrics: Metrics,
     pub calendar_cache: crate::cache::CalendarCache,
+    pub realtime: crate::realtime::Realtime,
     /// LiveKit key pair shared with the SFU (None when no secret is configured).
     pub livekit: Option<ppodok_tokens::livekit::LivekitKeys>,
     pub settings: Settings,
