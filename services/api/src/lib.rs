@@ -17,3 +17,4 @@ pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod study;
+pub mod timers;

@@ -5,7 +5,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::routes::{clients, groups, health, members, todos};
+use crate::routes::{clients, groups, health, history, members, rankings, timers, todos};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,9 +18,14 @@ use crate::routes::{clients, groups, health, members, todos};
         groups::join_by_invite, groups::edit, groups::set_color, groups::leave_group,
         todos::list, todos::add, todos::edit, todos::delete,
         clients::register,
+        history::server_time, history::get_settings, history::patch_settings,
+        history::durations, history::summary, history::heatmap,
+        rankings::ranks, rankings::rankings,
+        timers::start, timers::pause, timers::resume, timers::stop, timers::current,
     ),
     modifiers(&BearerAuth),
-    tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "ops"))
+    tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "ops"),
+        (name = "study"), (name = "rankings"), (name = "timers"))
 )]
 pub struct ApiDoc;
 
