@@ -146,6 +146,11 @@ async fn finish<C: ConnectionTrait>(
 
 /// Starts my timer, counting for `group_id` (already checked to be mine). A timer left running
 /// past the idle cap is finished first; any other existing timer is `AlreadyActive`.
+///
+/// The common paths take no locking read: locking a row that does not exist takes gap locks on
+/// MariaDB, and upgrading the shared lock a duplicate-key error leaves would deadlock racing
+/// starts. A plain read decides; the primary key settles a race (one insert wins, the others
+/// get a duplicate key = `AlreadyActive`). Only replacing an idle timer locks its row.
 pub async fn start<C: ConnectionTrait>(
     db: &C,
     rules: &TimerRules,
@@ -153,17 +158,38 @@ pub async fn start<C: ConnectionTrait>(
     group_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<TimerView, TimerError> {
-    if let Some(existing) = locked(db, member_id).await? {
-        let idle = existing
-            .segment_started_at
-            .is_some_and(|since| segment_is_idle(utc(since), now, rules.idle_cap));
-        if !idle {
+    let is_idle = |t: &focus_timer::Model| {
+        t.segment_started_at
+            .is_some_and(|since| segment_is_idle(utc(since), now, rules.idle_cap))
+    };
+    if let Some(existing) = focus_timer::Entity::find_by_id(member_id).one(db).await? {
+        if !is_idle(&existing) {
             return Err(TimerError::AlreadyActive);
         }
-        finish(db, rules, existing, now).await?;
+        match locked(db, member_id).await? {
+            Some(t) if is_idle(&t) => {
+                finish(db, rules, t, now).await?;
+            }
+            Some(_) => return Err(TimerError::AlreadyActive),
+            None => {}
+        }
     }
+    match insert_running(db, member_id, group_id, now).await {
+        Ok(t) => Ok(view(&t, TimerState::Running, rules, now)),
+        // A concurrent start won the insert.
+        Err(e) if is_unique_violation(&e) => Err(TimerError::AlreadyActive),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn insert_running<C: ConnectionTrait>(
+    db: &C,
+    member_id: i64,
+    group_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<focus_timer::Model, DbErr> {
     let at: NaiveDateTime = now.naive_utc();
-    let inserted = focus_timer::ActiveModel {
+    focus_timer::ActiveModel {
         member_id: Set(member_id),
         group_id: Set(group_id),
         started_at: Set(at),
@@ -172,13 +198,7 @@ pub async fn start<C: ConnectionTrait>(
         updated_at: Set(at),
     }
     .insert(db)
-    .await;
-    match inserted {
-        Ok(t) => Ok(view(&t, TimerState::Running, rules, now)),
-        // A concurrent start won the insert.
-        Err(e) if is_unique_violation(&e) => Err(TimerError::AlreadyActive),
-        Err(e) => Err(e.into()),
-    }
+    .await
 }
 
 /// Pauses my timer, crediting the running segment. Pausing a paused timer changes nothing.

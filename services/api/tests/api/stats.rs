@@ -370,7 +370,40 @@ async fn bad_history_and_settings_input_is_a_400(backend: Backend) {
     r.assert_fail(405);
 }
 
+async fn openapi_documents_the_statistics_endpoints(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/time",
+        "/api/v1/members/settings",
+        "/api/v1/study-histories/durations",
+        "/api/v1/study-histories/summary",
+        "/api/v1/study-histories/heatmap",
+        "/api/v1/ranks",
+        "/api/v1/rankings",
+        "/api/v1/timers/start",
+        "/api/v1/timers/pause",
+        "/api/v1/timers/resume",
+        "/api/v1/timers/stop",
+        "/api/v1/timers/current",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    assert!(doc["paths"]["/api/v1/members/settings"]
+        .get("patch")
+        .is_some());
+}
+
 on_both_backends!(
+    openapi_documents_the_statistics_endpoints,
     server_time_reports_the_service_clock,
     sessions_split_at_midnight_and_at_my_day_boundary,
     a_member_in_another_zone_sees_their_own_days,

@@ -286,6 +286,52 @@ async fn an_idle_timer_stops_counting_at_the_cap(backend: Backend) {
     assert_eq!(r.data()["elapsed"], "PT20M");
 }
 
+async fn racing_requests_credit_a_segment_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.clock.set(kst(2026, 3, 4, 9, 0));
+    let t = app.dev_login("double-clicker").await;
+    let me = app.member_id(&t.access).await;
+
+    // Concurrent starts: exactly one wins, the others are refused cleanly (never a 500).
+    let starts = futures::future::join_all(
+        (0..6).map(|_| app.post("/api/v1/timers/start", &t.access, json!({ "groupId": 1 }))),
+    )
+    .await;
+    let mut statuses: Vec<u16> = starts.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![201, 400, 400, 400, 400, 400], "{statuses:?}");
+
+    // Concurrent pauses and stops of one running segment credit it once.
+    app.clock.advance(Duration::minutes(25));
+    let ends = futures::future::join_all((0..8).map(|i| {
+        let path = if i % 2 == 0 {
+            "/api/v1/timers/pause"
+        } else {
+            "/api/v1/timers/stop"
+        };
+        post_empty(&app, path, &t.access)
+    }))
+    .await;
+    for r in &ends {
+        assert!(
+            [200, 404].contains(&r.status.as_u16()),
+            "pause after a stop finds no timer; nothing else: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        app.count("study_records", &format!("member_id = {me}"))
+            .await,
+        1
+    );
+    assert_eq!(
+        todays_history(&app, &t.access).await,
+        pairs(&[("2026-03-04", "PT25M")])
+    );
+    let r = app.get("/api/v1/ranks?groupId=1", &t.access).await;
+    assert_eq!(r.data()[0]["duration"], "PT25M");
+}
+
 fn field_durations(entries: &serde_json::Value) -> Vec<&str> {
     entries
         .as_array()
@@ -300,4 +346,5 @@ on_both_backends!(
     a_timer_without_group_is_history_only,
     timer_refusals,
     an_idle_timer_stops_counting_at_the_cap,
+    racing_requests_credit_a_segment_once,
 );
