@@ -7,6 +7,7 @@
 pub mod invite;
 pub mod periods;
 pub mod schedule;
+pub mod stats;
 pub mod time;
 pub mod validate;
 

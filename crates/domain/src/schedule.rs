@@ -48,7 +48,7 @@ impl SlotGrid {
     /// True when a local start time sits exactly on the grid.
     pub fn is_slot_start(&self, local: NaiveDateTime) -> bool {
         let minutes = local.hour() * 60 + local.minute();
-        local.second() == 0 && local.nanosecond() == 0 && minutes % self.cycle_minutes == 0
+        local.second() == 0 && local.nanosecond() == 0 && minutes.is_multiple_of(self.cycle_minutes)
     }
 
     pub fn study(&self) -> Duration {

@@ -29,11 +29,18 @@ struct Summary {
 fn summarise(mut samples: Vec<Duration>) -> Summary {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Summary { requests: samples.len(), p50: at(0.50), p99: at(0.99), max: *samples.last().unwrap() }
+    Summary {
+        requests: samples.len(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *samples.last().unwrap(),
+    }
 }
 
 async fn start(settings: Settings) -> String {
-    let app = Application::build_with_clock(settings, Clock::System).await.expect("app builds");
+    let app = Application::build_with_clock(settings, Clock::System)
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     base
@@ -57,8 +64,14 @@ async fn seed(db: &DatabaseConnection) -> anyhow::Result<()> {
         .await?;
     }
     let zone: chrono_tz::Tz = "Asia/Seoul".parse()?;
-    let today = Utc::now().with_timezone(&zone).date_naive().and_time(NaiveTime::MIN);
-    let first_slot = ppodok_domain::time::local_to_utc(today, zone).unwrap().naive_utc() + ChronoDuration::hours(8);
+    let today = Utc::now()
+        .with_timezone(&zone)
+        .date_naive()
+        .and_time(NaiveTime::MIN);
+    let first_slot = ppodok_domain::time::local_to_utc(today, zone)
+        .unwrap()
+        .naive_utc()
+        + ChronoDuration::hours(8);
     for g in 0..GROUPS {
         let group = study_group::ActiveModel {
             name: Set(format!("bench group {g}")),
@@ -71,19 +84,37 @@ async fn seed(db: &DatabaseConnection) -> anyhow::Result<()> {
         .insert(db)
         .await?;
         for m in 1..=MEMBERS {
-            membership::ActiveModel { group_id: Set(group.id), member_id: Set(m), created_at: Set(now), ..Default::default() }
-                .insert(db)
-                .await?;
-            rank::ActiveModel { group_id: Set(group.id), member_id: Set(m), duration_ms: Set(0), created_at: Set(now), updated_at: Set(now), ..Default::default() }
-                .insert(db)
-                .await?;
+            membership::ActiveModel {
+                group_id: Set(group.id),
+                member_id: Set(m),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+            rank::ActiveModel {
+                group_id: Set(group.id),
+                member_id: Set(m),
+                duration_ms: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
         }
         for r in 0..ROOMS_PER_GROUP {
             let start = first_slot + ChronoDuration::minutes(30 * r);
             let end = start + ChronoDuration::minutes(25);
-            let room = room::ActiveModel { group_id: Set(group.id), start_at: Set(start), end_at: Set(end), created_at: Set(now), ..Default::default() }
-                .insert(db)
-                .await?;
+            let room = room::ActiveModel {
+                group_id: Set(group.id),
+                start_at: Set(start),
+                end_at: Set(end),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
             for k in 0..MEMBERS_PER_ROOM {
                 reservation::ActiveModel {
                     room_id: Set(room.id),
@@ -109,34 +140,46 @@ async fn seed(db: &DatabaseConnection) -> anyhow::Result<()> {
 async fn load(base: &str, token: &str, secs: u64) -> Summary {
     let zone: chrono_tz::Tz = "Asia/Seoul".parse().unwrap();
     let today = Utc::now().with_timezone(&zone).date_naive();
-    let (from, to) = (format!("{today}T00:00:00"), format!("{}T00:00:00", today + ChronoDuration::days(14)));
+    let (from, to) = (
+        format!("{today}T00:00:00"),
+        format!("{}T00:00:00", today + ChronoDuration::days(14)),
+    );
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let workers = (0..CONCURRENCY).map(|w| {
-        let (http, base, token, from, to) = (http.clone(), base.to_owned(), token.to_owned(), from.clone(), to.clone());
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut i = w as i64;
-            while Instant::now() < deadline {
-                // Group ids 2.. are the seeded groups (1 is the default group).
-                let group = 2 + i % GROUPS;
-                i += 1;
-                let started = Instant::now();
-                let resp = http
-                    .get(format!("{base}/api/v1/rooms?groupId={group}&from={from}&to={to}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("request");
-                assert!(resp.status().is_success(), "status {}", resp.status());
-                let body = resp.bytes().await.expect("body");
-                assert!(body.len() > 100);
-                samples.push(started.elapsed());
-            }
-            samples
+    let workers = (0..CONCURRENCY)
+        .map(|w| {
+            let (http, base, token, from, to) = (
+                http.clone(),
+                base.to_owned(),
+                token.to_owned(),
+                from.clone(),
+                to.clone(),
+            );
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut i = w as i64;
+                while Instant::now() < deadline {
+                    // Group ids 2.. are the seeded groups (1 is the default group).
+                    let group = 2 + i % GROUPS;
+                    i += 1;
+                    let started = Instant::now();
+                    let resp = http
+                        .get(format!(
+                            "{base}/api/v1/rooms?groupId={group}&from={from}&to={to}"
+                        ))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .expect("request");
+                    assert!(resp.status().is_success(), "status {}", resp.status());
+                    let body = resp.bytes().await.expect("body");
+                    assert!(body.len() > 100);
+                    samples.push(started.elapsed());
+                }
+                samples
+            })
         })
-    })
-    .collect::<Vec<_>>();
+        .collect::<Vec<_>>();
     let mut all = Vec::new();
     for w in workers {
         all.extend(w.await.unwrap());
@@ -161,7 +204,12 @@ fn row(backend: &str, phase: &str, s: &Summary) {
     println!(
         "| {backend} | {phase} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
         s.requests,
-        s.requests as f64 / if phase.starts_with("warm") { WARM_SECS } else { RESTART_SECS } as f64,
+        s.requests as f64
+            / if phase.starts_with("warm") {
+                WARM_SECS
+            } else {
+                RESTART_SECS
+            } as f64,
         s.p50.as_secs_f64() * 1e3,
         s.p99.as_secs_f64() * 1e3,
         s.max.as_secs_f64() * 1e3
@@ -178,9 +226,16 @@ async fn run(backend: &str, mut settings: Settings) -> anyhow::Result<()> {
     let warm_base = start(settings.clone()).await;
     let token = login(&warm_base).await;
     let _ = load(&warm_base, &token, 1).await; // settle
-    row(backend, "warm (steady state)", &load(&warm_base, &token, WARM_SECS).await);
+    row(
+        backend,
+        "warm (steady state)",
+        &load(&warm_base, &token, WARM_SECS).await,
+    );
 
-    for (phase, warm) in [("first 3 s after restart, warm-up at boot", true), ("first 3 s after restart, no warm-up", false)] {
+    for (phase, warm) in [
+        ("first 3 s after restart, warm-up at boot", true),
+        ("first 3 s after restart, no warm-up", false),
+    ] {
         let mut restarted = settings.clone();
         restarted.cache.warm_on_boot = warm;
         if !restarted.redis.url.is_empty() {
@@ -209,7 +264,10 @@ async fn main() -> anyhow::Result<()> {
     println!("| backend | phase | requests | req/s | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
 
-    let file = std::env::temp_dir().join(format!("ppodok-bench-{}.sqlite", uuid::Uuid::new_v4().simple()));
+    let file = std::env::temp_dir().join(format!(
+        "ppodok-bench-{}.sqlite",
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut sqlite = base_settings();
     sqlite.database.url = format!("sqlite://{}?mode=rwc", file.display());
     run("SQLite + in-process cache", sqlite).await?;
@@ -217,17 +275,23 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
     }
 
-    let admin_url = std::env::var("PPODOK_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let admin_url = std::env::var("PPODOK_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
     match Database::connect(admin_url.clone()).await {
         Ok(admin) => {
             let schema = format!("ppodok_bench_{}", uuid::Uuid::new_v4().simple());
-            admin.execute_unprepared(&format!("CREATE DATABASE `{schema}`")).await?;
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE `{schema}`"))
+                .await?;
             let mut maria = base_settings();
             maria.database.url = format!("{admin_url}/{schema}");
-            maria.redis.url = std::env::var("PPODOK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            maria.redis.url = std::env::var("PPODOK_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
             maria.redis.key_prefix = format!("ppodok-bench-{}:", uuid::Uuid::new_v4().simple());
             let result = run("MariaDB + Redis", maria).await;
-            admin.execute_unprepared(&format!("DROP DATABASE `{schema}`")).await?;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE `{schema}`"))
+                .await?;
             result?;
         }
         Err(e) => println!("(MariaDB not reachable, skipped: {e})"),

@@ -37,9 +37,19 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
 }
 
 /// Verifies an access token: signature, kind, expiry, a live session and a live member.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<(member::Model, ppodok_tokens::MemberClaims), ApiError> {
-    let claims = state.tokens.verify(token, TokenKind::Access).map_err(|_| ApiError::Unauthorized)?;
-    if !state.sessions.is_active(claims.member_id, &claims.sid).await? {
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<(member::Model, ppodok_tokens::MemberClaims), ApiError> {
+    let claims = state
+        .tokens
+        .verify(token, TokenKind::Access)
+        .map_err(|_| ApiError::Unauthorized)?;
+    if !state
+        .sessions
+        .is_active(claims.member_id, &claims.sid)
+        .await?
+    {
         return Err(ApiError::Unauthorized);
     }
     let member = member::Entity::find_by_id(claims.member_id)

@@ -24,6 +24,7 @@ pub enum Job {
     PurgeDoneTodos,
     WarmCalendars,
     PurgeWebhookEvents,
+    StopIdleTimers,
 }
 
 impl Job {
@@ -42,6 +43,7 @@ impl Job {
             Job::PurgeDoneTodos => "purge_done_todos",
             Job::WarmCalendars => "warm_calendars",
             Job::PurgeWebhookEvents => "purge_webhook_events",
+            Job::StopIdleTimers => "stop_idle_timers",
         }
     }
 
@@ -52,6 +54,7 @@ impl Job {
             Job::ClosePresence => j.close_presence_every_secs,
             Job::ExpireRooms => j.expire_rooms_every_secs,
             Job::WarmCalendars => j.warm_cache_every_secs,
+            Job::StopIdleTimers => j.stop_idle_timers_every_secs,
             Job::PurgeDoneTodos | Job::PurgeWebhookEvents => {
                 return state.ranking_days.day_of(now.and_utc()).to_string();
             }
@@ -147,6 +150,11 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
         }
         Job::WarmCalendars => {
             warm_calendars(state).await?;
+        }
+        Job::StopIdleTimers => {
+            let cap = Duration::minutes(state.settings.study.timer_idle_cap_minutes);
+            crate::timers::stop_idle_timers(&state.db, &state.ranking_days, cap, state.clock.now())
+                .await?;
         }
         Job::PurgeWebhookEvents => {
             webhook_event::Entity::delete_many()

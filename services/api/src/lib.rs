@@ -23,5 +23,6 @@ pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod study;
+pub mod timers;
 pub mod views;
 pub mod webhooks;

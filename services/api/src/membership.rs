@@ -73,6 +73,16 @@ struct GroupCount {
     members: i64,
 }
 
+/// What a leave changed, for the caller to announce after commit.
+#[derive(Debug, Default)]
+pub struct LeaveEffects {
+    pub groups: Vec<i64>,
+    /// Rooms that lost my seat but live on.
+    pub changed_rooms: Vec<room::Model>,
+    /// Rooms that went with my seat: (group, start).
+    pub removed_rooms: Vec<(i64, chrono::NaiveDateTime)>,
+}
+
 /// Removes `member_id` from `group_ids` with the full cascade: rank, todos and membership go; a
 /// group left empty is deleted (never the default group; its rooms and rows go with it by foreign
 /// key); a group whose owner left passes to its longest-standing member. A bounded number of
@@ -81,9 +91,10 @@ pub async fn leave<C: ConnectionTrait>(
     db: &C,
     member_id: i64,
     group_ids: &[i64],
-) -> Result<(), DbErr> {
+) -> Result<LeaveEffects, DbErr> {
+    let mut effects = LeaveEffects::default();
     if group_ids.is_empty() {
-        return Ok(());
+        return Ok(effects);
     }
     let mut ids = group_ids.to_vec();
     ids.sort_unstable();
@@ -122,6 +133,10 @@ pub async fn leave<C: ConnectionTrait>(
         .all(db)
         .await?;
     if !my_rooms.is_empty() {
+        let rooms_before = room::Entity::find()
+            .filter(room::Column::Id.is_in(my_rooms.clone()))
+            .all(db)
+            .await?;
         reservation::Entity::delete_many()
             .filter(reservation::Column::MemberId.eq(member_id))
             .filter(reservation::Column::RoomId.is_in(my_rooms.clone()))
@@ -133,10 +148,26 @@ pub async fn leave<C: ConnectionTrait>(
             .and_where(Expr::col(reservation::Column::RoomId).is_in(my_rooms.clone()))
             .to_owned();
         room::Entity::delete_many()
-            .filter(room::Column::Id.is_in(my_rooms))
+            .filter(room::Column::Id.is_in(my_rooms.clone()))
             .filter(room::Column::Id.not_in_subquery(still_booked))
             .exec(db)
             .await?;
+        let surviving: HashSet<i64> = room::Entity::find()
+            .select_only()
+            .column(room::Column::Id)
+            .filter(room::Column::Id.is_in(my_rooms))
+            .into_tuple::<i64>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        for r in rooms_before {
+            if surviving.contains(&r.id) {
+                effects.changed_rooms.push(r);
+            } else {
+                effects.removed_rooms.push((r.group_id, r.start_at));
+            }
+        }
     }
     membership::Entity::delete_many()
         .filter(membership::Column::MemberId.eq(member_id))
@@ -170,6 +201,7 @@ pub async fn leave<C: ConnectionTrait>(
             .await?;
     }
 
+    effects.groups = ids.clone();
     let orphaned: Vec<i64> = groups
         .iter()
         .filter(|g| g.owner_id == Some(member_id) && remaining.contains_key(&g.id))
@@ -200,5 +232,5 @@ pub async fn leave<C: ConnectionTrait>(
                 .await?;
         }
     }
-    Ok(())
+    Ok(effects)
 }

@@ -5,7 +5,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::routes::{clients, groups, health, members, rooms, todos};
+use crate::routes::{clients, groups, health, history, members, rankings, rooms, timers, todos};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,9 +20,14 @@ use crate::routes::{clients, groups, health, members, rooms, todos};
         clients::register,
         rooms::group_calendar, rooms::my_calendar, rooms::nearest, rooms::book, rooms::cancel,
         rooms::enter, rooms::exit, rooms::sfu_webhook,
+        history::server_time, history::get_settings, history::patch_settings,
+        history::durations, history::summary, history::heatmap,
+        rankings::ranks, rankings::rankings,
+        timers::start, timers::pause, timers::resume, timers::stop, timers::current,
     ),
     modifiers(&BearerAuth),
-    tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "rooms"), (name = "ops"))
+    tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "rooms"), (name = "ops"),
+        (name = "study"), (name = "rankings"), (name = "timers"))
 )]
 pub struct ApiDoc;
 

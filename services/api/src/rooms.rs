@@ -160,6 +160,9 @@ pub async fn book(
     let room = calendar::room_view(&state.db, room_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booked room {room_id} vanished")))?;
+    if newly_booked {
+        broadcast_room(state, &room).await;
+    }
     Ok(Booked { room, newly_booked })
 }
 
@@ -226,16 +229,27 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
             invalidate(state, &[group_id]).await;
             let view = calendar::room_view(&state.db, room_id).await?;
             Ok(match view {
-                Some(v) => Cancelled::StillOpen(v),
+                Some(v) => {
+                    broadcast_room(state, &v).await;
+                    Cancelled::StillOpen(v)
+                }
                 None => Cancelled::NotBooked(None),
             })
         }
-        Some(other) => {
-            if matches!(other, Cancelled::Removed { .. }) {
-                invalidate(state, &[group_id]).await;
-            }
-            Ok(other)
+        Some(Cancelled::Removed {
+            room_id,
+            group_id,
+            start_at,
+        }) => {
+            invalidate(state, &[group_id]).await;
+            broadcast_removed(state, group_id, start_at).await;
+            Ok(Cancelled::Removed {
+                room_id,
+                group_id,
+                start_at,
+            })
         }
+        Some(other) => Ok(other),
     }
 }
 
@@ -243,5 +257,57 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
 pub async fn invalidate(state: &AppState, group_ids: &[i64]) {
     if let Err(e) = state.calendar_cache.invalidate(group_ids).await {
         tracing::error!(error = %e, ?group_ids, "calendar cache invalidation failed");
+    }
+}
+
+/// The calendar topic of a group (the contract's `/topic/{groupId}`).
+pub fn calendar_topic(group_id: i64) -> String {
+    format!("/topic/{group_id}")
+}
+
+/// Tells every subscriber of the group's calendar, on every replica, about a room as it is now.
+pub async fn broadcast_room(state: &AppState, room: &RoomView) {
+    let body = crate::views::room_response(state, room);
+    state
+        .realtime
+        .publish(calendar_topic(room.group_id), &body)
+        .await;
+}
+
+/// Tells the group's calendar that the room at `start_at` is gone (the contract's tombstone).
+pub async fn broadcast_removed(state: &AppState, group_id: i64, start_at: NaiveDateTime) {
+    let body = crate::views::tombstone(state, start_at);
+    state
+        .realtime
+        .publish(calendar_topic(group_id), &body)
+        .await;
+}
+
+/// After a leave or withdrawal committed: caches, seat changes and membership revocations.
+pub async fn after_leaving(
+    state: &AppState,
+    member_id: i64,
+    effects: &crate::membership::LeaveEffects,
+) {
+    invalidate(state, &effects.groups).await;
+    match calendar::with_members(&state.db, effects.changed_rooms.clone()).await {
+        Ok(rooms) => {
+            for room in &rooms {
+                broadcast_room(state, room).await;
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "loading rooms to broadcast after leaving failed"),
+    }
+    for (group_id, start_at) in &effects.removed_rooms {
+        broadcast_removed(state, *group_id, *start_at).await;
+    }
+    for group_id in &effects.groups {
+        state
+            .realtime
+            .emit(crate::realtime::Event::RevokeMembership {
+                member_id,
+                group_id: *group_id,
+            })
+            .await;
     }
 }

@@ -18,11 +18,11 @@ use crate::cache::CalendarCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::jobs;
-use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Realtime};
 use crate::kakao::KakaoClient;
 use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
 use crate::outbox::UnlinkWorker;
+use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Realtime};
 use crate::routes;
 use crate::sessions::SessionStore;
 use crate::state::AppState;
@@ -142,7 +142,10 @@ impl Application {
         let realtime = match &redis {
             Some(client) => {
                 let channel = format!("{}realtime", settings.redis.key_prefix);
-                background.push(crate::realtime::listen(&settings.redis.url, channel.clone(), hub.clone()).await?);
+                background.push(
+                    crate::realtime::listen(&settings.redis.url, channel.clone(), hub.clone())
+                        .await?,
+                );
                 Realtime::redis(hub, client.clone(), channel)
             }
             None => Realtime::local(hub),

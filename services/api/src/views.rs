@@ -63,4 +63,3 @@ pub fn tombstone(state: &AppState, start_at: NaiveDateTime) -> RoomResponse {
         next_phase_at: None,
     }
 }
-

@@ -53,18 +53,26 @@ pub struct Registration {
 
 impl Hub {
     pub fn new(metrics: RealtimeMetrics) -> Self {
-        Self { state: RwLock::default(), next_id: AtomicU64::new(1), metrics }
+        Self {
+            state: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            metrics,
+        }
     }
 
     pub fn register(&self, member_id: i64, sid: &str) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let (close, closed) = watch::channel(None);
-        self.state
-            .write()
-            .expect("hub poisoned")
-            .sessions
-            .insert(id, SessionEntry { member_id, sid: sid.to_owned(), tx, close });
+        self.state.write().expect("hub poisoned").sessions.insert(
+            id,
+            SessionEntry {
+                member_id,
+                sid: sid.to_owned(),
+                tx,
+                close,
+            },
+        );
         self.metrics.sessions.inc();
         Registration { id, rx, closed }
     }
@@ -89,13 +97,20 @@ impl Hub {
         if !st.sessions.contains_key(&id) {
             return;
         }
-        st.topics.entry(Arc::from(topic)).or_default().entry(id).or_default().push(Arc::from(subscription));
+        st.topics
+            .entry(Arc::from(topic))
+            .or_default()
+            .entry(id)
+            .or_default()
+            .push(Arc::from(subscription));
         self.metrics.subscriptions.inc();
     }
 
     pub fn unsubscribe(&self, id: u64, topic: &str, subscription: &str) {
         let mut st = self.state.write().expect("hub poisoned");
-        let Some(subs) = st.topics.get_mut(topic) else { return };
+        let Some(subs) = st.topics.get_mut(topic) else {
+            return;
+        };
         if let Some(ids) = subs.get_mut(&id) {
             let before = ids.len();
             ids.retain(|s| s.as_ref() != subscription);
@@ -112,8 +127,15 @@ impl Hub {
     /// Applies an event from the bus to this process's sessions.
     pub fn apply(&self, event: &Event) {
         match event {
-            Event::Publish { topic, body, published_at_us } => self.fan_out(topic, body, *published_at_us),
-            Event::RevokeMembership { member_id, group_id } => self.drop_group_topics(*member_id, *group_id),
+            Event::Publish {
+                topic,
+                body,
+                published_at_us,
+            } => self.fan_out(topic, body, *published_at_us),
+            Event::RevokeMembership {
+                member_id,
+                group_id,
+            } => self.drop_group_topics(*member_id, *group_id),
             Event::RevokeMember { member_id } => {
                 self.close_where(|s| s.member_id == *member_id, "탈퇴한 회원이에요.");
             }
@@ -127,10 +149,14 @@ impl Hub {
         let mut slow = Vec::new();
         {
             let st = self.state.read().expect("hub poisoned");
-            let Some(subs) = st.topics.get(topic) else { return };
+            let Some(subs) = st.topics.get(topic) else {
+                return;
+            };
             let (destination, body): (Arc<str>, Arc<str>) = (Arc::from(topic), Arc::from(body));
             for (id, subscriptions) in subs {
-                let Some(session) = st.sessions.get(id) else { continue };
+                let Some(session) = st.sessions.get(id) else {
+                    continue;
+                };
                 for subscription in subscriptions {
                     let message = Outbound {
                         destination: destination.clone(),
@@ -153,7 +179,12 @@ impl Hub {
 
     fn drop_group_topics(&self, member_id: i64, group_id: i64) {
         let mut st = self.state.write().expect("hub poisoned");
-        let ids: Vec<u64> = st.sessions.iter().filter(|(_, s)| s.member_id == member_id).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.member_id == member_id)
+            .map(|(id, _)| *id)
+            .collect();
         let exact = format!("/topic/{group_id}");
         let nested = format!("/topic/{group_id}/");
         let mut removed = 0;

@@ -17,7 +17,11 @@ use hub::Hub;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Publish { topic: String, body: String, published_at_us: i64 },
+    Publish {
+        topic: String,
+        body: String,
+        published_at_us: i64,
+    },
     /// The member left the group: their sessions stop receiving its topics.
     RevokeMembership { member_id: i64, group_id: i64 },
     /// The member withdrew: their sessions close.
@@ -42,7 +46,10 @@ impl Realtime {
 
     /// Publishes through Redis on `channel`; `listen` must run for events to come back in.
     pub fn redis(hub: Arc<Hub>, client: Client, channel: String) -> Self {
-        Self { hub, redis: Some((client, channel)) }
+        Self {
+            hub,
+            redis: Some((client, channel)),
+        }
     }
 
     pub async fn emit(&self, event: Event) {
@@ -63,12 +70,21 @@ impl Realtime {
     /// Publishes a JSON body to a topic on every replica.
     pub async fn publish<T: Serialize>(&self, topic: String, body: &T) {
         let body = serde_json::to_string(body).expect("bodies serialize");
-        self.emit(Event::Publish { topic, body, published_at_us: now_us() }).await;
+        self.emit(Event::Publish {
+            topic,
+            body,
+            published_at_us: now_us(),
+        })
+        .await;
     }
 }
 
 /// Subscribes to the replica channel and applies every event to the local hub, until dropped.
-pub async fn listen(url: &str, channel: String, hub: Arc<Hub>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn listen(
+    url: &str,
+    channel: String,
+    hub: Arc<Hub>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let subscriber = Builder::from_config(Config::from_url(url)?)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_subscriber_client()?;
@@ -81,7 +97,9 @@ pub async fn listen(url: &str, channel: String, hub: Arc<Hub>) -> anyhow::Result
         loop {
             match rx.recv().await {
                 Ok(message) => {
-                    let Some(text) = message.value.as_str() else { continue };
+                    let Some(text) = message.value.as_str() else {
+                        continue;
+                    };
                     match serde_json::from_str::<Event>(&text) {
                         Ok(event) => hub.apply(&event),
                         Err(e) => tracing::warn!(error = %e, "undecodable realtime event"),

@@ -32,12 +32,27 @@ fn limits() -> Limits {
     Limits::default()
 }
 
-pub async fn endpoint(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, actix_web::Error> {
+pub async fn endpoint(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let max = limits().max_frame_bytes;
-    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
     actix_web::rt::spawn(async move {
-        let conn = Connection { state, ws, stream, subscriptions: HashMap::new(), errors_subscription: None, seq: 0, recent_receipts: VecDeque::new() };
+        let conn = Connection {
+            state,
+            ws,
+            stream,
+            subscriptions: HashMap::new(),
+            errors_subscription: None,
+            seq: 0,
+            recent_receipts: VecDeque::new(),
+        };
         conn.run().await;
     });
     Ok(response)
@@ -51,7 +66,10 @@ struct Fatal {
 
 impl Fatal {
     fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), receipt: None }
+        Self {
+            message: message.into(),
+            receipt: None,
+        }
     }
 }
 
@@ -90,8 +108,14 @@ struct JoinPayload {
 
 fn heartbeat(header: Option<&str>) -> Result<(u64, u64), Fatal> {
     let Some(h) = header else { return Ok((0, 0)) };
-    let (x, y) = h.split_once(',').ok_or_else(|| Fatal::new("heart-beat 헤더가 올바르지 않아요."))?;
-    let parse = |v: &str| v.trim().parse::<u64>().map_err(|_| Fatal::new("heart-beat 헤더가 올바르지 않아요."));
+    let (x, y) = h
+        .split_once(',')
+        .ok_or_else(|| Fatal::new("heart-beat 헤더가 올바르지 않아요."))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| Fatal::new("heart-beat 헤더가 올바르지 않아요."))
+    };
     Ok((parse(x)?, parse(y)?))
 }
 
@@ -165,25 +189,42 @@ impl Connection {
     }
 
     /// The next WebSocket message as STOMP items; None when the socket is gone.
-    fn read(&mut self, msg: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>) -> Option<Result<Vec<Item>, Fatal>> {
+    fn read(
+        &mut self,
+        msg: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
+    ) -> Option<Result<Vec<Item>, Fatal>> {
         match msg? {
             Ok(AggregatedMessage::Text(text)) => Some(self.parse(text.as_bytes())),
             Ok(AggregatedMessage::Binary(bytes)) => Some(self.parse(&bytes)),
-            Ok(AggregatedMessage::Ping(_)) | Ok(AggregatedMessage::Pong(_)) => Some(Ok(vec![Item::Heartbeat])),
+            Ok(AggregatedMessage::Ping(_)) | Ok(AggregatedMessage::Pong(_)) => {
+                Some(Ok(vec![Item::Heartbeat]))
+            }
             Ok(AggregatedMessage::Close(_)) => None,
             Err(e) => Some(Err(Fatal::new(format!("WebSocket 프레임 오류: {e}")))),
         }
     }
 
     fn parse(&self, data: &[u8]) -> Result<Vec<Item>, Fatal> {
-        let items = parse_message(data, &limits()).map_err(|e| Fatal::new(format!("잘못된 STOMP 프레임이에요: {e}")))?;
-        self.state.realtime.hub.metrics.messages_in.inc_by(items.len() as u64);
+        let items = parse_message(data, &limits())
+            .map_err(|e| Fatal::new(format!("잘못된 STOMP 프레임이에요: {e}")))?;
+        self.state
+            .realtime
+            .hub
+            .metrics
+            .messages_in
+            .inc_by(items.len() as u64);
         Ok(items)
     }
 
-    async fn connect(&mut self, frame: &Frame) -> Result<(Authenticated, Option<Duration>, Option<Duration>), Fatal> {
+    async fn connect(
+        &mut self,
+        frame: &Frame,
+    ) -> Result<(Authenticated, Option<Duration>, Option<Duration>), Fatal> {
         if let Some(versions) = frame.get("accept-version") {
-            if !versions.split(',').any(|v| matches!(v.trim(), "1.2" | "1.1")) {
+            if !versions
+                .split(',')
+                .any(|v| matches!(v.trim(), "1.2" | "1.1"))
+            {
                 return Err(Fatal::new("지원하는 STOMP 버전은 1.2예요."));
             }
         }
@@ -200,26 +241,54 @@ impl Connection {
         let (cx, cy) = heartbeat(frame.get("heart-beat"))?;
         let send_every = (cy > 0).then(|| Duration::from_millis(cy.max(SERVER_HEARTBEAT_MS)));
         let expect_every = (cx > 0).then(|| Duration::from_millis(cx.max(SERVER_HEARTBEAT_MS)));
-        let version = if frame.get("accept-version").is_none_or(|v| v.contains("1.2")) { "1.2" } else { "1.1" };
+        let version = if frame
+            .get("accept-version")
+            .is_none_or(|v| v.contains("1.2"))
+        {
+            "1.2"
+        } else {
+            "1.1"
+        };
         let connected = Frame::new(Command::Connected)
             .header("version", version)
-            .header("heart-beat", format!("{SERVER_HEARTBEAT_MS},{SERVER_HEARTBEAT_MS}"))
+            .header(
+                "heart-beat",
+                format!("{SERVER_HEARTBEAT_MS},{SERVER_HEARTBEAT_MS}"),
+            )
             .header("server", "ppodok")
             .header("user-name", member.id.to_string());
         if !self.send(connected).await {
             return Err(Fatal::new("연결이 끊겼어요."));
         }
-        Ok((Authenticated { member_id: member.id, sid: claims.sid, expires_at: claims.exp }, send_every, expect_every))
+        Ok((
+            Authenticated {
+                member_id: member.id,
+                sid: claims.sid,
+                expires_at: claims.exp,
+            },
+            send_every,
+            expect_every,
+        ))
     }
 
-    async fn serve(&mut self, who: &Authenticated, reg: &mut super::hub::Registration, send_every: Option<Duration>, expect_every: Option<Duration>) -> Result<(), Fatal> {
+    async fn serve(
+        &mut self,
+        who: &Authenticated,
+        reg: &mut super::hub::Registration,
+        send_every: Option<Duration>,
+        expect_every: Option<Duration>,
+    ) -> Result<(), Fatal> {
         let far = Duration::from_secs(86_400 * 365);
         let now_unix = chrono::Utc::now().timestamp();
-        let token_expiry = Instant::now() + Duration::from_secs((who.expires_at - now_unix).max(0) as u64);
+        let token_expiry =
+            Instant::now() + Duration::from_secs((who.expires_at - now_unix).max(0) as u64);
         let mut next_beat = Instant::now() + send_every.unwrap_or(far);
         let mut last_seen = Instant::now();
         loop {
-            let silence_limit = last_seen + expect_every.map(|d| d * 2 + Duration::from_secs(1)).unwrap_or(far);
+            let silence_limit = last_seen
+                + expect_every
+                    .map(|d| d * 2 + Duration::from_secs(1))
+                    .unwrap_or(far);
             tokio::select! {
                 msg = self.stream.next() => {
                     let Some(items) = self.read(msg) else { return Ok(()) };
@@ -273,19 +342,29 @@ impl Connection {
         match frame.get("receipt") {
             Some(r) => {
                 let r = r.to_owned();
-                self.send(Frame::new(Command::Receipt).header("receipt-id", r)).await
+                self.send(Frame::new(Command::Receipt).header("receipt-id", r))
+                    .await
             }
             None => true,
         }
     }
 
     /// Handles one frame; Ok(false) ends the session cleanly (DISCONNECT).
-    async fn handle(&mut self, who: &Authenticated, conn: u64, frame: Frame) -> Result<bool, Fatal> {
+    async fn handle(
+        &mut self,
+        who: &Authenticated,
+        conn: u64,
+        frame: Frame,
+    ) -> Result<bool, Fatal> {
         let receipt = frame.get("receipt").map(str::to_owned);
-        let fatal = |m: &str| Fatal { message: m.to_owned(), receipt: receipt.clone() };
+        let fatal = |m: &str| Fatal {
+            message: m.to_owned(),
+            receipt: receipt.clone(),
+        };
         match frame.command {
             Command::Subscribe => {
-                let (Some(id), Some(destination)) = (frame.get("id"), frame.get("destination")) else {
+                let (Some(id), Some(destination)) = (frame.get("id"), frame.get("destination"))
+                else {
                     return Err(fatal("SUBSCRIBE에는 id와 destination이 필요해요."));
                 };
                 let (id, destination) = (id.to_owned(), destination.to_owned());
@@ -298,10 +377,12 @@ impl Connection {
                 if destination == USER_ERRORS {
                     self.errors_subscription = Some(id.clone());
                 } else {
-                    let group_id = topic_group(&destination).ok_or_else(|| fatal("구독할 수 없는 destination이에요."))?;
-                    let member = crate::membership::membership_of(&self.state.db, group_id, who.member_id)
-                        .await
-                        .map_err(|_| fatal(crate::error::MSG_INTERNAL))?;
+                    let group_id = topic_group(&destination)
+                        .ok_or_else(|| fatal("구독할 수 없는 destination이에요."))?;
+                    let member =
+                        crate::membership::membership_of(&self.state.db, group_id, who.member_id)
+                            .await
+                            .map_err(|_| fatal(crate::error::MSG_INTERNAL))?;
                     if member.is_none() {
                         return Err(fatal(crate::error::MSG_FORBIDDEN));
                     }
@@ -310,7 +391,10 @@ impl Connection {
                 self.subscriptions.insert(id, destination);
             }
             Command::Unsubscribe => {
-                let id = frame.get("id").ok_or_else(|| fatal("UNSUBSCRIBE에는 id가 필요해요."))?.to_owned();
+                let id = frame
+                    .get("id")
+                    .ok_or_else(|| fatal("UNSUBSCRIBE에는 id가 필요해요."))?
+                    .to_owned();
                 if let Some(destination) = self.subscriptions.remove(&id) {
                     if destination == USER_ERRORS {
                         self.errors_subscription = None;
@@ -320,8 +404,13 @@ impl Connection {
                 }
             }
             Command::Send => {
-                let destination = frame.get("destination").ok_or_else(|| fatal("SEND에는 destination이 필요해요."))?.to_owned();
-                let duplicate = receipt.as_ref().is_some_and(|r| self.recent_receipts.contains(r));
+                let destination = frame
+                    .get("destination")
+                    .ok_or_else(|| fatal("SEND에는 destination이 필요해요."))?
+                    .to_owned();
+                let duplicate = receipt
+                    .as_ref()
+                    .is_some_and(|r| self.recent_receipts.contains(r));
                 if !duplicate {
                     if let Some(r) = &receipt {
                         self.recent_receipts.push_back(r.clone());
@@ -366,24 +455,33 @@ impl Connection {
     }
 
     async fn add(&self, member_id: i64, body: &[u8]) -> Result<(), String> {
-        let p: AddPayload = serde_json::from_slice(body).map_err(|_| crate::error::MSG_BAD_REQUEST.to_owned())?;
-        let start_local = ppodok_domain::time::parse_local_datetime(&p.start_time).ok_or_else(|| rooms::MSG_BAD_TIME.to_owned())?;
+        let p: AddPayload =
+            serde_json::from_slice(body).map_err(|_| crate::error::MSG_BAD_REQUEST.to_owned())?;
+        let start_local = ppodok_domain::time::parse_local_datetime(&p.start_time)
+            .ok_or_else(|| rooms::MSG_BAD_TIME.to_owned())?;
         if let Some(end) = &p.end_time {
-            let end_local = ppodok_domain::time::parse_local_datetime(end).ok_or_else(|| rooms::MSG_BAD_TIME.to_owned())?;
+            let end_local = ppodok_domain::time::parse_local_datetime(end)
+                .ok_or_else(|| rooms::MSG_BAD_TIME.to_owned())?;
             if self.state.grid.room_end(start_local) != end_local {
                 return Err(rooms::MSG_BAD_TIME.to_owned());
             }
         }
-        let start = rooms::slot_start_utc(&self.state, start_local).map_err(|e| e.public_message())?;
-        rooms::book(&self.state, member_id, p.group_id, start).await.map_err(|e| e.public_message())?;
+        let start =
+            rooms::slot_start_utc(&self.state, start_local).map_err(|e| e.public_message())?;
+        rooms::book(&self.state, member_id, p.group_id, start)
+            .await
+            .map_err(|e| e.public_message())?;
         Ok(())
     }
 
     /// The contract's toggle: books me when I am not in the room, cancels otherwise. Both
     /// underlying operations are idempotent, so a race or a retry never double-books or errors.
     async fn join(&self, member_id: i64, body: &[u8]) -> Result<(), String> {
-        let p: JoinPayload = serde_json::from_slice(body).map_err(|_| crate::error::MSG_BAD_REQUEST.to_owned())?;
-        let room = crate::attendance::find_room(&self.state, p.room_id).await.map_err(|e| e.public_message())?;
+        let p: JoinPayload =
+            serde_json::from_slice(body).map_err(|_| crate::error::MSG_BAD_REQUEST.to_owned())?;
+        let room = crate::attendance::find_room(&self.state, p.room_id)
+            .await
+            .map_err(|e| e.public_message())?;
         if room.group_id != p.group_id {
             return Err(rooms::room_not_found(p.room_id).public_message());
         }
@@ -392,11 +490,18 @@ impl Connection {
             .map_err(|e| ApiError::from(e).public_message())?
             .is_some_and(|v| v.member_ids.contains(&member_id));
         if booked {
-            match rooms::cancel(&self.state, member_id, room.id).await.map_err(|e| e.public_message())? {
-                Cancelled::StillOpen(_) | Cancelled::Removed { .. } | Cancelled::NotBooked(_) => Ok(()),
+            match rooms::cancel(&self.state, member_id, room.id)
+                .await
+                .map_err(|e| e.public_message())?
+            {
+                Cancelled::StillOpen(_) | Cancelled::Removed { .. } | Cancelled::NotBooked(_) => {
+                    Ok(())
+                }
             }
         } else {
-            rooms::book(&self.state, member_id, room.group_id, room.start_at).await.map_err(|e| e.public_message())?;
+            rooms::book(&self.state, member_id, room.group_id, room.start_at)
+                .await
+                .map_err(|e| e.public_message())?;
             Ok(())
         }
     }

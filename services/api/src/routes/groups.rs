@@ -406,13 +406,13 @@ pub async fn leave_group(
         .await?
         .ok_or_else(|| ApiError::not_a_member(member_id, group.id))?;
     let group_id = group.id;
-    state
+    let effects = state
         .db
-        .transaction::<_, (), sea_orm::DbErr>(|txn| {
+        .transaction::<_, crate::membership::LeaveEffects, sea_orm::DbErr>(|txn| {
             Box::pin(async move { leave(txn, member_id, &[group_id]).await })
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("leaving group: {e}")))?;
-    crate::rooms::invalidate(&state, &[group_id]).await;
+    crate::rooms::after_leaving(&state, member_id, &effects).await;
     Ok(envelope::deleted())
 }

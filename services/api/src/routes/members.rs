@@ -276,6 +276,12 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
     responses((status = 200, description = "logged out")), security(("bearer" = [])))]
 pub async fn logout(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
     state.sessions.revoke(me.id(), &me.sid).await?;
+    state
+        .realtime
+        .emit(crate::realtime::Event::RevokeSession {
+            sid: me.sid.clone(),
+        })
+        .await;
     Ok(envelope::ok(()))
 }
 
@@ -332,7 +338,7 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
         .flatten();
     let left_groups = state
         .db
-        .transaction::<_, Vec<i64>, ApiError>(|txn| {
+        .transaction::<_, crate::membership::LeaveEffects, ApiError>(|txn| {
             Box::pin(async move {
                 // Lock the member row: a concurrent second withdrawal waits, then finds it withdrawn.
                 let current = member::Entity::find_by_id(member_id)
@@ -348,9 +354,12 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
                     .into_tuple()
                     .all(txn)
                     .await?;
-                membership::leave(txn, member_id, &group_ids).await?;
+                let effects = membership::leave(txn, member_id, &group_ids).await?;
                 todo::Entity::delete_many()
                     .filter(todo::Column::MemberId.eq(member_id))
+                    .exec(txn)
+                    .await?;
+                crate::db::entities::focus_timer::Entity::delete_by_id(member_id)
                     .exec(txn)
                     .await?;
                 push_client::Entity::delete_many()
@@ -389,11 +398,15 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
                     .insert(txn)
                     .await?;
                 }
-                Ok(group_ids)
+                Ok(effects)
             })
         })
         .await?;
-    crate::rooms::invalidate(&state, &left_groups).await;
+    crate::rooms::after_leaving(&state, member_id, &left_groups).await;
+    state
+        .realtime
+        .emit(crate::realtime::Event::RevokeMember { member_id })
+        .await;
     // After commit. The member row already says WITHDRAWN, so a failure here cannot keep tokens alive.
     if let Err(e) = state.sessions.revoke_member(member_id).await {
         tracing::warn!(member_id, error = %e, "revoking sessions after withdrawal failed");

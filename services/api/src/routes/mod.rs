@@ -4,8 +4,11 @@
 pub mod clients;
 pub mod groups;
 pub mod health;
+pub mod history;
 pub mod members;
+pub mod rankings;
 pub mod rooms;
+pub mod timers;
 pub mod todos;
 
 use actix_web::{error::JsonPayloadError, web, HttpRequest, Resource};
@@ -121,5 +124,32 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
             .route(web::post().to(rooms::enter))
             .route(web::patch().to(rooms::exit)),
     )
-    .service(resource("/api/v1/internal/sfu/webhook").route(web::post().to(rooms::sfu_webhook)));
+    .service(resource("/api/v1/internal/sfu/webhook").route(web::post().to(rooms::sfu_webhook)))
+    .service(
+        web::resource(crate::realtime::stomp::ENDPOINT)
+            .route(web::get().to(crate::realtime::stomp::endpoint)),
+    );
+    configure_stats(cfg);
+}
+
+/// Server time, study-day settings, history, rankings and focus timers.
+fn configure_stats(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/time").route(web::get().to(history::server_time)))
+        .service(
+            resource("/api/v1/members/settings")
+                .route(web::get().to(history::get_settings))
+                .route(web::patch().to(history::patch_settings)),
+        )
+        .service(
+            resource("/api/v1/study-histories/durations").route(web::get().to(history::durations)),
+        )
+        .service(resource("/api/v1/study-histories/summary").route(web::get().to(history::summary)))
+        .service(resource("/api/v1/study-histories/heatmap").route(web::get().to(history::heatmap)))
+        .service(resource("/api/v1/ranks").route(web::get().to(rankings::ranks)))
+        .service(resource("/api/v1/rankings").route(web::get().to(rankings::rankings)))
+        .service(resource("/api/v1/timers/start").route(web::post().to(timers::start)))
+        .service(resource("/api/v1/timers/pause").route(web::post().to(timers::pause)))
+        .service(resource("/api/v1/timers/resume").route(web::post().to(timers::resume)))
+        .service(resource("/api/v1/timers/stop").route(web::post().to(timers::stop)))
+        .service(resource("/api/v1/timers/current").route(web::get().to(timers::current)));
 }

@@ -19,6 +19,7 @@ async fn each_job_runs_once_per_period_across_two_replicas(backend: Backend) {
         s.jobs.close_presence_every_secs = 60;
         s.jobs.expire_rooms_every_secs = 120;
         s.jobs.warm_cache_every_secs = 300;
+        s.jobs.stop_idle_timers_every_secs = 90;
     })
     .await;
     let two = one.spawn_replica().await;

@@ -1,0 +1,76 @@
+//! The committed files under deploy/generated/ must be exactly what deploy/routes.toml
+//! renders to, and the real routes must send each path where the design says.
+
+use std::path::{Path, PathBuf};
+
+use ppodok_deploy_render::{load, render_all, Action, RouteTable};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the render crate lives inside deploy/")
+        .to_path_buf()
+}
+
+fn real_routes() -> RouteTable {
+    let text = std::fs::read_to_string(deploy_dir().join("routes.toml")).expect("read routes.toml");
+    load(&text).unwrap_or_else(|error| panic!("deploy/routes.toml: {error}"))
+}
+
+#[test]
+fn committed_files_match_the_routes_file() {
+    for file in render_all(&real_routes()) {
+        let path = deploy_dir().join("generated").join(file.file_name);
+        let committed = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+        assert!(
+            committed == file.contents,
+            "{} is out of date; run `cargo run -p ppodok-deploy-render`",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn real_routes_send_each_path_where_the_design_says() {
+    let table = real_routes();
+    let destination = |path: &str| match table.resolve(path) {
+        Action::Forward(target) => target.name.clone(),
+        Action::Deny => "denied".to_owned(),
+    };
+    let expected = [
+        ("/rtc", "sfu"),
+        ("/rtc/validate", "sfu"),
+        ("/rtc/v1", "sfu"),
+        ("/rtc/v1/validate", "sfu"),
+        ("/video/health", "sfu"),
+        ("/api/v1/rooms", "api"),
+        ("/api/v1/internal/sfu/webhook", "api"),
+        ("/bbodok-websocket", "api"),
+        ("/health", "api"),
+        ("/ready", "api"),
+        ("/swagger-ui/index.html", "api"),
+        ("/api-docs/openapi.json", "api"),
+        ("/rtcx", "api"),
+        ("/metrics", "denied"),
+        ("/metrics/anything", "denied"),
+    ];
+    for (path, want) in expected {
+        assert_eq!(destination(path), want, "{path}");
+    }
+}
+
+#[test]
+fn real_targets_listen_where_the_services_do() {
+    let table = real_routes();
+    let api = table.target("api").expect("api target");
+    assert_eq!((api.port, api.health_path.as_str()), (8080, "/health"));
+    let sfu = table.target("sfu").expect("sfu target");
+    assert_eq!((sfu.port, sfu.health_path.as_str()), (7880, "/health"));
+    assert_eq!(table.router.idle_timeout_seconds, 60);
+    assert!(table
+        .rules
+        .iter()
+        .filter(|rule| rule.target == "sfu")
+        .all(|rule| rule.websocket));
+}

@@ -1,0 +1,350 @@
+//! Server time, a member's study-day settings, and their study history ("My page"): per-day
+//! durations, the summary card (today, this week, streaks, todo completion) and the yearly heatmap.
+//!
+//! History is computed from `study_records` in the member's own zone and day boundary, so changing
+//! either re-labels past days without rewriting anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono_tz::Tz;
+use ppodok_domain::periods::{streaks, utc, DayBoundary};
+use ppodok_domain::stats::{self, WindowError};
+use ppodok_domain::time::{
+    format_iso_duration_ms, format_local_datetime, local_to_utc, parse_local_datetime, utc_to_local,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::CurrentMember;
+use crate::db::entities::{member, study_record, todo};
+use crate::envelope;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+const MSG_BAD_ZONE: &str = "시간대는 IANA 이름이어야 해요. 예: Asia/Seoul";
+const MSG_BAD_BOUNDARY: &str = "하루 시작 시각은 HH:MM 형식이어야 해요. 예: 05:00";
+const MSG_BAD_WINDOW_FORMAT: &str = "from과 to는 YYYY-MM-DDTHH:mm:ss 형식의 시각이어야 해요.";
+const MSG_EMPTY_WINDOW: &str = "to는 from보다 뒤여야 해요.";
+const MSG_NONEXISTENT_TIME: &str = "그 시간대에 존재하지 않는 시각이에요.";
+const MSG_BAD_YEAR: &str = "year는 1970부터 9999 사이의 연도여야 해요.";
+
+fn too_long_window() -> ApiError {
+    ApiError::BadRequest(format!(
+        "조회 기간은 최대 {}일이에요.",
+        stats::MAX_HISTORY_WINDOW_DAYS
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTimeResponse {
+    /// Now in the service zone, contract format `YYYY-MM-DDTHH:mm:ss[.fff]`.
+    pub server_time: String,
+    pub epoch_millis: i64,
+    /// The service's IANA zone.
+    pub zone: String,
+}
+
+/// The server's clock, so clients can correct countdowns for their own clock's skew.
+#[utoipa::path(get, path = "/api/v1/time", tag = "study",
+    responses((status = 200, body = ServerTimeResponse)))]
+pub async fn server_time(state: web::Data<AppState>) -> HttpResponse {
+    let now = state.clock.now();
+    envelope::ok(ServerTimeResponse {
+        server_time: local_time(now, state.zone),
+        epoch_millis: now.timestamp_millis(),
+        zone: state.zone.name().to_owned(),
+    })
+}
+
+/// Contract form of an instant in a zone, at millisecond precision.
+pub fn local_time(t: DateTime<Utc>, zone: Tz) -> String {
+    let to_millis = t
+        .with_nanosecond(t.timestamp_subsec_millis() * 1_000_000)
+        .unwrap_or(t);
+    format_local_datetime(utc_to_local(to_millis, zone))
+}
+
+/// The study days a member sees: their zone and boundary, or the service defaults.
+pub fn member_days(state: &AppState, m: &member::Model) -> DayBoundary {
+    let zone = m
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok())
+        .unwrap_or(state.zone);
+    let minutes = m
+        .day_boundary_minutes
+        .and_then(|b| u32::try_from(b).ok())
+        .unwrap_or(state.ranking_days.minutes);
+    DayBoundary::new(zone, minutes).unwrap_or(state.ranking_days)
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsResponse {
+    /// IANA zone my study days are counted in.
+    pub time_zone: String,
+    /// When my study day starts, `HH:MM`.
+    pub day_boundary: String,
+}
+
+fn settings_response(days: DayBoundary) -> SettingsResponse {
+    SettingsResponse {
+        time_zone: days.zone.name().to_owned(),
+        day_boundary: stats::format_hh_mm(days.minutes),
+    }
+}
+
+/// My study-day settings (defaults filled in).
+#[utoipa::path(get, path = "/api/v1/members/settings", tag = "study",
+    responses((status = 200, body = SettingsResponse)), security(("bearer" = [])))]
+pub async fn get_settings(state: web::Data<AppState>, me: CurrentMember) -> HttpResponse {
+    envelope::ok(settings_response(member_days(&state, &me.member)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsRequest {
+    /// IANA zone name; omitted keeps the current one.
+    pub time_zone: Option<String>,
+    /// `HH:MM`; omitted keeps the current one.
+    pub day_boundary: Option<String>,
+}
+
+/// Changes my zone and/or day boundary. History is recomputed with them; group rankings keep the
+/// service's days so that members of one group compete over the same periods.
+#[utoipa::path(patch, path = "/api/v1/members/settings", tag = "study",
+    request_body = SettingsRequest,
+    responses((status = 200, body = SettingsResponse), (status = 400, description = "bad zone or boundary")),
+    security(("bearer" = [])))]
+pub async fn patch_settings(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    body: web::Json<SettingsRequest>,
+) -> ApiResult<HttpResponse> {
+    let zone = body
+        .time_zone
+        .as_deref()
+        .map(|z| {
+            z.trim()
+                .parse::<Tz>()
+                .map_err(|_| ApiError::BadRequest(MSG_BAD_ZONE.into()))
+        })
+        .transpose()?;
+    let boundary = body
+        .day_boundary
+        .as_deref()
+        .map(|b| stats::parse_hh_mm(b.trim()).ok_or(ApiError::BadRequest(MSG_BAD_BOUNDARY.into())))
+        .transpose()?;
+    let mut row: member::ActiveModel = me.member.clone().into();
+    if let Some(zone) = zone {
+        row.time_zone = Set(Some(zone.name().to_owned()));
+    }
+    if let Some(minutes) = boundary {
+        row.day_boundary_minutes = Set(Some(minutes as i32));
+    }
+    row.updated_at = Set(state.clock.now_naive());
+    let updated = row.update(&state.db).await?;
+    Ok(envelope::ok(settings_response(member_days(
+        &state, &updated,
+    ))))
+}
+
+/// Records of a member overlapping `[from, to)`, clipped to it. The lower bound on `started_at`
+/// keeps the scan on `ix_study_records_member_start` bounded: no record is longer than
+/// `longest_record` (room sessions are minutes, timer segments stop at the idle cap).
+async fn intervals_in<C: ConnectionTrait>(
+    db: &C,
+    member_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    longest_record: Duration,
+) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, DbErr> {
+    let rows: Vec<(NaiveDateTime, NaiveDateTime)> = study_record::Entity::find()
+        .select_only()
+        .column(study_record::Column::StartedAt)
+        .column(study_record::Column::EndedAt)
+        .filter(study_record::Column::MemberId.eq(member_id))
+        .filter(study_record::Column::StartedAt.gte((from - longest_record).naive_utc()))
+        .filter(study_record::Column::StartedAt.lt(to.naive_utc()))
+        .filter(study_record::Column::EndedAt.gt(from.naive_utc()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(s, e)| stats::clip(utc(s), utc(e), from, to))
+        .collect())
+}
+
+fn longest_record(state: &AppState) -> Duration {
+    Duration::minutes(state.settings.study.timer_idle_cap_minutes).max(Duration::days(1))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayDuration {
+    /// The study day, `YYYY-MM-DD`.
+    pub calculated_at: String,
+    /// ISO-8601 duration, e.g. `PT1H25M`.
+    pub duration: String,
+}
+
+fn day_duration(day: NaiveDate, ms: i64) -> DayDuration {
+    DayDuration {
+        calculated_at: day.format("%Y-%m-%d").to_string(),
+        duration: format_iso_duration_ms(ms),
+    }
+}
+
+fn nonzero_days(days: BTreeMap<NaiveDate, i64>) -> Vec<DayDuration> {
+    days.into_iter()
+        .filter(|(_, ms)| *ms > 0)
+        .map(|(d, ms)| day_duration(d, ms))
+        .collect()
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct WindowQuery {
+    /// Local time in my zone, `YYYY-MM-DDTHH:mm:ss`.
+    pub from: Option<String>,
+    /// Local time in my zone (exclusive), `YYYY-MM-DDTHH:mm:ss`.
+    pub to: Option<String>,
+}
+
+fn parse_window_bound(raw: Option<&str>, zone: Tz) -> ApiResult<DateTime<Utc>> {
+    let local = raw
+        .and_then(|s| parse_local_datetime(s.trim()))
+        .ok_or(ApiError::BadRequest(MSG_BAD_WINDOW_FORMAT.into()))?;
+    local_to_utc(local, zone).ok_or(ApiError::BadRequest(MSG_NONEXISTENT_TIME.into()))
+}
+
+/// My study time per study day within `[from, to)`, ordered by day; days without time are left
+/// out. Sessions overlapping the window count only for their part inside it.
+#[utoipa::path(get, path = "/api/v1/study-histories/durations", tag = "study", params(WindowQuery),
+    responses((status = 200, body = [DayDuration]), (status = 400, description = "missing, malformed or too long window")),
+    security(("bearer" = [])))]
+pub async fn durations(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    q: web::Query<WindowQuery>,
+) -> ApiResult<HttpResponse> {
+    let days = member_days(&state, &me.member);
+    let from = parse_window_bound(q.from.as_deref(), days.zone)?;
+    let to = parse_window_bound(q.to.as_deref(), days.zone)?;
+    stats::check_window(from, to).map_err(|e| match e {
+        WindowError::Empty => ApiError::BadRequest(MSG_EMPTY_WINDOW.into()),
+        WindowError::TooLong => too_long_window(),
+    })?;
+    let intervals = intervals_in(&state.db, me.id(), from, to, longest_record(&state)).await?;
+    Ok(envelope::ok(nonzero_days(days.per_day(intervals))))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryResponse {
+    /// Time studied today (my current study day).
+    pub today: String,
+    /// Monday to Sunday of the current study week, zeros included.
+    pub week: Vec<DayDuration>,
+    /// Consecutive study days up to today (or yesterday, while today is still open).
+    pub current_streak: u32,
+    pub best_streak: u32,
+    /// Percentage of my todos (all my groups) that are done; null when I have none.
+    pub todo_completion_rate: Option<f64>,
+    /// All my study time ever.
+    pub total_duration: String,
+}
+
+/// The "My page" card. Two queries: my records (two timestamp columns only, needed for the
+/// all-time streaks) and a grouped todo count.
+#[utoipa::path(get, path = "/api/v1/study-histories/summary", tag = "study",
+    responses((status = 200, body = SummaryResponse)), security(("bearer" = [])))]
+pub async fn summary(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
+    let days = member_days(&state, &me.member);
+    let now = state.clock.now();
+    let rows: Vec<(NaiveDateTime, NaiveDateTime)> = study_record::Entity::find()
+        .select_only()
+        .column(study_record::Column::StartedAt)
+        .column(study_record::Column::EndedAt)
+        .filter(study_record::Column::MemberId.eq(me.id()))
+        .order_by_asc(study_record::Column::StartedAt)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    // Time still to come (a record cannot end after now, but a moved clock could) is not "studied".
+    let per_day = days.per_day(
+        rows.into_iter()
+            .filter_map(|(s, e)| stats::clip(utc(s), utc(e), DateTime::<Utc>::MIN_UTC, now)),
+    );
+    let today = days.day_of(now);
+    let studied: BTreeSet<NaiveDate> = per_day
+        .iter()
+        .filter(|(_, ms)| **ms > 0)
+        .map(|(d, _)| *d)
+        .collect();
+    let (current_streak, best_streak) = streaks(&studied, today);
+    let on = |d: NaiveDate| per_day.get(&d).copied().unwrap_or(0);
+
+    let todo_counts: Vec<(bool, i64)> = todo::Entity::find()
+        .select_only()
+        .column(todo::Column::Done)
+        .column_as(todo::Column::Id.count(), "n")
+        .filter(todo::Column::MemberId.eq(me.id()))
+        .group_by(todo::Column::Done)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    let total_todos: i64 = todo_counts.iter().map(|(_, n)| n).sum();
+    let done_todos: i64 = todo_counts
+        .iter()
+        .filter(|(done, _)| *done)
+        .map(|(_, n)| n)
+        .sum();
+
+    Ok(envelope::ok(SummaryResponse {
+        today: format_iso_duration_ms(on(today)),
+        week: stats::week_of(today)
+            .into_iter()
+            .map(|d| day_duration(d, on(d)))
+            .collect(),
+        current_streak,
+        best_streak,
+        todo_completion_rate: stats::completion_rate(done_todos as u64, total_todos as u64),
+        total_duration: format_iso_duration_ms(per_day.values().sum()),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HeatmapQuery {
+    /// Calendar year of study days, e.g. 2026.
+    pub year: Option<i32>,
+}
+
+/// Every study day of a year on which I studied, with its time (`[{calculatedAt, duration}]`,
+/// ordered by day; days without time are left out — the client fills the grid with zeros).
+#[utoipa::path(get, path = "/api/v1/study-histories/heatmap", tag = "study", params(HeatmapQuery),
+    responses((status = 200, body = [DayDuration]), (status = 400, description = "missing or bad year")),
+    security(("bearer" = [])))]
+pub async fn heatmap(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    q: web::Query<HeatmapQuery>,
+) -> ApiResult<HttpResponse> {
+    let year = q
+        .year
+        .filter(|y| (1970..=9999).contains(y))
+        .ok_or(ApiError::BadRequest(MSG_BAD_YEAR.into()))?;
+    let days = member_days(&state, &me.member);
+    let first = NaiveDate::from_ymd_opt(year, 1, 1).expect("valid year");
+    let next = NaiveDate::from_ymd_opt(year + 1, 1, 1).expect("valid year");
+    let (from, to) = (days.start_of(first), days.start_of(next));
+    let intervals = intervals_in(&state.db, me.id(), from, to, longest_record(&state)).await?;
+    Ok(envelope::ok(nonzero_days(days.per_day(intervals))))
+}
