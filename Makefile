@@ -1,7 +1,7 @@
 # ppodok — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test bench fmt lint check clean-test-dbs
+.PHONY: run test node-deps bench fmt lint check clean-test-dbs
 
 ## Start the API on embedded defaults (SQLite file in ./data, in-process stores, dev login on).
 run:

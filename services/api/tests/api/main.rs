@@ -14,6 +14,8 @@ mod ops;
 mod rankings;
 mod rooms;
 mod stats;
+mod stomp;
+mod stomp_support;
 mod study_support;
 mod timers;
 mod todos;

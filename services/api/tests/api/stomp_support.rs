@@ -1,0 +1,142 @@
+//! STOMP clients for tests: the official `@stomp/stompjs` run by Node (a scripted client we did not
+//! write the protocol of), and a raw WebSocket for frames no well-behaved library would send.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::TestApp;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+fn script() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/stomp");
+    assert!(
+        dir.join("node_modules/@stomp/stompjs").exists(),
+        "run `npm ci --prefix tests/stomp` (make test does) before the STOMP tests"
+    );
+    dir.join("client.mjs")
+}
+
+pub fn ws_url(app: &TestApp) -> String {
+    format!("{}/bbodok-websocket", app.base.replace("http://", "ws://"))
+}
+
+/// A `@stomp/stompjs` client in a Node process.
+pub struct StompJs {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl StompJs {
+    /// Connects with `token` and subscribes to `destinations`; waits until every subscription is
+    /// acknowledged by a RECEIPT (or returns early on an error, see `next`).
+    pub async fn connect(app: &TestApp, token: Option<&str>, destinations: &[&str]) -> Self {
+        let config = json!({ "url": ws_url(app), "token": token, "subscribe": destinations });
+        let mut child = Command::new("node")
+            .arg(script())
+            .arg(config.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node is installed");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, stdin, stdout }
+    }
+
+    /// The next event the client printed, or None when it ended or `WAIT` passed.
+    pub async fn next(&mut self) -> Option<Value> {
+        match tokio::time::timeout(WAIT, self.stdout.next_line()).await {
+            Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).expect("client prints JSON")),
+            _ => None,
+        }
+    }
+
+    /// Skips events until one of `kind` arrives (None if the stream ends first).
+    pub async fn next_of(&mut self, kind: &str) -> Option<Value> {
+        while let Some(event) = self.next().await {
+            if event["type"] == kind {
+                return Some(event);
+            }
+            if event["type"] == "error" || event["type"] == "closed" {
+                return if kind == event["type"] { Some(event) } else { panic!("expected {kind}, got {event}") };
+            }
+        }
+        None
+    }
+
+    /// The next MESSAGE body, parsed as JSON.
+    pub async fn message(&mut self) -> Value {
+        let event = self.next_of("message").await.expect("a message arrives");
+        serde_json::from_str(event["body"].as_str().unwrap()).unwrap()
+    }
+
+    pub async fn ready(mut self) -> Self {
+        self.next_of("ready").await.expect("subscriptions acknowledged");
+        self
+    }
+
+    pub async fn send(&mut self, destination: &str, body: Value, receipt: Option<&str>) {
+        let cmd = json!({ "send": { "destination": destination, "body": body.to_string(), "receipt": receipt } });
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stdin.write_all(b"{\"disconnect\":true}\n").await;
+        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    }
+}
+
+/// A raw WebSocket speaking STOMP text by hand.
+pub struct RawStomp {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl RawStomp {
+    pub async fn open(app: &TestApp) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(app)).await.expect("websocket handshake");
+        Self { ws }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).await.expect("send");
+    }
+
+    pub async fn connect(app: &TestApp, token: &str) -> Self {
+        let mut raw = Self::open(app).await;
+        raw.send_text(&format!("CONNECT\naccept-version:1.2\nheart-beat:0,0\nAuthorization:Bearer {token}\n\n\0")).await;
+        let reply = raw.frame().await.expect("a reply to CONNECT");
+        assert!(reply.starts_with("CONNECTED\n"), "{reply}");
+        raw
+    }
+
+    /// The next non-heartbeat text frame, or None when the server closed the socket.
+    pub async fn frame(&mut self) -> Option<String> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.ok()?? {
+                Ok(Message::Text(t)) if t.trim().is_empty() => continue,
+                Ok(Message::Text(t)) => return Some(t.to_string()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Expects an ERROR frame carrying `message`, then the socket closing.
+    pub async fn expect_error(&mut self, message: &str) {
+        let frame = self.frame().await.expect("an ERROR frame");
+        assert!(frame.starts_with("ERROR\n"), "expected ERROR, got {frame:?}");
+        assert!(frame.contains(&format!("message:{message}")) || frame.contains(message), "{frame:?} lacks {message:?}");
+        assert!(self.frame().await.is_none(), "the server closes after ERROR");
+    }
+}
