@@ -223,3 +223,25 @@ pub async fn find_room(state: &AppState, room_id: i64) -> ApiResult<room::Model>
         .await?
         .ok_or_else(|| crate::rooms::room_not_found(room_id))
 }
+
+/// Presence changes go to the group's presence topic (never the calendar topic).
+pub async fn announce(
+    state: &AppState,
+    group_id: i64,
+    member_id: i64,
+    room_id: i64,
+    source: Source,
+    present: bool,
+) {
+    let body = serde_json::json!({
+        "memberId": member_id,
+        "roomId": room_id,
+        "source": match source { Source::Client => "client", Source::Sfu => "sfu" },
+        "present": present,
+        "serverTime": crate::views::local(state, state.clock.now_naive()),
+    });
+    state
+        .realtime
+        .publish(format!("/topic/{group_id}/presence"), &body)
+        .await;
+}

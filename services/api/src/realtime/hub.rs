@@ -215,3 +215,93 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(RealtimeMetrics::register(&prometheus::Registry::new()))
+    }
+
+    fn publish(topic: &str, body: &str) -> Event {
+        Event::Publish {
+            topic: topic.into(),
+            body: body.into(),
+            published_at_us: 0,
+        }
+    }
+
+    #[test]
+    fn only_subscribers_of_a_topic_receive_it() {
+        let hub = hub();
+        let mut a = hub.register(1, "s1");
+        let mut b = hub.register(2, "s2");
+        hub.subscribe(a.id, "/topic/7", "sub-a");
+        hub.subscribe(b.id, "/topic/8", "sub-b");
+        hub.apply(&publish("/topic/7", "{\"x\":1}"));
+        let got = a.rx.try_recv().unwrap();
+        assert_eq!(
+            (got.subscription.as_ref(), got.body.as_ref()),
+            ("sub-a", "{\"x\":1}")
+        );
+        assert!(b.rx.try_recv().is_err());
+        hub.unsubscribe(a.id, "/topic/7", "sub-a");
+        hub.apply(&publish("/topic/7", "{}"));
+        assert!(a.rx.try_recv().is_err());
+        assert_eq!(hub.metrics.subscriptions.get(), 1);
+    }
+
+    #[test]
+    fn a_consumer_that_does_not_read_is_dropped_not_buffered() {
+        let hub = hub();
+        let slow = hub.register(1, "s1");
+        let mut fast = hub.register(2, "s2");
+        hub.subscribe(slow.id, "/topic/1", "s");
+        hub.subscribe(fast.id, "/topic/1", "f");
+        for i in 0..=SEND_QUEUE {
+            hub.apply(&publish("/topic/1", &i.to_string()));
+            // The fast one keeps up.
+            assert!(fast.rx.try_recv().is_ok());
+        }
+        assert!(
+            slow.closed.borrow().is_some(),
+            "the slow session was told to close"
+        );
+        assert!(fast.closed.borrow().is_none());
+        assert_eq!(hub.metrics.slow_consumers.get(), 1);
+        hub.unregister(slow.id);
+        assert_eq!(hub.metrics.sessions.get(), 1);
+        assert_eq!(hub.metrics.subscriptions.get(), 1);
+    }
+
+    #[test]
+    fn revocations_reach_the_right_sessions() {
+        let hub = hub();
+        let mut leaver = hub.register(1, "s1");
+        let other_device = hub.register(1, "s2");
+        let stranger = hub.register(2, "s3");
+        hub.subscribe(leaver.id, "/topic/5", "cal");
+        hub.subscribe(leaver.id, "/topic/5/presence", "presence");
+        hub.subscribe(leaver.id, "/topic/6", "other");
+        hub.apply(&Event::RevokeMembership {
+            member_id: 1,
+            group_id: 5,
+        });
+        hub.apply(&publish("/topic/5", "{}"));
+        hub.apply(&publish("/topic/5/presence", "{}"));
+        assert!(
+            leaver.rx.try_recv().is_err(),
+            "no more messages of the left group"
+        );
+        hub.apply(&publish("/topic/6", "{}"));
+        assert!(leaver.rx.try_recv().is_ok(), "other groups still arrive");
+
+        hub.apply(&Event::RevokeSession { sid: "s2".into() });
+        assert!(other_device.closed.borrow().is_some());
+        assert!(leaver.closed.borrow().is_none());
+        hub.apply(&Event::RevokeMember { member_id: 1 });
+        assert!(leaver.closed.borrow().is_some());
+        assert!(stranger.closed.borrow().is_none());
+    }
+}

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDateTime};
 use ppodok_domain::time::{local_to_utc, parse_local_datetime};
+use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -195,6 +196,15 @@ pub async fn enter(
     let entered = attendance::enter(&state, me.id(), room.id, Source::Client, now)
         .await?
         .ok_or_else(|| ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()))?;
+    attendance::announce(
+        &state,
+        room.group_id,
+        me.id(),
+        room.id,
+        Source::Client,
+        true,
+    )
+    .await;
     Ok(envelope::created(HistoryResponse {
         enter_time: Some(local(&state, entered)),
         exit_time: None,
@@ -217,6 +227,15 @@ pub async fn exit(
         return Ok(envelope::created(Option::<HistoryResponse>::None));
     }
     let exited = attendance::client_exit(&state, me.id(), room.id, now).await?;
+    attendance::announce(
+        &state,
+        room.group_id,
+        me.id(),
+        room.id,
+        Source::Client,
+        false,
+    )
+    .await;
     Ok(envelope::created(HistoryResponse {
         enter_time: exited.entered_at.map(|t| local(&state, t)),
         exit_time: Some(local(&state, exited.exited_at)),
@@ -293,12 +312,14 @@ pub async fn sfu_webhook(
     match (event.event.as_str(), room_id, member_id) {
         ("participant_joined", Some(room), Some(member)) => {
             match attendance::enter(&state, member, room, Source::Sfu, at).await {
-                Ok(_) | Err(ApiError::BadRequest(_)) => {}
+                Ok(Some(_)) => announce_sfu(&state, member, room, true).await?,
+                Ok(None) | Err(ApiError::BadRequest(_)) => {}
                 Err(e) => return Err(e),
             }
         }
         ("participant_left", Some(room), Some(member)) => {
             attendance::sfu_left(&state, member, room, at).await?;
+            announce_sfu(&state, member, room, false).await?;
         }
         ("room_finished", Some(room), _) => {
             attendance::close_dangling(&state, Some(room), at).await?;
@@ -306,4 +327,27 @@ pub async fn sfu_webhook(
         _ => tracing::debug!(event = %event.event, "webhook event ignored"),
     }
     Ok(envelope::ok(()))
+}
+
+async fn announce_sfu(
+    state: &AppState,
+    member_id: i64,
+    room_id: i64,
+    present: bool,
+) -> ApiResult<()> {
+    if let Some(room) = crate::db::entities::room::Entity::find_by_id(room_id)
+        .one(&state.db)
+        .await?
+    {
+        attendance::announce(
+            state,
+            room.group_id,
+            member_id,
+            room_id,
+            Source::Sfu,
+            present,
+        )
+        .await;
+    }
+    Ok(())
 }

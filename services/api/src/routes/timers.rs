@@ -64,6 +64,17 @@ fn response(state: &AppState, v: TimerView, now: DateTime<Utc>) -> TimerResponse
     }
 }
 
+/// Timer state changes go to the group's timer topic (never the calendar topic).
+async fn announce(state: &AppState, member_id: i64, timer: &TimerResponse) {
+    if let Some(group_id) = timer.group_id {
+        let body = serde_json::json!({ "memberId": member_id, "timer": timer });
+        state
+            .realtime
+            .publish(format!("/topic/{group_id}/timers"), &body)
+            .await;
+    }
+}
+
 fn unwrap_txn<T>(r: Result<T, TransactionError<TimerError>>) -> ApiResult<T> {
     r.map_err(|e| match e {
         TransactionError::Connection(db) => db.into(),
@@ -102,7 +113,9 @@ pub async fn start(
             })
             .await,
     )?;
-    Ok(envelope::created(response(&state, started, now)))
+    let body = response(&state, started, now);
+    announce(&state, me.id(), &body).await;
+    Ok(envelope::created(body))
 }
 
 /// Pauses my timer; the segment that just ended is credited.
@@ -119,7 +132,9 @@ pub async fn pause(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<H
             })
             .await,
     )?;
-    Ok(envelope::ok(response(&state, paused, now)))
+    let body = response(&state, paused, now);
+    announce(&state, me.id(), &body).await;
+    Ok(envelope::ok(body))
 }
 
 /// Resumes my paused timer.
@@ -136,7 +151,9 @@ pub async fn resume(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<
             })
             .await,
     )?;
-    Ok(envelope::ok(response(&state, resumed, now)))
+    let body = response(&state, resumed, now);
+    announce(&state, me.id(), &body).await;
+    Ok(envelope::ok(body))
 }
 
 /// Stops my timer, crediting a running segment. `data: null` when there was none.
@@ -152,7 +169,11 @@ pub async fn stop(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<Ht
             })
             .await,
     )?;
-    Ok(envelope::ok(stopped.map(|v| response(&state, v, now))))
+    let body = stopped.map(|v| response(&state, v, now));
+    if let Some(b) = &body {
+        announce(&state, me.id(), b).await;
+    }
+    Ok(envelope::ok(body))
 }
 
 /// My timer now, or `data: null`.

@@ -50,7 +50,11 @@ impl StompJs {
             .expect("node is installed");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self { child, stdin, stdout }
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     /// The next event the client printed, or None when it ended or `WAIT` passed.
@@ -68,7 +72,11 @@ impl StompJs {
                 return Some(event);
             }
             if event["type"] == "error" || event["type"] == "closed" {
-                return if kind == event["type"] { Some(event) } else { panic!("expected {kind}, got {event}") };
+                return if kind == event["type"] {
+                    Some(event)
+                } else {
+                    panic!("expected {kind}, got {event}")
+                };
             }
         }
         None
@@ -81,13 +89,18 @@ impl StompJs {
     }
 
     pub async fn ready(mut self) -> Self {
-        self.next_of("ready").await.expect("subscriptions acknowledged");
+        self.next_of("ready")
+            .await
+            .expect("subscriptions acknowledged");
         self
     }
 
     pub async fn send(&mut self, destination: &str, body: Value, receipt: Option<&str>) {
         let cmd = json!({ "send": { "destination": destination, "body": body.to_string(), "receipt": receipt } });
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .unwrap();
         self.stdin.flush().await.unwrap();
     }
 
@@ -99,22 +112,32 @@ impl StompJs {
 
 /// A raw WebSocket speaking STOMP text by hand.
 pub struct RawStomp {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl RawStomp {
     pub async fn open(app: &TestApp) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(app)).await.expect("websocket handshake");
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(app))
+            .await
+            .expect("websocket handshake");
         Self { ws }
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::text(text.to_owned())).await.expect("send");
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
     }
 
     pub async fn connect(app: &TestApp, token: &str) -> Self {
         let mut raw = Self::open(app).await;
-        raw.send_text(&format!("CONNECT\naccept-version:1.2\nheart-beat:0,0\nAuthorization:Bearer {token}\n\n\0")).await;
+        raw.send_text(&format!(
+            "CONNECT\naccept-version:1.2\nheart-beat:0,0\nAuthorization:Bearer {token}\n\n\0"
+        ))
+        .await;
         let reply = raw.frame().await.expect("a reply to CONNECT");
         assert!(reply.starts_with("CONNECTED\n"), "{reply}");
         raw
@@ -135,8 +158,17 @@ impl RawStomp {
     /// Expects an ERROR frame carrying `message`, then the socket closing.
     pub async fn expect_error(&mut self, message: &str) {
         let frame = self.frame().await.expect("an ERROR frame");
-        assert!(frame.starts_with("ERROR\n"), "expected ERROR, got {frame:?}");
-        assert!(frame.contains(&format!("message:{message}")) || frame.contains(message), "{frame:?} lacks {message:?}");
-        assert!(self.frame().await.is_none(), "the server closes after ERROR");
+        assert!(
+            frame.starts_with("ERROR\n"),
+            "expected ERROR, got {frame:?}"
+        );
+        assert!(
+            frame.contains(&format!("message:{message}")) || frame.contains(message),
+            "{frame:?} lacks {message:?}"
+        );
+        assert!(
+            self.frame().await.is_none(),
+            "the server closes after ERROR"
+        );
     }
 }
