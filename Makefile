@@ -11,9 +11,10 @@ run:
 test:
 	$(CARGO) test --workspace --no-fail-fast
 
-## Benchmarks (release build): calendar cold start on SQLite and on MariaDB + Redis.
+## Benchmarks (release build): calendar cold start (SQLite; MariaDB + Redis) and STOMP fan-out.
 bench:
 	$(CARGO) bench -p ppodok-api --bench calendar_cold_start
+	$(CARGO) bench -p ppodok-api --bench stomp_fanout
 
 fmt:
 	$(CARGO) fmt --all
