@@ -71,22 +71,7 @@ impl FromRequest for CurrentMember {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
             let token = token.ok_or(ApiError::Unauthorized)?;
-            let claims = state
-                .tokens
-                .verify(&token, TokenKind::Access)
-                .map_err(|_| ApiError::Unauthorized)?;
-            if !state
-                .sessions
-                .is_active(claims.member_id, &claims.sid)
-                .await?
-            {
-                return Err(ApiError::Unauthorized);
-            }
-            let member = member::Entity::find_by_id(claims.member_id)
-                .one(&state.db)
-                .await?
-                .filter(member::Model::is_regular)
-                .ok_or(ApiError::Unauthorized)?;
+            let (member, claims) = authenticate(&state, &token).await?;
             Ok(CurrentMember {
                 member,
                 sid: claims.sid,

@@ -234,3 +234,26 @@ pub async fn leave<C: ConnectionTrait>(
     }
     Ok(effects)
 }
+
+/// Members only: 403 for a stranger, 404 when the group does not exist.
+pub async fn require_member(
+    state: &crate::state::AppState,
+    group_id: i64,
+    member_id: i64,
+) -> crate::error::ApiResult<()> {
+    if membership_of(&state.db, group_id, member_id)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let exists = study_group::Entity::find_by_id(group_id)
+        .one(&state.db)
+        .await?
+        .is_some();
+    Err(if exists {
+        crate::error::ApiError::Forbidden
+    } else {
+        crate::error::ApiError::group_not_found(group_id)
+    })
+}

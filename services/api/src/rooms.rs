@@ -13,7 +13,7 @@ use crate::calendar::{self, RoomView};
 use crate::db::entities::{reservation, room, study_group};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, ApiResult};
-use crate::membership::membership_of;
+pub use crate::membership::require_member;
 use crate::state::AppState;
 
 pub const MSG_BAD_TIME: &str = "유효하지 않은 요청 시간입니다.";
@@ -42,25 +42,6 @@ pub enum Cancelled {
     },
     /// I had no reservation there (a retried cancel); the room as it is, if it exists.
     NotBooked(Option<RoomView>),
-}
-
-/// Members only: 403 for a stranger, 404 when the group does not exist.
-pub async fn require_member(state: &AppState, group_id: i64, member_id: i64) -> ApiResult<()> {
-    if membership_of(&state.db, group_id, member_id)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let exists = study_group::Entity::find_by_id(group_id)
-        .one(&state.db)
-        .await?
-        .is_some();
-    Err(if exists {
-        ApiError::Forbidden
-    } else {
-        ApiError::group_not_found(group_id)
-    })
 }
 
 /// Validates a requested slot start (service-zone local time) and returns it in UTC.

@@ -18,35 +18,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::CurrentMember;
-use crate::db::entities::{member, membership, rank, study_group, study_total};
+use crate::db::entities::{member, membership, rank, study_total};
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
-use crate::membership::membership_of;
+use crate::membership::require_member;
 use crate::state::AppState;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
 const MSG_BAD_PERIOD: &str = "period는 day, week, month, all 중 하나여야 해요.";
 const MSG_BAD_LIMIT: &str = "limit은 1 이상이어야 해요.";
-
-/// Non-members get 403; a missing group 404.
-pub async fn require_member(state: &AppState, group_id: i64, member_id: i64) -> ApiResult<()> {
-    if membership_of(&state.db, group_id, member_id)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let exists = study_group::Entity::find_by_id(group_id)
-        .one(&state.db)
-        .await?
-        .is_some();
-    Err(if exists {
-        ApiError::Forbidden
-    } else {
-        ApiError::group_not_found(group_id)
-    })
-}
 
 /// A ranking period: all time, or the current day/week/month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

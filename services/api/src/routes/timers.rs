@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 use crate::auth::CurrentMember;
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
+use crate::membership::require_member;
 use crate::routes::history::local_time;
 use crate::routes::parse_optional_json;
-use crate::routes::rankings::require_member;
 use crate::state::AppState;
 use crate::timers::{self, TimerError, TimerRules, TimerView};
 

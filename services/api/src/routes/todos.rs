@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::CurrentMember;
-use crate::db::entities::{study_group, todo};
+use crate::db::entities::todo;
 use crate::db::now_utc;
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
-use crate::membership::membership_of;
+use crate::membership::require_member;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -32,25 +32,6 @@ impl From<todo::Model> for TodoResponse {
             done: t.done,
         }
     }
-}
-
-/// Non-members get 403; a missing group 404.
-async fn require_member(state: &AppState, group_id: i64, member_id: i64) -> ApiResult<()> {
-    if membership_of(&state.db, group_id, member_id)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let exists = study_group::Entity::find_by_id(group_id)
-        .one(&state.db)
-        .await?
-        .is_some();
-    Err(if exists {
-        ApiError::Forbidden
-    } else {
-        ApiError::group_not_found(group_id)
-    })
 }
 
 /// My todo of that id; someone else's is reported exactly like a missing one.
