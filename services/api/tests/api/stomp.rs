@@ -346,7 +346,23 @@ async fn presence_and_timers_have_their_own_topics(backend: Backend) {
     client.close().await;
 }
 
+/// A STOMP session does not outlive its access token.
+async fn a_session_ends_when_its_token_expires(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |s| s.auth.access_ttl_secs = 2).await;
+    let t = app.dev_login("short-lived").await;
+    let mut client = StompJs::connect(&app, Some(&t.access), &[])
+        .await
+        .ready()
+        .await;
+    let event = client.next_of("error").await.expect("closed at expiry");
+    assert!(
+        event["message"].as_str().unwrap().contains("만료"),
+        "{event}"
+    );
+}
+
 on_both_backends!(
+    a_session_ends_when_its_token_expires,
     presence_and_timers_have_their_own_topics,
     stompjs_sees_bookings_toggles_and_the_tombstone,
     refused_connects_get_an_error,
