@@ -1,14 +1,25 @@
 # ppodok — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test node-deps bench fmt lint check clean-test-dbs
+.PHONY: run run-sfu test node-deps sfu-browser-deps bench fmt lint check clean-test-dbs
 
 ## Start the API on embedded defaults (SQLite file in ./data, in-process stores, dev login on).
 run:
 	$(CARGO) run -p ppodok-api
 
-## Unit tests plus HTTP-level scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379).
-test:
+## Start the SFU (LiveKit-compatible signalling on :7880, dev API key/secret from its defaults).
+run-sfu:
+	$(CARGO) run -p ppodok-sfu
+
+## The SFU's browser tests drive the official livekit-client with puppeteer-core in Debian's
+## headless Chromium (apt-get install chromium-headless-shell); npm never downloads a browser.
+sfu-browser-deps: tests/sfu-browser/node_modules/.package-lock.json
+tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.json tests/sfu-browser/package-lock.json
+	npm ci --prefix tests/sfu-browser --no-audit --no-fund
+
+## Unit tests plus HTTP-level scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379),
+## and the SFU against livekit-client in headless Chromium.
+test: sfu-browser-deps
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Benchmarks (release build): calendar cold start on SQLite and on MariaDB + Redis.
