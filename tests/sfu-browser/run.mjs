@@ -12,6 +12,8 @@
 // Lines: {"event":"ready"}, {"event":"signalConnected","remotes":[…]}, {"event":"connected"},
 // {"event":"connectError","reason":N,"reasonName":"…","message":"…"},
 // {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
+// {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
+// {"event":"participantConnected"|"participantDisconnected","identity":…},
 // {"event":"stats",…}, {"event":"done"}; {"event":"fatal","message":…} on harness failure.
 import http from 'node:http';
 import fs from 'node:fs';
@@ -57,8 +59,9 @@ function serve() {
 }
 
 // Runs inside the page.
-async function inPage(scenario, wsUrl, token) {
+async function inPage(scenario, wsUrl, token, debug) {
   const LK = window.LivekitClient;
+  if (debug) LK.setLogLevel('debug');
   const room = new LK.Room({ adaptiveStream: false, dynacast: false });
   window.__room = room;
   room.on(LK.RoomEvent.SignalConnected, () =>
@@ -75,6 +78,15 @@ async function inPage(scenario, wsUrl, token) {
   room.on(LK.RoomEvent.ParticipantDisconnected, (p) =>
     window.emit({ event: 'participantDisconnected', identity: p.identity }),
   );
+  room.on(LK.RoomEvent.TrackPublished, (pub, participant) =>
+    window.emit({
+      event: 'trackPublished',
+      identity: participant.identity,
+      kind: pub.kind,
+      source: pub.source,
+      sid: pub.trackSid,
+    }),
+  );
   room.on(LK.RoomEvent.LocalTrackPublished, (pub) =>
     window.emit({
       event: 'localTrackPublished',
@@ -85,7 +97,20 @@ async function inPage(scenario, wsUrl, token) {
   );
   try {
     await room.connect(wsUrl, token, { peerConnectionTimeout: 15000 });
-    window.emit({ event: 'connectResolved', state: room.state, sid: room.localParticipant.sid });
+    window.emit({
+      event: 'connectResolved',
+      state: room.state,
+      sid: room.localParticipant.sid,
+      // Publications known at connect (from the JoinResponse): no TrackPublished fires for them.
+      remoteTracks: [...room.remoteParticipants.values()].flatMap((p) =>
+        [...p.trackPublications.values()].map((pub) => ({
+          identity: p.identity,
+          kind: pub.kind,
+          source: pub.source,
+          sid: pub.trackSid,
+        })),
+      ),
+    });
   } catch (e) {
     const reason = e && e.reason;
     window.emit({
@@ -148,7 +173,7 @@ async function main() {
     await tab.exposeFunction('emit', (obj) => emit(obj));
     await tab.goto(`http://127.0.0.1:${port}/`);
     emit({ event: 'ready' });
-    await tab.evaluate(inPage, scenario, wsUrl, token);
+    await tab.evaluate(inPage, scenario, wsUrl, token, Boolean(process.env.SFU_BROWSER_LOG));
   } catch (e) {
     emit({ event: 'fatal', message: String(e && e.stack ? e.stack : e) });
     await finish(1);

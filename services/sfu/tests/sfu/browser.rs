@@ -83,23 +83,62 @@ async fn camera_and_mic_publish_and_all_three_simulcast_layers_arrive() {
 }
 
 #[tokio::test]
-async fn two_pages_see_each_other_join_and_leave() {
+async fn pages_see_each_other_join_publish_and_leave() {
     let sfu = spawn_sfu().await;
-    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
-    alice.wait_event("connected", T).await;
+    // Bob is there first: Alice's arrival and her publications reach him as live updates.
     let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 90).await;
-    let signal = bob.wait_event("signalConnected", T).await;
-    assert_eq!(signal["remotes"], serde_json::json!(["alice"]));
-    alice
-        .wait_for("bob connected", T, |v| {
-            v["event"] == "participantConnected" && v["identity"] == "bob"
-        })
-        .await;
-    bob.close().await;
-    alice
-        .wait_for("bob disconnected", T, |v| {
-            v["event"] == "participantDisconnected" && v["identity"] == "bob"
-        })
-        .await;
+    bob.wait_event("connected", T).await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    let signal = alice.wait_event("signalConnected", T).await;
+    assert_eq!(signal["remotes"], serde_json::json!(["bob"]));
+    bob.wait_for("alice connected", T, |v| {
+        v["event"] == "participantConnected" && v["identity"] == "alice"
+    })
+    .await;
+    let mut sids = Vec::new();
+    for source in ["camera", "microphone"] {
+        let published = bob
+            .wait_for(source, T, |v| {
+                v["event"] == "trackPublished" && v["identity"] == "alice" && v["source"] == source
+            })
+            .await;
+        let local = alice
+            .wait_for(source, T, |v| {
+                v["event"] == "localTrackPublished" && v["source"] == source
+            })
+            .await;
+        assert_eq!(published["sid"], local["sid"]);
+        sids.push(local["sid"].clone());
+    }
+
+    // Carol comes later: she learns both and Alice's tracks from her JoinResponse.
+    let mut carol = Browser::launch("connect", &sfu.ws_url(), &sfu.token("carol", "r"), 90).await;
+    let signal = carol.wait_event("signalConnected", T).await;
+    let mut remotes: Vec<String> = serde_json::from_value(signal["remotes"].clone()).unwrap();
+    remotes.sort();
+    assert_eq!(remotes, ["alice", "bob"]);
+    let resolved = carol.wait_event("connectResolved", T).await;
+    let known: Vec<_> = resolved["remoteTracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["identity"] == "alice")
+        .map(|t| t["sid"].clone())
+        .collect();
+    for sid in &sids {
+        assert!(known.contains(sid), "{sid} not in {resolved}");
+    }
+
     alice.close().await;
+    for page in [&mut bob, &mut carol] {
+        page.wait_for("alice disconnected", T, |v| {
+            v["event"] == "participantDisconnected" && v["identity"] == "alice"
+        })
+        .await;
+    }
+    bob.close().await;
+    carol.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
 }

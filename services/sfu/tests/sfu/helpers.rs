@@ -33,6 +33,10 @@ pub fn now() -> i64 {
 }
 
 pub async fn spawn_sfu() -> TestSfu {
+    spawn_sfu_with(|_| {}).await
+}
+
+pub async fn spawn_sfu_with(adjust: impl FnOnce(&mut Settings)) -> TestSfu {
     ppodok_telemetry::init(ppodok_telemetry::LogFormat::Text, "error,ppodok_sfu=warn");
     let mut settings = Settings::defaults();
     settings.host = "127.0.0.1".into();
@@ -40,6 +44,7 @@ pub async fn spawn_sfu() -> TestSfu {
     // Ephemeral media ports: tests run in parallel with other users of the configured range.
     settings.rtc.udp_port_min = 0;
     settings.rtc.udp_port_max = 0;
+    adjust(&mut settings);
     let keys = LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret);
     let app = Application::build(settings).await.expect("SFU builds");
     let port = app.port();
@@ -53,6 +58,10 @@ pub async fn spawn_sfu() -> TestSfu {
 }
 
 impl TestSfu {
+    pub fn stop(&self) {
+        self.shutdown.shutdown();
+    }
+
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

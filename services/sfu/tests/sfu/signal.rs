@@ -9,7 +9,7 @@ use lk::signal_response::Message as Out;
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::helpers::{now, spawn_sfu, TestSfu};
+use crate::helpers::{now, spawn_sfu, spawn_sfu_with, TestSfu};
 use ppodok_tokens::livekit::VideoGrant;
 
 type Ws =
@@ -268,4 +268,46 @@ async fn the_second_participant_sees_the_first_and_a_duplicate_identity_replaces
     sfu.wait_metric("sfu_participants", Duration::from_secs(5), |v| v == 2.0)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_ping_timeout() {
+    let sfu = spawn_sfu_with(|s| {
+        s.signal.ping_interval_secs = 1;
+        s.signal.ping_timeout_secs = 2;
+    })
+    .await;
+    let mut ws = connect(&sfu, &sfu.token("alice", "room-5")).await.unwrap();
+    let Out::Join(join) = next(&mut ws).await else {
+        panic!()
+    };
+    assert_eq!((join.ping_interval, join.ping_timeout), (1, 2));
+    let started = std::time::Instant::now();
+    // Say nothing; the server must close the socket by itself.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Message::Close(_) = frame {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    sfu.wait_metric("sfu_participants", Duration::from_secs(5), |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_to_reconnect() {
+    let sfu = spawn_sfu().await;
+    let mut ws = connect(&sfu, &sfu.token("alice", "room-6")).await.unwrap();
+    assert!(matches!(next(&mut ws).await, Out::Join(_)));
+    sfu.stop();
+    let Out::Leave(leave) = next_non_trickle_skip_offer(&mut ws).await else {
+        panic!("expected leave on shutdown")
+    };
+    assert_eq!(leave.reason, lk::DisconnectReason::ServerShutdown as i32);
+    assert_eq!(leave.action, lk::leave_request::Action::Reconnect as i32);
 }
