@@ -1,15 +1,38 @@
 # ppodok — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test node-deps bench fmt lint check clean-test-dbs
+.PHONY: run run-api run-sfu test node-deps sfu-browser-deps bench fmt lint check clean-test-dbs
 
-## Start the API on embedded defaults (SQLite file in ./data, in-process stores, dev login on).
+## Start the whole system on embedded defaults: the API (:8080, SQLite file in ./data, in-process
+## stores, dev login on) and the SFU (:7880). Ctrl-C stops both.
 run:
+	$(CARGO) build -p ppodok-api -p ppodok-sfu
+	trap 'kill 0' INT TERM EXIT; ./target/debug/ppodok-sfu & ./target/debug/ppodok-api
+
+## The API alone.
+run-api:
 	$(CARGO) run -p ppodok-api
 
-## Unit tests plus HTTP-level scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379).
-test:
+## Start the SFU (LiveKit-compatible signalling on :7880, dev API key/secret from its defaults).
+run-sfu:
+	$(CARGO) run -p ppodok-sfu
+
+## The SFU's browser tests drive the official livekit-client with puppeteer-core in Debian's
+## headless Chromium (apt-get install chromium-headless-shell); npm never downloads a browser.
+sfu-browser-deps: tests/sfu-browser/node_modules/.package-lock.json
+tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.json tests/sfu-browser/package-lock.json
+	npm ci --prefix tests/sfu-browser --no-audit --no-fund
+
+## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379),
+## and the SFU against livekit-client in headless Chromium.
+test: node-deps sfu-browser-deps
 	$(CARGO) test --workspace --no-fail-fast
+
+## The STOMP client the API tests drive (@stomp/stompjs, pinned by package-lock.json).
+node-deps: tests/stomp/node_modules/.package-lock.json
+
+tests/stomp/node_modules/.package-lock.json: tests/stomp/package-lock.json
+	npm ci --prefix tests/stomp --no-audit --no-fund
 
 ## Benchmarks (release build): calendar cold start (SQLite; MariaDB + Redis) and STOMP fan-out.
 bench:

@@ -1,5 +1,9 @@
-//! LiveKit's webhook signature: the sender puts a JWT (HS256, signed with the API secret, `iss` =
-//! API key) in the `Authorization` header whose `sha256` claim is the base64 SHA-256 of the body.
+//! LiveKit's token formats, both HS256 JWTs signed with the API secret and `iss` = API key:
+//!
+//! - the webhook signature: the sender puts a JWT in the `Authorization` header whose `sha256`
+//!   claim is the base64 SHA-256 of the body;
+//! - the access token a client presents to the SFU: `sub` = identity, `name`, and a `video` grant
+//!   (camelCase keys, as LiveKit's `auth/grants.go`), `exp` required.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -75,6 +79,148 @@ impl LivekitKeys {
     }
 }
 
+/// Seconds of clock skew tolerated on `exp`/`nbf` of an access token (LiveKit's verifier uses 60).
+pub const ACCESS_TOKEN_LEEWAY_SECS: u64 = 60;
+
+/// The `video` grant of an access token. Absent booleans take LiveKit's defaults (see the
+/// `can_*` methods), so they stay `Option` to round-trip what the minter wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoGrant {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub room: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_join: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_publish: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_subscribe: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_publish_data: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_update_own_metadata: Option<bool>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
+}
+
+impl VideoGrant {
+    /// A grant to join `room` with LiveKit's default permissions (publish, subscribe, data).
+    pub fn join(room: &str) -> Self {
+        Self {
+            room: room.to_owned(),
+            room_join: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn can_publish(&self) -> bool {
+        self.can_publish.unwrap_or(true)
+    }
+
+    pub fn can_subscribe(&self) -> bool {
+        self.can_subscribe.unwrap_or(true)
+    }
+
+    /// Defaults to `can_publish`, as in LiveKit.
+    pub fn can_publish_data(&self) -> bool {
+        self.can_publish_data.unwrap_or_else(|| self.can_publish())
+    }
+
+    pub fn can_update_own_metadata(&self) -> bool {
+        self.can_update_own_metadata.unwrap_or(false)
+    }
+}
+
+/// Claims of a LiveKit access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The API key that signed it.
+    pub iss: String,
+    /// The participant identity.
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoGrant>,
+    pub nbf: i64,
+    pub exp: i64,
+}
+
+/// Why an access token does not admit its bearer to a room.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("token is malformed, forged, expired or signed with another key")]
+    Invalid,
+    #[error("token grants no room join")]
+    NoRoomJoin,
+    #[error("token names no room")]
+    NoRoom,
+    #[error("token names no identity")]
+    NoIdentity,
+}
+
+impl LivekitKeys {
+    /// Mints an access token for `identity` (display `name`) with `grant`, valid from `now`
+    /// (unix seconds) for `ttl_secs`.
+    pub fn mint_access_token(
+        &self,
+        identity: &str,
+        name: &str,
+        grant: VideoGrant,
+        now: i64,
+        ttl_secs: i64,
+    ) -> String {
+        let claims = AccessClaims {
+            iss: self.api_key.clone(),
+            sub: identity.to_owned(),
+            name: name.to_owned(),
+            metadata: String::new(),
+            video: Some(grant),
+            nbf: now,
+            exp: now + ttl_secs,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_secret(&self.api_secret),
+        )
+        .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    /// Verifies signature (HS256 only), issuer, `exp` (required) and `nbf` with
+    /// [`ACCESS_TOKEN_LEEWAY_SECS`] of leeway; then that the token grants joining a named room as
+    /// a named identity.
+    pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AccessError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.api_key]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.validate_nbf = true;
+        validation.leeway = ACCESS_TOKEN_LEEWAY_SECS;
+        let claims = jsonwebtoken::decode::<AccessClaims>(
+            token.trim(),
+            &DecodingKey::from_secret(&self.api_secret),
+            &validation,
+        )
+        .map_err(|_| AccessError::Invalid)?
+        .claims;
+        let grant = claims.video.as_ref().ok_or(AccessError::NoRoomJoin)?;
+        if !grant.room_join {
+            return Err(AccessError::NoRoomJoin);
+        }
+        if grant.room.trim().is_empty() {
+            return Err(AccessError::NoRoom);
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(AccessError::NoIdentity);
+        }
+        Ok(claims)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +255,114 @@ mod tests {
             keys.verify_webhook("garbage", body),
             Err(TokenError::Invalid)
         );
+    }
+
+    const SECRET: &str = "secret-secret-secret-secret-secret!";
+
+    #[test]
+    fn an_access_token_round_trips_with_livekit_claim_names() {
+        let keys = LivekitKeys::new("APIkey", SECRET);
+        let token = keys.mint_access_token("42", "Kim", VideoGrant::join("room-7"), now(), 600);
+        let claims = keys.verify_access_token(&token).unwrap();
+        assert_eq!(claims.iss, "APIkey");
+        assert_eq!(claims.sub, "42");
+        assert_eq!(claims.name, "Kim");
+        assert_eq!(claims.exp - claims.nbf, 600);
+        let grant = claims.video.unwrap();
+        assert_eq!(grant.room, "room-7");
+        assert!(grant.can_publish() && grant.can_subscribe() && grant.can_publish_data());
+        assert!(!grant.can_update_own_metadata());
+
+        // The payload uses LiveKit's names, so other LiveKit tooling reads it.
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["video"]["roomJoin"], true);
+        assert_eq!(json["video"]["room"], "room-7");
+        assert_eq!(json["sub"], "42");
+    }
+
+    #[test]
+    fn grant_defaults_follow_livekit() {
+        let grant: VideoGrant =
+            serde_json::from_str(r#"{"room":"r","roomJoin":true,"canPublish":false}"#).unwrap();
+        assert!(!grant.can_publish());
+        assert!(
+            !grant.can_publish_data(),
+            "canPublishData defaults to canPublish"
+        );
+        assert!(grant.can_subscribe());
+        let grant: VideoGrant = serde_json::from_str(
+            r#"{"room":"r","roomJoin":true,"canPublish":false,"canPublishData":true}"#,
+        )
+        .unwrap();
+        assert!(grant.can_publish_data());
+    }
+
+    #[test]
+    fn expired_forged_foreign_and_grantless_access_tokens_fail() {
+        let keys = LivekitKeys::new("APIkey", SECRET);
+        let expired = keys.mint_access_token("42", "", VideoGrant::join("r"), now() - 3600, 600);
+        assert_eq!(
+            keys.verify_access_token(&expired),
+            Err(AccessError::Invalid)
+        );
+        // Within the leeway an just-expired token still passes; beyond it, not.
+        let just = keys.mint_access_token("42", "", VideoGrant::join("r"), now() - 630, 600);
+        assert!(keys.verify_access_token(&just).is_ok());
+        let later = keys.mint_access_token("42", "", VideoGrant::join("r"), now() - 700, 600);
+        assert_eq!(keys.verify_access_token(&later), Err(AccessError::Invalid));
+
+        let other_secret = LivekitKeys::new("APIkey", "another-secret-another-secret-xx");
+        let forged = other_secret.mint_access_token("42", "", VideoGrant::join("r"), now(), 600);
+        assert_eq!(keys.verify_access_token(&forged), Err(AccessError::Invalid));
+        let other_key = LivekitKeys::new("OtherKey", SECRET);
+        let foreign = other_key.mint_access_token("42", "", VideoGrant::join("r"), now(), 600);
+        assert_eq!(
+            keys.verify_access_token(&foreign),
+            Err(AccessError::Invalid)
+        );
+
+        let no_join = keys.mint_access_token(
+            "42",
+            "",
+            VideoGrant {
+                room: "r".into(),
+                ..VideoGrant::default()
+            },
+            now(),
+            600,
+        );
+        assert_eq!(
+            keys.verify_access_token(&no_join),
+            Err(AccessError::NoRoomJoin)
+        );
+        let no_room = keys.mint_access_token("42", "", VideoGrant::join(""), now(), 600);
+        assert_eq!(keys.verify_access_token(&no_room), Err(AccessError::NoRoom));
+        let nobody = keys.mint_access_token("", "", VideoGrant::join("r"), now(), 600);
+        assert_eq!(
+            keys.verify_access_token(&nobody),
+            Err(AccessError::NoIdentity)
+        );
+        assert_eq!(
+            keys.verify_access_token("undefined"),
+            Err(AccessError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_without_exp_is_refused() {
+        let keys = LivekitKeys::new("APIkey", SECRET);
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"iss":"APIkey","sub":"42","nbf":now(),"video":{"room":"r","roomJoin":true}}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(keys.verify_access_token(&token), Err(AccessError::Invalid));
     }
 }

@@ -1,0 +1,137 @@
+//! Settings: compiled-in defaults, an optional file, then `PPODOK_SFU__…` environment variables.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub livekit: LivekitSettings,
+    pub rtc: RtcSettings,
+    pub signal: SignalSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LivekitSettings {
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RtcSettings {
+    pub bind_ip: IpAddr,
+    pub udp_port_min: u16,
+    pub udp_port_max: u16,
+    #[serde(default)]
+    pub nat_1to1_ips: Vec<String>,
+    #[serde(default)]
+    pub ice_servers: Vec<IceServerSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct IceServerSettings {
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignalSettings {
+    pub ping_interval_secs: u32,
+    pub ping_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    pub format: String,
+    pub filter: String,
+}
+
+impl Settings {
+    /// Defaults, then the file named by `PPODOK_SFU_CONFIG` (if set), then the environment.
+    pub fn load() -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Ok(path) = std::env::var("PPODOK_SFU_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("PPODOK_SFU")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("rtc.nat_1to1_ips")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate().map_err(config::ConfigError::Message)?;
+        Ok(settings)
+    }
+
+    /// The compiled-in defaults alone (tests start from these).
+    pub fn defaults() -> Self {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("the compiled-in defaults parse")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.livekit.api_key.is_empty() || self.livekit.api_secret.len() < 32 {
+            return Err("livekit.api_key must be set and livekit.api_secret be >= 32 bytes".into());
+        }
+        if self.rtc.udp_port_min > self.rtc.udp_port_max {
+            return Err("rtc.udp_port_min must not exceed rtc.udp_port_max".into());
+        }
+        if (self.rtc.udp_port_min == 0) != (self.rtc.udp_port_max == 0) {
+            return Err(
+                "rtc.udp_port_min and udp_port_max are both 0 (ephemeral) or both set".into(),
+            );
+        }
+        if self.signal.ping_interval_secs == 0
+            || self.signal.ping_timeout_secs <= self.signal.ping_interval_secs
+        {
+            return Err(
+                "signal.ping_timeout_secs must exceed a non-zero ping_interval_secs".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::defaults();
+        assert_eq!(s.port, 7880);
+        assert_eq!(s.signal.ping_interval_secs, 5);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_ranges_are_refused() {
+        let mut s = Settings::defaults();
+        s.rtc.udp_port_min = 60000;
+        s.rtc.udp_port_max = 50000;
+        assert!(s.validate().is_err());
+        let mut s = Settings::defaults();
+        s.signal.ping_timeout_secs = 1;
+        assert!(s.validate().is_err());
+        let mut s = Settings::defaults();
+        s.livekit.api_secret = "short".into();
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! HTTP on the signalling port: health, metrics, token validation, the `/rtc/v1` refusal that
+//! makes livekit-client 2.23 fall back to `/rtc`, and the `/rtc` WebSocket upgrade.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use ppodok_tokens::livekit::{AccessClaims, AccessError, LivekitKeys};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::signal::{self, SignalContext};
+
+pub struct HttpState {
+    pub keys: LivekitKeys,
+    pub signal: Arc<SignalContext>,
+}
+
+type Body = Full<Bytes>;
+
+fn with_cors(mut res: Response<Body>) -> Response<Body> {
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("3600"),
+    );
+    res
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    with_cors(res)
+}
+
+/// The token from `access_token` or `Authorization: Bearer`.
+fn token_of(req: &Request<Incoming>) -> Option<String> {
+    if let Some(q) = req.uri().query() {
+        if let Some((_, v)) =
+            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token")
+        {
+            return Some(v.into_owned());
+        }
+    }
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_owned())
+}
+
+fn admit(state: &HttpState, req: &Request<Incoming>) -> Result<AccessClaims, Box<Response<Body>>> {
+    let refuse = |msg: &str| {
+        state.signal.metrics.joins_refused.inc();
+        text(StatusCode::UNAUTHORIZED, msg)
+    };
+    let Some(token) = token_of(req) else {
+        return Err(Box::new(refuse("no access token")));
+    };
+    state.keys.verify_access_token(&token).map_err(|e| {
+        Box::new(match e {
+            AccessError::Invalid => refuse("invalid token: signature, issuer or expiry"),
+            AccessError::NoRoomJoin => refuse("permissions denied: no room join grant"),
+            AccessError::NoRoom => refuse("permissions denied: no room in the token"),
+            AccessError::NoIdentity => refuse("permissions denied: no identity in the token"),
+        })
+    })
+}
+
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    let has = |name: header::HeaderName, want: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .map(|s| {
+                    s.split(',')
+                        .any(|part| part.trim().eq_ignore_ascii_case(want))
+                })
+                .unwrap_or(false)
+        })
+    };
+    has(header::CONNECTION, "upgrade")
+        && has(header::UPGRADE, "websocket")
+        && req.headers().contains_key(header::SEC_WEBSOCKET_KEY)
+}
+
+fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> {
+    let claims = match admit(&state, &req) {
+        Ok(claims) => claims,
+        Err(res) => return *res,
+    };
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let ctx = state.signal.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let mut config = WebSocketConfig::default();
+                config.max_message_size = Some(1 << 20);
+                config.max_frame_size = Some(1 << 20);
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    WsRole::Server,
+                    Some(config),
+                )
+                .await;
+                ctx.metrics.signal_connections.inc();
+                signal::run(ws, ctx, claims).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    res
+}
+
+pub async fn route(
+    state: Arc<HttpState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        let mut res = text(StatusCode::NO_CONTENT, "");
+        *res.body_mut() = Full::new(Bytes::new());
+        return Ok(res);
+    }
+    let res = match path.as_str() {
+        "" if method == Method::GET || method == Method::HEAD => text(StatusCode::OK, "OK"),
+        "/health" | "/video/health" => text(StatusCode::OK, "OK"),
+        "/metrics" => {
+            let mut res = text(StatusCode::OK, &state.signal.metrics.render());
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            res
+        }
+        "/rtc/validate" => match admit(&state, &req) {
+            Ok(_) => text(StatusCode::OK, "success"),
+            Err(res) => *res,
+        },
+        // Single-PeerConnection mode is not implemented: a plain 404 (with CORS, so the
+        // browser's validate fetch can read it) makes livekit-client retry on /rtc.
+        "/rtc/v1" | "/rtc/v1/validate" => text(StatusCode::NOT_FOUND, "not found"),
+        "/rtc" if is_websocket_upgrade(&req) => upgrade(state, req),
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    };
+    Ok(res)
+}

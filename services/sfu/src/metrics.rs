@@ -1,0 +1,88 @@
+//! Prometheus metrics of the SFU, served as text on `/metrics`.
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub rooms: IntGauge,
+    pub participants: IntGauge,
+    pub tracks: IntGauge,
+    pub signal_connections: IntCounter,
+    pub joins_refused: IntCounter,
+    /// Labels: kind (audio|video), rid ("" when not simulcast).
+    pub packets_in: IntCounterVec,
+    pub bytes_in: IntCounterVec,
+    /// Labels: kind.
+    pub packets_out: IntCounterVec,
+    pub bytes_out: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        Self {
+            rooms: gauge("sfu_rooms", "Rooms with at least one participant"),
+            participants: gauge("sfu_participants", "Connected participants"),
+            tracks: gauge("sfu_tracks", "Published tracks"),
+            signal_connections: counter(
+                "sfu_signal_connections_total",
+                "Signalling WebSockets accepted",
+            ),
+            joins_refused: counter(
+                "sfu_joins_refused_total",
+                "Connection attempts refused for a bad token",
+            ),
+            packets_in: counter_vec(
+                "sfu_rtp_packets_in_total",
+                "RTP packets received from publishers",
+                &["kind", "rid"],
+            ),
+            bytes_in: counter_vec(
+                "sfu_rtp_bytes_in_total",
+                "RTP payload bytes received from publishers",
+                &["kind", "rid"],
+            ),
+            packets_out: counter_vec(
+                "sfu_rtp_packets_out_total",
+                "RTP packets forwarded to subscribers",
+                &["kind"],
+            ),
+            bytes_out: counter_vec(
+                "sfu_rtp_bytes_out_total",
+                "RTP payload bytes forwarded to subscribers",
+                &["kind"],
+            ),
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}

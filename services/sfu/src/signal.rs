@@ -1,0 +1,495 @@
+//! One task per signalling WebSocket: LiveKit's `SignalRequest`/`SignalResponse` as binary
+//! protobuf frames (JSON text frames are understood too), the join, ping/pong, and the glue
+//! between the client's messages, the hub and the participant's two PeerConnections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use livekit_protocol as lk;
+use lk::signal_request::Message as In;
+use lk::signal_response::Message as Out;
+use ppodok_tokens::livekit::AccessClaims;
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::hub::{Hub, SessionCommand};
+use crate::media::{IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role};
+use crate::metrics::Metrics;
+
+/// The version reported to clients. livekit-client refuses an empty one and switches features
+/// on by it; this is the Go server release whose behaviour we follow.
+pub const SERVER_VERSION: &str = "1.13.5";
+/// Candidates buffered per PeerConnection before its remote description is known.
+const MAX_PENDING_CANDIDATES: usize = 64;
+
+pub struct SignalContext {
+    pub hub: Arc<Hub>,
+    pub media: Arc<MediaEngine>,
+    pub metrics: Metrics,
+    pub ping_interval_secs: u32,
+    pub ping_timeout_secs: u32,
+    pub ice_servers: Vec<lk::IceServer>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Why a session ended.
+enum End {
+    Client,
+    Replaced,
+    Timeout,
+    Shutdown,
+    Transport,
+}
+
+struct Session<S> {
+    ws: WebSocketStream<S>,
+    ctx: Arc<SignalContext>,
+    room: String,
+    sid: String,
+    identity: String,
+    subscriber: Option<Peer>,
+    publisher: Option<Peer>,
+    pending: HashMap<Role, Vec<String>>,
+    offer_id: u32,
+    media_tx: mpsc::UnboundedSender<MediaEvent>,
+}
+
+fn decode_request(frame: WsMessage) -> Result<Option<In>, String> {
+    let req = match frame {
+        WsMessage::Binary(data) => lk::SignalRequest::decode(data.as_ref())
+            .map_err(|e| format!("malformed protobuf: {e}"))?,
+        WsMessage::Text(text) => serde_json::from_str::<lk::SignalRequest>(text.as_str())
+            .map_err(|e| format!("malformed JSON: {e}"))?,
+        _ => return Ok(None),
+    };
+    Ok(req.message)
+}
+
+/// Runs an admitted client's session to its end.
+pub async fn run<S>(ws: WebSocketStream<S>, ctx: Arc<SignalContext>, claims: AccessClaims)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let grant = claims.video.clone().unwrap_or_default();
+    let permission = lk::ParticipantPermission {
+        can_subscribe: grant.can_subscribe(),
+        can_publish: grant.can_publish(),
+        can_publish_data: grant.can_publish_data(),
+        can_update_metadata: grant.can_update_own_metadata(),
+        hidden: grant.hidden,
+        ..Default::default()
+    };
+    let (hub_tx, mut hub_rx) = mpsc::unbounded_channel();
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let joined = ctx.hub.join(
+        &grant.room,
+        &claims.sub,
+        &claims.name,
+        permission,
+        now_ms(),
+        hub_tx,
+    );
+    let mut session = Session {
+        ws,
+        room: grant.room.clone(),
+        sid: joined.me.sid.clone(),
+        identity: claims.sub.clone(),
+        ctx: ctx.clone(),
+        subscriber: None,
+        publisher: None,
+        pending: HashMap::new(),
+        offer_id: 0,
+        media_tx,
+    };
+    tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
+    let join = lk::JoinResponse {
+        room: Some(joined.room),
+        participant: Some(joined.me),
+        other_participants: joined.others,
+        server_version: SERVER_VERSION.to_owned(),
+        server_info: Some(lk::ServerInfo {
+            edition: lk::server_info::Edition::Standard as i32,
+            version: SERVER_VERSION.to_owned(),
+            protocol: 16,
+            node_id: "ppodok-sfu".to_owned(),
+            ..Default::default()
+        }),
+        ice_servers: ctx.ice_servers.clone(),
+        subscriber_primary: true,
+        ping_interval: ctx.ping_interval_secs as i32,
+        ping_timeout: ctx.ping_timeout_secs as i32,
+        client_configuration: Some(lk::ClientConfiguration {
+            // No resume yet: a client that loses the socket rejoins from scratch.
+            resume_connection: lk::ClientConfigSetting::Disabled as i32,
+            ..Default::default()
+        }),
+        enabled_publish_codecs: vec![
+            lk::Codec {
+                mime: "video/VP8".into(),
+                fmtp_line: String::new(),
+            },
+            lk::Codec {
+                mime: "audio/opus".into(),
+                fmtp_line: String::new(),
+            },
+        ],
+        ..Default::default()
+    };
+    let end = match session.send(Out::Join(join)).await {
+        Err(()) => End::Transport,
+        Ok(()) => match session.start_subscriber().await {
+            Err(()) => End::Transport,
+            Ok(()) => session.event_loop(&mut hub_rx, &mut media_rx).await,
+        },
+    };
+    let reason = match end {
+        End::Client => lk::DisconnectReason::ClientInitiated,
+        End::Replaced => lk::DisconnectReason::DuplicateIdentity,
+        End::Shutdown => lk::DisconnectReason::ServerShutdown,
+        End::Timeout | End::Transport => lk::DisconnectReason::SignalClose,
+    };
+    if !matches!(end, End::Replaced) {
+        ctx.hub.leave(&session.room, &session.sid, reason);
+    }
+    for peer in [session.subscriber.take(), session.publisher.take()]
+        .into_iter()
+        .flatten()
+    {
+        peer.close().await;
+    }
+    let _ = session.ws.close(None).await;
+    tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, ?reason, "participant left");
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn send(&mut self, msg: Out) -> Result<(), ()> {
+        let frame = lk::SignalResponse { message: Some(msg) }.encode_to_vec();
+        self.ws
+            .send(WsMessage::Binary(frame.into()))
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "signal write failed"))
+    }
+
+    /// The subscriber PC with LiveKit's data channels, and the server's first offer on it.
+    async fn start_subscriber(&mut self) -> Result<(), ()> {
+        let mut peer = match self
+            .ctx
+            .media
+            .create_peer(Role::Subscriber, self.media_tx.clone())
+            .await
+        {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the subscriber PeerConnection");
+                return Err(());
+            }
+        };
+        if let Err(e) = peer.create_livekit_data_channels().await {
+            tracing::error!(error = %e, "cannot create the data channels");
+            return Err(());
+        }
+        let sdp = match peer.create_offer().await {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the subscriber offer");
+                return Err(());
+            }
+        };
+        self.subscriber = Some(peer);
+        self.offer_id += 1;
+        let id = self.offer_id;
+        self.send(Out::Offer(lk::SessionDescription {
+            r#type: "offer".into(),
+            sdp,
+            id,
+            mid_to_track_id: HashMap::new(),
+        }))
+        .await
+    }
+
+    async fn event_loop(
+        &mut self,
+        hub_rx: &mut mpsc::UnboundedReceiver<SessionCommand>,
+        media_rx: &mut mpsc::UnboundedReceiver<MediaEvent>,
+    ) -> End {
+        let timeout = Duration::from_secs(u64::from(self.ctx.ping_timeout_secs));
+        let mut deadline = Instant::now() + timeout;
+        let mut shutdown = self.ctx.shutdown.clone();
+        if *shutdown.borrow() {
+            return self.shut_down().await;
+        }
+        loop {
+            tokio::select! {
+                frame = self.ws.next() => {
+                    let frame = match frame {
+                        Some(Ok(WsMessage::Close(_))) | None => return End::Client,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "signal read failed");
+                            return End::Transport;
+                        }
+                        Some(Ok(frame)) => frame,
+                    };
+                    // Any message from the client proves it alive.
+                    deadline = Instant::now() + timeout;
+                    match decode_request(frame) {
+                        Ok(Some(In::Leave(_))) => return End::Client,
+                        Ok(Some(msg)) => {
+                            if self.handle(msg).await.is_err() {
+                                return End::Transport;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(sid = %self.sid, "ignoring a signal frame: {e}"),
+                    }
+                }
+                Some(cmd) = hub_rx.recv() => {
+                    let SessionCommand::Signal(msg) = cmd;
+                    let leave = matches!(msg, Out::Leave(_));
+                    if self.send(msg).await.is_err() {
+                        return End::Transport;
+                    }
+                    if leave {
+                        return End::Replaced;
+                    }
+                }
+                Some(event) = media_rx.recv() => {
+                    if self.on_media(event).await.is_err() {
+                        return End::Transport;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::info!(sid = %self.sid, "no message within the ping timeout");
+                    return End::Timeout;
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return self.shut_down().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn shut_down(&mut self) -> End {
+        let _ = self
+            .send(Out::Leave(lk::LeaveRequest {
+                can_reconnect: true,
+                reason: lk::DisconnectReason::ServerShutdown as i32,
+                action: lk::leave_request::Action::Reconnect as i32,
+                regions: None,
+            }))
+            .await;
+        End::Shutdown
+    }
+
+    fn peer(&self, role: Role) -> Option<&Peer> {
+        match role {
+            Role::Publisher => self.publisher.as_ref(),
+            Role::Subscriber => self.subscriber.as_ref(),
+        }
+    }
+
+    async fn flush_candidates(&mut self, role: Role) {
+        let pending = self.pending.remove(&role).unwrap_or_default();
+        if let Some(peer) = self.peer(role) {
+            for c in pending {
+                if let Err(e) = peer.add_remote_candidate(&c).await {
+                    tracing::debug!(sid = %self.sid, ?role, error = %e, "ignoring a candidate");
+                }
+            }
+        }
+    }
+
+    /// Handles one client message. `Err` only when the socket failed.
+    async fn handle(&mut self, msg: In) -> Result<(), ()> {
+        match msg {
+            In::Ping(ts) => {
+                let _ = ts;
+                self.send(Out::Pong(now_ms())).await?;
+            }
+            In::PingReq(ping) => {
+                self.send(Out::PongResp(lk::Pong {
+                    last_ping_timestamp: ping.timestamp,
+                    timestamp: now_ms(),
+                }))
+                .await?;
+            }
+            In::Offer(desc) => self.on_publisher_offer(desc).await?,
+            In::Answer(desc) => {
+                let Some(sub) = self.subscriber.as_ref() else {
+                    tracing::warn!(sid = %self.sid, "answer without a subscriber offer");
+                    return Ok(());
+                };
+                if desc.id != 0 && desc.id != self.offer_id {
+                    tracing::warn!(sid = %self.sid, got = desc.id, want = self.offer_id, "answer to a stale offer ignored");
+                    return Ok(());
+                }
+                match sub.apply_answer(&desc.sdp).await {
+                    Ok(()) => self.flush_candidates(Role::Subscriber).await,
+                    Err(e) => {
+                        tracing::warn!(sid = %self.sid, error = %e, "subscriber answer refused")
+                    }
+                }
+            }
+            In::Trickle(t) => {
+                let role = if t.target == lk::SignalTarget::Subscriber as i32 {
+                    Role::Subscriber
+                } else {
+                    Role::Publisher
+                };
+                let ready = match self.peer(role) {
+                    Some(peer) => peer.has_remote_description().await,
+                    None => false,
+                };
+                if ready {
+                    if let Some(peer) = self.peer(role) {
+                        if let Err(e) = peer.add_remote_candidate(&t.candidate_init).await {
+                            tracing::debug!(sid = %self.sid, ?role, error = %e, "ignoring a candidate");
+                        }
+                    }
+                } else {
+                    let queue = self.pending.entry(role).or_default();
+                    if queue.len() < MAX_PENDING_CANDIDATES {
+                        queue.push(t.candidate_init);
+                    }
+                }
+            }
+            In::AddTrack(req) => match self.ctx.hub.add_track(&self.room, &self.sid, &req) {
+                Ok(track) => {
+                    tracing::info!(sid = %self.sid, cid = %req.cid, track = %track.sid, "track published");
+                    self.send(Out::TrackPublished(lk::TrackPublishedResponse {
+                        cid: req.cid,
+                        track: Some(track),
+                    }))
+                    .await?;
+                }
+                Err(e) => {
+                    tracing::warn!(sid = %self.sid, cid = %req.cid, error = %e, "add_track refused")
+                }
+            },
+            In::Mute(m) => {
+                if let Err(e) = self
+                    .ctx
+                    .hub
+                    .set_muted(&self.room, &self.sid, &m.sid, m.muted)
+                {
+                    tracing::debug!(sid = %self.sid, track = %m.sid, error = %e, "mute ignored");
+                }
+            }
+            other => {
+                tracing::debug!(sid = %self.sid, "signal message not handled: {:?}", std::mem::discriminant(&other));
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_publisher_offer(&mut self, desc: lk::SessionDescription) -> Result<(), ()> {
+        if self.publisher.is_none() {
+            match self
+                .ctx
+                .media
+                .create_peer(Role::Publisher, self.media_tx.clone())
+                .await
+            {
+                Ok(peer) => self.publisher = Some(peer),
+                Err(e) => {
+                    tracing::error!(sid = %self.sid, error = %e, "cannot create the publisher PeerConnection");
+                    return Ok(());
+                }
+            }
+        }
+        let Some(publisher) = self.publisher.as_ref() else {
+            return Ok(());
+        };
+        match publisher.answer_offer(&desc.sdp).await {
+            Ok(sdp) => {
+                self.send(Out::Answer(lk::SessionDescription {
+                    r#type: "answer".into(),
+                    sdp,
+                    id: desc.id,
+                    mid_to_track_id: HashMap::new(),
+                }))
+                .await?;
+                self.flush_candidates(Role::Publisher).await;
+            }
+            Err(e) => tracing::warn!(sid = %self.sid, error = %e, "publisher offer refused"),
+        }
+        Ok(())
+    }
+
+    async fn on_media(&mut self, event: MediaEvent) -> Result<(), ()> {
+        match event {
+            MediaEvent::Candidate { role, init_json } => {
+                let target = match role {
+                    Role::Publisher => lk::SignalTarget::Publisher,
+                    Role::Subscriber => lk::SignalTarget::Subscriber,
+                };
+                self.send(Out::Trickle(lk::TrickleRequest {
+                    candidate_init: init_json,
+                    target: target as i32,
+                    r#final: false,
+                }))
+                .await?;
+            }
+            MediaEvent::State { role, state } => {
+                tracing::info!(sid = %self.sid, ?role, ?state, "peer connection state");
+                if state == PeerState::Failed {
+                    tracing::warn!(sid = %self.sid, ?role, "peer connection failed");
+                }
+            }
+            MediaEvent::Track(track) => self.on_track(track),
+        }
+        Ok(())
+    }
+
+    fn on_track(&mut self, mut track: IncomingTrack) {
+        let published = self
+            .ctx
+            .hub
+            .track_by_cid(&self.room, &self.sid, &track.track_id);
+        match &published {
+            Some(info) => {
+                tracing::info!(sid = %self.sid, cid = %track.track_id, track = %info.sid, kind = track.kind.as_str(), "media arrived for a published track")
+            }
+            None => {
+                tracing::warn!(sid = %self.sid, cid = %track.track_id, "media for a track never announced with add_track")
+            }
+        }
+        let metrics = self.ctx.metrics.clone();
+        tokio::spawn(async move {
+            let kind = track.kind.as_str();
+            let mut counters: HashMap<
+                Option<String>,
+                (prometheus::IntCounter, prometheus::IntCounter),
+            > = HashMap::new();
+            while let Some(packet) = track.next_packet().await {
+                let (packets, bytes) = counters.entry(packet.rid.clone()).or_insert_with(|| {
+                    let rid = packet.rid.as_deref().unwrap_or("");
+                    (
+                        metrics.packets_in.with_label_values(&[kind, rid]),
+                        metrics.bytes_in.with_label_values(&[kind, rid]),
+                    )
+                });
+                packets.inc();
+                bytes.inc_by(packet.payload_len as u64);
+                let _ = packet.ssrc;
+            }
+        });
+    }
+}

@@ -1,0 +1,149 @@
+//! Builds the SFU from settings and serves it until stopped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use livekit_protocol as lk;
+use ppodok_tokens::livekit::LivekitKeys;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::http::{route, HttpState};
+use crate::hub::Hub;
+use crate::media::{IceServer, MediaEngine, MediaSettings};
+use crate::metrics::Metrics;
+use crate::signal::SignalContext;
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: Arc<HttpState>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Stops a running [`Application`]: the listener closes, and every session tells its client to
+/// reconnect elsewhere and ends.
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port)).await?;
+        let port = listener.local_addr()?.port();
+        let metrics = Metrics::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let ice: Vec<IceServer> = settings
+            .rtc
+            .ice_servers
+            .iter()
+            .map(|s| IceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        let media = MediaEngine::new(MediaSettings {
+            bind_ip: settings.rtc.bind_ip,
+            port_range: (settings.rtc.udp_port_min, settings.rtc.udp_port_max),
+            nat_1to1_ips: settings.rtc.nat_1to1_ips.clone(),
+            // The SFU itself needs no STUN/TURN: it has a public address (NAT 1:1) or is local.
+            ice_servers: Vec::new(),
+        });
+        let signal = Arc::new(SignalContext {
+            hub: Arc::new(Hub::new(metrics.clone())),
+            media: Arc::new(media),
+            metrics,
+            ping_interval_secs: settings.signal.ping_interval_secs,
+            ping_timeout_secs: settings.signal.ping_timeout_secs,
+            ice_servers: ice
+                .into_iter()
+                .map(|s| lk::IceServer {
+                    urls: s.urls,
+                    username: s.username,
+                    credential: s.credential,
+                })
+                .collect(),
+            shutdown: shutdown_rx,
+        });
+        let state = Arc::new(HttpState {
+            keys: LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret),
+            signal,
+        });
+        Ok(Self {
+            listener,
+            port,
+            state,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            let (stream, peer): (_, SocketAddr) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            };
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| route(state.clone(), req));
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+            });
+        }
+        tracing::info!("SFU stopped accepting connections");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,144 @@
+//! The oracle: the official livekit-client 2.23.0 in Debian's headless Chromium.
+
+use std::time::Duration;
+
+use crate::helpers::{now, spawn_sfu, Browser};
+use ppodok_tokens::livekit::LivekitKeys;
+use ppodok_tokens::livekit::VideoGrant;
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_bad_token_is_reported_as_not_allowed() {
+    let sfu = spawn_sfu().await;
+    let forged = LivekitKeys::new("devkey", "another-secret-another-secret-another")
+        .mint_access_token("alice", "", VideoGrant::join("r"), now(), 600);
+    let mut page = Browser::launch("connect", &sfu.ws_url(), &forged, 60).await;
+    let err = page.wait_event("connectError", T).await;
+    assert_eq!(err["reasonName"], "NotAllowed", "{err}");
+    assert!(!page.seen.iter().any(|v| v["event"] == "signalConnected"));
+    page.close().await;
+}
+
+#[tokio::test]
+async fn room_connect_resolves_over_the_subscriber_pc() {
+    let sfu = spawn_sfu().await;
+    let mut page = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 60).await;
+    let signal = page.wait_event("signalConnected", T).await;
+    assert_eq!(signal["remotes"], serde_json::json!([]));
+    page.wait_event("connected", T).await;
+    let resolved = page
+        .wait_for("connectResolved", T, |v| {
+            v["event"] == "connectResolved" || v["event"] == "connectError"
+        })
+        .await;
+    assert_eq!(resolved["event"], "connectResolved", "{resolved}");
+    assert_eq!(resolved["state"], "connected");
+    assert!(resolved["sid"].as_str().unwrap().starts_with("PA_"));
+    page.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn camera_and_mic_publish_and_all_three_simulcast_layers_arrive() {
+    let sfu = spawn_sfu().await;
+    let mut page = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    page.wait_event("connected", T).await;
+    let video = page
+        .wait_for("camera published", T, |v| {
+            v["event"] == "localTrackPublished" && v["source"] == "camera"
+        })
+        .await;
+    assert_eq!(video["kind"], "video");
+    assert!(video["sid"].as_str().unwrap().starts_with("TR_"));
+    let audio = page
+        .wait_for("microphone published", T, |v| {
+            v["event"] == "localTrackPublished" && v["source"] == "microphone"
+        })
+        .await;
+    assert_eq!(audio["kind"], "audio");
+    assert!(!page.seen.iter().any(|v| v["event"] == "publishError"));
+    sfu.wait_metric("sfu_tracks", T, |v| v == 2.0)
+        .await
+        .unwrap();
+    for rid in ["q", "h", "f"] {
+        sfu.wait_metric(
+            &format!("sfu_rtp_packets_in_total{{kind=\"video\",rid=\"{rid}\"}}"),
+            T,
+            |v| v >= 20.0,
+        )
+        .await
+        .unwrap();
+    }
+    sfu.wait_metric(
+        "sfu_rtp_packets_in_total{kind=\"audio\",rid=\"\"}",
+        T,
+        |v| v >= 20.0,
+    )
+    .await
+    .unwrap();
+    page.close().await;
+}
+
+#[tokio::test]
+async fn pages_see_each_other_join_publish_and_leave() {
+    let sfu = spawn_sfu().await;
+    // Bob is there first: Alice's arrival and her publications reach him as live updates.
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 90).await;
+    bob.wait_event("connected", T).await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    let signal = alice.wait_event("signalConnected", T).await;
+    assert_eq!(signal["remotes"], serde_json::json!(["bob"]));
+    bob.wait_for("alice connected", T, |v| {
+        v["event"] == "participantConnected" && v["identity"] == "alice"
+    })
+    .await;
+    let mut sids = Vec::new();
+    for source in ["camera", "microphone"] {
+        let published = bob
+            .wait_for(source, T, |v| {
+                v["event"] == "trackPublished" && v["identity"] == "alice" && v["source"] == source
+            })
+            .await;
+        let local = alice
+            .wait_for(source, T, |v| {
+                v["event"] == "localTrackPublished" && v["source"] == source
+            })
+            .await;
+        assert_eq!(published["sid"], local["sid"]);
+        sids.push(local["sid"].clone());
+    }
+
+    // Carol comes later: she learns both and Alice's tracks from her JoinResponse.
+    let mut carol = Browser::launch("connect", &sfu.ws_url(), &sfu.token("carol", "r"), 90).await;
+    let signal = carol.wait_event("signalConnected", T).await;
+    let mut remotes: Vec<String> = serde_json::from_value(signal["remotes"].clone()).unwrap();
+    remotes.sort();
+    assert_eq!(remotes, ["alice", "bob"]);
+    let resolved = carol.wait_event("connectResolved", T).await;
+    let known: Vec<_> = resolved["remoteTracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["identity"] == "alice")
+        .map(|t| t["sid"].clone())
+        .collect();
+    for sid in &sids {
+        assert!(known.contains(sid), "{sid} not in {resolved}");
+    }
+
+    alice.close().await;
+    for page in [&mut bob, &mut carol] {
+        page.wait_for("alice disconnected", T, |v| {
+            v["event"] == "participantDisconnected" && v["identity"] == "alice"
+        })
+        .await;
+    }
+    bob.close().await;
+    carol.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}

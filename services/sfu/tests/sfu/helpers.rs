@@ -1,0 +1,207 @@
+//! Starts the real SFU on port 0 and drives clients against it: a raw WebSocket speaking LiveKit's
+//! protobuf, and the official livekit-client in headless Chromium (tests/sfu-browser/run.mjs).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ppodok_sfu::config::Settings;
+use ppodok_sfu::startup::{Application, ShutdownHandle};
+use ppodok_tokens::livekit::{LivekitKeys, VideoGrant};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub struct TestSfu {
+    pub port: u16,
+    pub keys: LivekitKeys,
+    shutdown: ShutdownHandle,
+}
+
+impl Drop for TestSfu {
+    fn drop(&mut self) {
+        self.shutdown.shutdown();
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub async fn spawn_sfu() -> TestSfu {
+    spawn_sfu_with(|_| {}).await
+}
+
+pub async fn spawn_sfu_with(adjust: impl FnOnce(&mut Settings)) -> TestSfu {
+    ppodok_telemetry::init(ppodok_telemetry::LogFormat::Text, "error,ppodok_sfu=warn");
+    let mut settings = Settings::defaults();
+    settings.host = "127.0.0.1".into();
+    settings.port = 0;
+    // Ephemeral media ports: tests run in parallel with other users of the configured range.
+    settings.rtc.udp_port_min = 0;
+    settings.rtc.udp_port_max = 0;
+    adjust(&mut settings);
+    let keys = LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret);
+    let app = Application::build(settings).await.expect("SFU builds");
+    let port = app.port();
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(app.run_until_stopped());
+    TestSfu {
+        port,
+        keys,
+        shutdown,
+    }
+}
+
+impl TestSfu {
+    pub fn stop(&self) {
+        self.shutdown.shutdown();
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    pub fn token(&self, identity: &str, room: &str) -> String {
+        self.keys
+            .mint_access_token(identity, identity, VideoGrant::join(room), now(), 600)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http_url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample line of `/metrics`, e.g. `sfu_participants`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Polls `sample` until `pred` holds or `within` passes.
+    pub async fn wait_metric(
+        &self,
+        sample: &str,
+        within: Duration,
+        pred: impl Fn(f64) -> bool,
+    ) -> Result<f64, String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let v = self.metric(sample).await;
+            if let Some(v) = v.filter(|v| pred(*v)) {
+                return Ok(v);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "{sample} = {v:?} after {within:?}; metrics:\n{}",
+                    self.metrics().await
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// One headless Chromium page running livekit-client, reporting JSON lines.
+pub struct Browser {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<Value>,
+    pub seen: Vec<Value>,
+}
+
+fn harness_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sfu-browser")
+}
+
+impl Browser {
+    pub async fn launch(scenario: &str, url: &str, token: &str, hold_secs: u32) -> Browser {
+        let dir = harness_dir();
+        assert!(
+            dir.join("node_modules/livekit-client").exists()
+                && dir.join("node_modules/puppeteer-core").exists(),
+            "tests/sfu-browser/node_modules is missing: run `make node-deps` (npm ci)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("run.mjs"))
+            .args([scenario, url, token, &hold_secs.to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs (apt-get install nodejs)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        let _ = tx.send(v);
+                    }
+                    Err(_) => eprintln!("harness: {line}"),
+                }
+            }
+        });
+        Browser {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first event (already seen or upcoming) matching `pred`, within `within`.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(v)) => {
+                    self.seen.push(v.clone());
+                    if v["event"] == "fatal" {
+                        panic!("browser harness failed: {v}");
+                    }
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("browser exited before {what}; saw {:#?}", self.seen),
+                Err(_) => panic!("no {what} within {within:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    pub async fn wait_event(&mut self, event: &str, within: Duration) -> Value {
+        self.wait_for(event, within, |v| v["event"] == event).await
+    }
+
+    /// Closes the page's process (and so its room connection).
+    pub async fn close(mut self) {
+        drop(self.child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}

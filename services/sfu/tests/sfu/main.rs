@@ -1,0 +1,4 @@
+mod browser;
+mod helpers;
+mod http;
+mod signal;

@@ -1,0 +1,186 @@
+// Drives the official livekit-client (UMD bundle from node_modules) in Debian's headless Chromium
+// against the SFU, and prints what happens as JSON lines on stdout. Spawned by services/sfu/tests.
+//
+//   node run.mjs <scenario> <ws-url> <token> [hold-seconds]
+//
+// Scenarios:
+//   connect  room.connect(); report SignalConnected / Connected or the ConnectionError, then stay
+//            in the room until stdin closes (or hold-seconds pass).
+//   publish  connect, then enableCameraAndMicrophone(); report LocalTrackPublished per track,
+//            then keep publishing until stdin closes (or hold-seconds pass).
+//
+// Lines: {"event":"ready"}, {"event":"signalConnected","remotes":[…]}, {"event":"connected"},
+// {"event":"connectError","reason":N,"reasonName":"…","message":"…"},
+// {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
+// {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
+// {"event":"participantConnected"|"participantDisconnected","identity":…},
+// {"event":"stats",…}, {"event":"done"}; {"event":"fatal","message":…} on harness failure.
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import puppeteer from 'puppeteer-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const [scenario, wsUrl, token, holdArg] = process.argv.slice(2);
+const holdSeconds = Number(holdArg ?? 30);
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+
+function chromiumPath() {
+  const candidates = [
+    process.env.CHROMIUM_PATH,
+    '/usr/bin/chromium-headless-shell',
+    '/usr/lib/chromium/chromium-headless-shell',
+    '/usr/bin/chromium',
+  ].filter(Boolean);
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`no Chromium found in ${candidates.join(', ')}`);
+  return found;
+}
+
+const bundle = fs.readFileSync(
+  path.join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js'),
+);
+const page = `<!doctype html><meta charset="utf-8"><title>sfu test</title>
+<script src="/livekit-client.umd.js"></script><body></body>`;
+
+function serve() {
+  const server = http.createServer((req, res) => {
+    if (req.url === '/livekit-client.umd.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      res.end(bundle);
+    } else {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(page);
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// Runs inside the page.
+async function inPage(scenario, wsUrl, token, debug) {
+  const LK = window.LivekitClient;
+  if (debug) LK.setLogLevel('debug');
+  const room = new LK.Room({ adaptiveStream: false, dynacast: false });
+  window.__room = room;
+  room.on(LK.RoomEvent.SignalConnected, () =>
+    window.emit({
+      event: 'signalConnected',
+      remotes: [...room.remoteParticipants.values()].map((p) => p.identity),
+    }),
+  );
+  room.on(LK.RoomEvent.Connected, () => window.emit({ event: 'connected' }));
+  room.on(LK.RoomEvent.Disconnected, (reason) => window.emit({ event: 'disconnected', reason }));
+  room.on(LK.RoomEvent.ParticipantConnected, (p) =>
+    window.emit({ event: 'participantConnected', identity: p.identity }),
+  );
+  room.on(LK.RoomEvent.ParticipantDisconnected, (p) =>
+    window.emit({ event: 'participantDisconnected', identity: p.identity }),
+  );
+  room.on(LK.RoomEvent.TrackPublished, (pub, participant) =>
+    window.emit({
+      event: 'trackPublished',
+      identity: participant.identity,
+      kind: pub.kind,
+      source: pub.source,
+      sid: pub.trackSid,
+    }),
+  );
+  room.on(LK.RoomEvent.LocalTrackPublished, (pub) =>
+    window.emit({
+      event: 'localTrackPublished',
+      kind: pub.kind,
+      source: pub.source,
+      sid: pub.trackSid,
+    }),
+  );
+  try {
+    await room.connect(wsUrl, token, { peerConnectionTimeout: 15000 });
+    window.emit({
+      event: 'connectResolved',
+      state: room.state,
+      sid: room.localParticipant.sid,
+      // Publications known at connect (from the JoinResponse): no TrackPublished fires for them.
+      remoteTracks: [...room.remoteParticipants.values()].flatMap((p) =>
+        [...p.trackPublications.values()].map((pub) => ({
+          identity: p.identity,
+          kind: pub.kind,
+          source: pub.source,
+          sid: pub.trackSid,
+        })),
+      ),
+    });
+  } catch (e) {
+    const reason = e && e.reason;
+    window.emit({
+      event: 'connectError',
+      reason,
+      reasonName: reason !== undefined ? LK.ConnectionErrorReason[reason] : undefined,
+      message: String(e && e.message),
+    });
+    return;
+  }
+  if (scenario === 'publish') {
+    try {
+      await room.localParticipant.enableCameraAndMicrophone();
+    } catch (e) {
+      window.emit({ event: 'publishError', message: String(e && e.message) });
+    }
+  }
+}
+
+async function main() {
+  const server = await serve();
+  const { port } = server.address();
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-chromium-'));
+  const browser = await puppeteer.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    userDataDir,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+    ],
+  });
+  let finished = false;
+  const finish = async (code) => {
+    if (finished) return;
+    finished = true;
+    emit({ event: 'done' });
+    await browser.close().catch(() => {});
+    server.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+    process.exit(code);
+  };
+  process.stdin.on('end', () => finish(0));
+  process.stdin.resume();
+  setTimeout(() => finish(0), holdSeconds * 1000).unref();
+  try {
+    const tab = await browser.newPage();
+    tab.on('console', (msg) => {
+      if (process.env.SFU_BROWSER_LOG) emit({ event: 'console', text: msg.text() });
+    });
+    tab.on('pageerror', (err) => emit({ event: 'pageError', message: String(err) }));
+    await tab.exposeFunction('emit', (obj) => emit(obj));
+    await tab.goto(`http://127.0.0.1:${port}/`);
+    emit({ event: 'ready' });
+    await tab.evaluate(inPage, scenario, wsUrl, token, Boolean(process.env.SFU_BROWSER_LOG));
+  } catch (e) {
+    emit({ event: 'fatal', message: String(e && e.stack ? e.stack : e) });
+    await finish(1);
+  }
+}
+
+main().catch((e) => {
+  emit({ event: 'fatal', message: String(e && e.stack ? e.stack : e) });
+  process.exit(1);
+});
