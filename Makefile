@@ -7,7 +7,7 @@ CARGO ?= cargo
 ## stores, dev login on) and the SFU (:7880). Ctrl-C stops both.
 run:
 	$(CARGO) build -p ppodok-api -p ppodok-sfu
-	trap 'kill 0' INT TERM EXIT; ./target/debug/ppodok-sfu & ./target/debug/ppodok-api
+	./target/debug/ppodok-sfu & sfu=$$!; trap 'kill $$sfu 2>/dev/null; wait $$sfu' EXIT INT TERM; ./target/debug/ppodok-api
 
 ## The API alone.
 run-api:
