@@ -112,7 +112,13 @@ pub struct JobSettings {
 pub struct LivekitSettings {
     pub api_key: String,
     pub api_secret: String,
+    pub sfu_url: String,
+    pub token_ttl_secs: i64,
+    pub join_before_minutes: i64,
 }
+
+/// The development LiveKit secret shipped in the defaults of both services.
+pub const DEV_LIVEKIT_SECRET: &str = "ppodok-dev-livekit-secret-change-me-0123";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CorsSettings {
@@ -197,9 +203,9 @@ impl Settings {
             if self.auth.dev_login {
                 return Err("auth.dev_login must be off in production".into());
             }
-            if self.livekit.api_secret.len() < 32 {
+            if self.livekit.api_secret.len() < 32 || self.livekit.api_secret == DEV_LIVEKIT_SECRET {
                 return Err(
-                    "livekit.api_secret must be set (at least 32 bytes) in production".into(),
+                    "livekit.api_secret must be set (at least 32 bytes, not the development default) in production".into(),
                 );
             }
         } else if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {

@@ -120,6 +120,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
     .service(resource("/api/v1/rooms/reservations").route(web::post().to(rooms::book)))
     .service(resource("/api/v1/rooms/{roomId}/reservation").route(web::delete().to(rooms::cancel)))
     .service(
+        resource("/api/v1/rooms/{roomId}/video-token").route(web::post().to(rooms::video_token)),
+    )
+    .service(
         resource("/api/v1/rooms/histories")
             .route(web::post().to(rooms::enter))
             .route(web::patch().to(rooms::exit)),

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDateTime};
 use ppodok_domain::time::{local_to_utc, parse_local_datetime};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -350,4 +350,63 @@ async fn announce_sfu(
         .await;
     }
     Ok(())
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoTokenResponse {
+    /// LiveKit access token: identity = member id, name = nickname, grant for this room only.
+    pub token: String,
+    /// The SFU to connect to with it.
+    pub url: String,
+    pub identity: String,
+    pub room_name: String,
+    /// Service-zone local time when the token expires (the SFU refreshes it on the socket).
+    pub expires_at: String,
+}
+
+/// A video token for a room I booked, from a few minutes before its start until its end.
+#[utoipa::path(post, path = "/api/v1/rooms/{roomId}/video-token", tag = "rooms", params(("roomId" = i64, Path)),
+    responses((status = 200, body = VideoTokenResponse), (status = 400, description = "outside the room's window"),
+              (status = 403, description = "no reservation in this room"), (status = 404, description = "no such room")),
+    security(("bearer" = [])))]
+pub async fn video_token(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+    path: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let room = attendance::find_room(&state, path.into_inner()).await?;
+    let booked = crate::db::entities::reservation::Entity::find()
+        .filter(crate::db::entities::reservation::Column::RoomId.eq(room.id))
+        .filter(crate::db::entities::reservation::Column::MemberId.eq(me.id()))
+        .one(&state.db)
+        .await?
+        .is_some();
+    if !booked {
+        return Err(ApiError::Forbidden);
+    }
+    let now = state.clock.now_naive();
+    let opens =
+        room.start_at - chrono::Duration::minutes(state.settings.livekit.join_before_minutes);
+    if now < opens || now >= room.end_at {
+        return Err(ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()));
+    }
+    let keys = state.livekit.as_ref().ok_or(ApiError::Unavailable)?;
+    let identity = me.id().to_string();
+    let room_name = room.id.to_string();
+    // Token times are checked by the SFU against the real clock.
+    let issued = chrono::Utc::now().timestamp();
+    let ttl = state.settings.livekit.token_ttl_secs;
+    let grant = ppodok_tokens::livekit::VideoGrant::join(&room_name);
+    let token = keys.mint_access_token(&identity, &me.member.name, grant, issued, ttl);
+    let expires_at = chrono::DateTime::from_timestamp(issued + ttl, 0)
+        .unwrap_or_default()
+        .naive_utc();
+    Ok(envelope::ok(VideoTokenResponse {
+        token,
+        url: state.settings.livekit.sfu_url.clone(),
+        identity,
+        room_name,
+        expires_at: local(&state, expires_at),
+    }))
 }

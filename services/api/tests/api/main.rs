@@ -19,4 +19,5 @@ mod stomp_support;
 mod study_support;
 mod timers;
 mod todos;
+mod video;
 mod withdrawal;
