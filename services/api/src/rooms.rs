@@ -90,6 +90,13 @@ pub async fn book(
                 if !lock_group(txn, group_id).await? {
                     return Err(ApiError::group_not_found(group_id));
                 }
+                // Checked again under the group lock: a leave that committed meanwhile wins.
+                if crate::membership::membership_of(txn, group_id, member_id)
+                    .await?
+                    .is_none()
+                {
+                    return Err(ApiError::Forbidden);
+                }
                 let existing = room::Entity::find()
                     .filter(room::Column::GroupId.eq(group_id))
                     .filter(room::Column::StartAt.eq(start))
