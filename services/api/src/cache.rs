@@ -25,6 +25,9 @@ pub struct CalendarCache {
     store: Store,
     ttl: Duration,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Rooms>>>>,
+    /// With Redis, a copy of recent entries in this process: a hit skips the Redis read and the
+    /// JSON parse. Safe because keys carry the group version, which is always read from Redis.
+    near: Mutex<Entries>,
     /// How many times a calendar was computed from the database, and served from the cache.
     computations: prometheus::IntCounter,
     hits: prometheus::IntCounter,
@@ -38,7 +41,32 @@ enum Store {
 #[derive(Default)]
 struct MemoryStore {
     versions: HashMap<i64, u64>,
-    entries: HashMap<String, (Instant, Rooms)>,
+    entries: Entries,
+}
+
+/// Entries with an expiry, bounded in number.
+#[derive(Default)]
+struct Entries(HashMap<String, (Instant, Rooms)>);
+
+impl Entries {
+    fn get(&self, key: &str) -> Option<Rooms> {
+        self.0
+            .get(key)
+            .filter(|(exp, _)| *exp > Instant::now())
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&mut self, key: &str, rooms: &Rooms, ttl: Duration) {
+        if self.0.len() >= MEMORY_MAX_ENTRIES {
+            let now = Instant::now();
+            self.0.retain(|_, (exp, _)| *exp > now);
+            if self.0.len() >= MEMORY_MAX_ENTRIES {
+                self.0.clear();
+            }
+        }
+        self.0
+            .insert(key.to_owned(), (Instant::now() + ttl, rooms.clone()));
+    }
 }
 
 impl CalendarCache {
@@ -67,6 +95,7 @@ impl CalendarCache {
             store,
             ttl,
             inflight: Mutex::default(),
+            near: Mutex::default(),
             computations: metrics.calendar_computations.clone(),
             hits: metrics.calendar_hits.clone(),
         }
@@ -102,38 +131,35 @@ impl CalendarCache {
 
     async fn load(&self, key: &str) -> anyhow::Result<Option<Rooms>> {
         match &self.store {
-            Store::Memory(m) => {
-                let m = m.lock().expect("cache poisoned");
-                Ok(m.entries
-                    .get(key)
-                    .filter(|(exp, _)| *exp > Instant::now())
-                    .map(|(_, v)| v.clone()))
-            }
+            Store::Memory(m) => Ok(m.lock().expect("cache poisoned").entries.get(key)),
             Store::Redis { client, .. } => {
+                if let Some(hit) = self.near.lock().expect("cache poisoned").get(key) {
+                    return Ok(Some(hit));
+                }
                 let raw: Option<String> = client.get(key).await?;
-                Ok(match raw {
-                    Some(json) => Some(Arc::new(serde_json::from_str(&json)?)),
-                    None => None,
-                })
+                let Some(json) = raw else { return Ok(None) };
+                let rooms: Rooms = Arc::new(serde_json::from_str(&json)?);
+                self.near
+                    .lock()
+                    .expect("cache poisoned")
+                    .put(key, &rooms, self.ttl);
+                Ok(Some(rooms))
             }
         }
     }
 
     async fn save(&self, key: &str, rooms: &Rooms) -> anyhow::Result<()> {
         match &self.store {
-            Store::Memory(m) => {
-                let mut m = m.lock().expect("cache poisoned");
-                if m.entries.len() >= MEMORY_MAX_ENTRIES {
-                    let now = Instant::now();
-                    m.entries.retain(|_, (exp, _)| *exp > now);
-                    if m.entries.len() >= MEMORY_MAX_ENTRIES {
-                        m.entries.clear();
-                    }
-                }
-                m.entries
-                    .insert(key.to_owned(), (Instant::now() + self.ttl, rooms.clone()));
-            }
+            Store::Memory(m) => m
+                .lock()
+                .expect("cache poisoned")
+                .entries
+                .put(key, rooms, self.ttl),
             Store::Redis { client, .. } => {
+                self.near
+                    .lock()
+                    .expect("cache poisoned")
+                    .put(key, rooms, self.ttl);
                 let json = serde_json::to_string(rooms.as_ref())?;
                 let _: () = client
                     .set(
