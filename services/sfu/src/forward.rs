@@ -88,6 +88,12 @@ impl Rewriter {
         self.max_layer = layer.min(MAX_LAYER);
     }
 
+    /// Forgets the current layer (e.g. a keyframe may not have reached the subscriber): nothing
+    /// is forwarded until the next keyframe, and numbering then continues where it stopped.
+    pub fn resync(&mut self) {
+        self.current = None;
+    }
+
     pub fn current(&self) -> Option<Layer> {
         self.current
     }
@@ -226,6 +232,22 @@ mod tests {
         );
         // A late packet from before the start is not forwarded.
         assert_eq!(r.push(pkt(0, 10, 1000, false, 35)), Decision::Drop);
+    }
+
+    #[test]
+    fn a_resync_waits_for_a_keyframe_and_keeps_numbering() {
+        let mut r = Rewriter::new(true, 90_000);
+        r.push(pkt(0, 10, 0, true, 0));
+        r.resync();
+        assert_eq!(r.wants_keyframe(1), Some(0));
+        assert_eq!(r.push(pkt(0, 11, 3000, false, 33)), Decision::Drop);
+        assert_eq!(
+            r.push(pkt(0, 12, 6000, true, 66)),
+            Decision::Forward {
+                seq: 11,
+                ts: 66 * 90
+            }
+        );
     }
 
     #[test]

@@ -13,5 +13,7 @@ pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod room;
+pub mod router;
+pub mod sdp;
 pub mod signal;
 pub mod startup;

@@ -142,3 +142,180 @@ async fn pages_see_each_other_join_publish_and_leave() {
         .await
         .unwrap();
 }
+
+/// Step 5 of the plan: forwarding. Alice and Bob both publish camera (simulcast) and mic; each
+/// decodes the other's media. Carol joins later and must see both videos quickly.
+#[tokio::test]
+async fn subscribers_decode_forwarded_video_and_audio_and_a_late_joiner_sees_both_videos() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("publish", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    bob.wait_event("connected", T).await;
+
+    for (page, other) in [(&mut bob, "alice"), (&mut alice, "bob")] {
+        for (source, kind) in [("camera", "video"), ("microphone", "audio")] {
+            let sub = page
+                .wait_for("trackSubscribed", T, |v| {
+                    v["event"] == "trackSubscribed"
+                        && v["identity"] == other
+                        && v["source"] == source
+                })
+                .await;
+            assert_eq!(sub["kind"], kind, "{sub}");
+            assert!(sub["sid"].as_str().unwrap().starts_with("TR_"));
+        }
+        // Video: frames decoded, with a size, and still rising a second later.
+        let first = page
+            .wait_inbound(other, "camera", T, |v| {
+                v["framesDecoded"].as_u64() > Some(0) && v["frameWidth"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["framesDecoded"].as_u64().unwrap();
+        let later = page
+            .wait_inbound(other, "camera", T, |v| {
+                v["framesDecoded"].as_u64() > Some(n + 10)
+            })
+            .await;
+        eprintln!(
+            "{other}'s camera decoded: {} → {} frames, width {}",
+            n, later["framesDecoded"], later["frameWidth"]
+        );
+        // Audio: samples received, and rising.
+        let first = page
+            .wait_inbound(other, "microphone", T, |v| {
+                v["totalSamplesReceived"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["totalSamplesReceived"].as_u64().unwrap();
+        page.wait_inbound(other, "microphone", T, |v| {
+            v["totalSamplesReceived"].as_u64() > Some(n + 48_000)
+        })
+        .await;
+    }
+    sfu.wait_metric("sfu_rtp_packets_out_total{kind=\"video\"}", T, |v| {
+        v > 100.0
+    })
+    .await
+    .unwrap();
+    sfu.wait_metric("sfu_rtp_packets_out_total{kind=\"audio\"}", T, |v| v > 50.0)
+        .await
+        .unwrap();
+
+    let mut carol = Browser::launch("connect", &sfu.ws_url(), &sfu.token("carol", "r"), 60).await;
+    let mut seen_at = Vec::new();
+    for who in ["alice", "bob"] {
+        let v = carol
+            .wait_inbound(who, "camera", T, |v| v["framesDecoded"].as_u64() > Some(0))
+            .await;
+        seen_at.push(v["sinceConnectMs"].as_u64().unwrap());
+    }
+    let both = *seen_at.iter().max().unwrap();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        carol.seen.iter().find(|v| pred(v)).map(|v| v["t"].clone())
+    };
+    eprintln!(
+        "carol: both videos decoding {both} ms after connect() started (alice {} ms, bob {} ms); \
+         signalConnected {:?}, connected {:?}, first trackSubscribed {:?}, first video packet {:?}",
+        seen_at[0],
+        seen_at[1],
+        at(&|v| v["event"] == "signalConnected"),
+        at(&|v| v["event"] == "connected"),
+        at(&|v| v["event"] == "trackSubscribed"),
+        at(&|v| v["event"] == "inbound"
+            && v["kind"] == "video"
+            && v["packetsReceived"].as_u64() > Some(0)),
+    );
+    assert!(both <= 2_000, "carol saw both videos only after {both} ms");
+
+    for page in [alice, bob, carol] {
+        page.close().await;
+    }
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
+/// Step 6 of the brief: mute/unmute and unpublish reach a subscriber; so does the publisher's
+/// departure.
+#[tokio::test]
+async fn mute_unmute_unpublish_and_leave_reach_the_subscriber() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    let is = |event: &'static str, source: &'static str| {
+        move |v: &serde_json::Value| {
+            v["event"] == event && v["identity"] == "alice" && v["source"] == source
+        }
+    };
+    bob.wait_for("camera subscribed", T, is("trackSubscribed", "camera"))
+        .await;
+    bob.wait_for(
+        "microphone subscribed",
+        T,
+        is("trackSubscribed", "microphone"),
+    )
+    .await;
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(0)
+    })
+    .await;
+    alice
+        .wait_for("camera published", T, |v| {
+            v["event"] == "localTrackPublished" && v["source"] == "camera"
+        })
+        .await;
+
+    alice.command("mute camera", T).await;
+    bob.wait_for("camera muted", T, is("trackMuted", "camera"))
+        .await;
+    alice.command("unmute camera", T).await;
+    bob.wait_for("camera unmuted", T, is("trackUnmuted", "camera"))
+        .await;
+    // Video flows again after the unmute.
+    let now = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(0)
+        })
+        .await;
+    let n = now["framesDecoded"].as_u64().unwrap();
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(n + 10)
+    })
+    .await;
+
+    alice.command("mute microphone", T).await;
+    bob.wait_for("microphone muted", T, is("trackMuted", "microphone"))
+        .await;
+
+    alice.command("unpublish camera", T).await;
+    bob.wait_for("camera unsubscribed", T, is("trackUnsubscribed", "camera"))
+        .await;
+    bob.wait_for("camera unpublished", T, is("trackUnpublished", "camera"))
+        .await;
+    sfu.wait_metric("sfu_tracks", T, |v| v == 1.0)
+        .await
+        .unwrap();
+    // The microphone is still there.
+    assert!(!bob
+        .seen
+        .iter()
+        .any(|v| is("trackUnpublished", "microphone")(v)));
+
+    alice.close().await;
+    bob.wait_for("alice disconnected", T, |v| {
+        v["event"] == "participantDisconnected" && v["identity"] == "alice"
+    })
+    .await;
+    bob.wait_for(
+        "microphone unsubscribed",
+        T,
+        is("trackUnsubscribed", "microphone"),
+    )
+    .await;
+    bob.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
