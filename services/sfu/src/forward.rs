@@ -24,6 +24,31 @@ pub fn layer_of_rid(rid: Option<&str>) -> Layer {
     }
 }
 
+/// A simulcast layer as published: its index (= LiveKit's `VideoQuality`: LOW 0, MEDIUM 1,
+/// HIGH 2, which livekit-client sends as rids `q`, `h`, `f`) and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerSize {
+    pub layer: Layer,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The highest layer to forward for a subscriber's `UpdateTrackSettings`: with a size, the
+/// smallest published layer that covers it (the top one if none does); without, the `quality`
+/// asked for (out-of-range values clamp).
+pub fn max_layer_for(layers: &[LayerSize], width: u32, height: u32, quality: i32) -> Layer {
+    if width == 0 && height == 0 {
+        return quality.clamp(0, i32::from(MAX_LAYER)) as Layer;
+    }
+    let mut sorted: Vec<LayerSize> = layers.to_vec();
+    sorted.sort_by_key(|l| l.layer);
+    sorted
+        .iter()
+        .find(|l| l.width >= width && l.height >= height)
+        .or(sorted.last())
+        .map_or(MAX_LAYER, |l| l.layer.min(MAX_LAYER))
+}
+
 /// What the rewriter needs to know about one received packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InPacket {
@@ -66,6 +91,8 @@ pub struct Rewriter {
     switch_seq: u16,
     last: Option<Last>,
     seen: [Option<u64>; 3],
+    /// The last forwarded packet started a new layer (or the stream).
+    switched: bool,
 }
 
 impl Rewriter {
@@ -80,6 +107,7 @@ impl Rewriter {
             switch_seq: 0,
             last: None,
             seen: [None; 3],
+            switched: false,
         }
     }
 
@@ -125,6 +153,7 @@ impl Rewriter {
         let layer = p.layer.min(MAX_LAYER);
         self.seen[layer as usize] = Some(p.arrival_ms);
         let target = self.target(p.arrival_ms);
+        self.switched = false;
         if Some(layer) != self.current {
             // Switch (or start) only onto the wanted layer, and for video only at a keyframe.
             let can_switch = Some(layer) == target && (!self.video || p.keyframe_start);
@@ -164,6 +193,116 @@ impl Rewriter {
         }
         self.current = Some(layer);
         self.switch_seq = p.seq;
+        self.switched = true;
+    }
+
+    /// Whether the packet just forwarded is the first of a newly taken layer.
+    pub fn switched(&self) -> bool {
+        self.switched
+    }
+}
+
+/// Where the numbered fields of a VP8 payload descriptor (RFC 7741) are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Vp8Fields {
+    /// Offset and width (7 or 15 bits) of the PictureID.
+    picture_id: Option<(usize, bool)>,
+    tl0: Option<usize>,
+}
+
+fn vp8_fields(payload: &[u8]) -> Option<Vp8Fields> {
+    let first = *payload.first()?;
+    let mut fields = Vp8Fields {
+        picture_id: None,
+        tl0: None,
+    };
+    if first & 0x80 == 0 {
+        return Some(fields);
+    }
+    let x = *payload.get(1)?;
+    let mut i = 2;
+    if x & 0x80 != 0 {
+        let long = payload.get(i)? & 0x80 != 0;
+        if long {
+            payload.get(i + 1)?;
+        }
+        fields.picture_id = Some((i, long));
+        i += if long { 2 } else { 1 };
+    }
+    if x & 0x40 != 0 {
+        payload.get(i)?;
+        fields.tl0 = Some(i);
+    }
+    Some(fields)
+}
+
+/// Keeps VP8 PictureID and TL0PICIDX continuous across layer switches. Each simulcast layer
+/// numbers its pictures on its own; a receiver that saw the numbers jump back would take the
+/// new layer's frames for old ones and drop them.
+#[derive(Debug, Clone, Default)]
+pub struct Vp8Munger {
+    pid_offset: u16,
+    tl0_offset: u8,
+    last_pid: Option<(u16, bool)>,
+    last_tl0: Option<u8>,
+}
+
+impl Vp8Munger {
+    /// Rewrites `payload` in place; `switched` marks the first packet of a newly taken layer.
+    pub fn munge(&mut self, payload: &mut [u8], switched: bool) {
+        let Some(fields) = vp8_fields(payload) else {
+            return;
+        };
+        if let Some((at, long)) = fields.picture_id {
+            let (mask, pid) = if long {
+                (
+                    0x7fff,
+                    (u16::from(payload[at] & 0x7f) << 8) | u16::from(payload[at + 1]),
+                )
+            } else {
+                (0x7f, u16::from(payload[at] & 0x7f))
+            };
+            if switched {
+                self.pid_offset = match self.last_pid {
+                    Some((last, _)) => last.wrapping_add(1).wrapping_sub(pid) & mask,
+                    None => 0,
+                };
+            }
+            let out = pid.wrapping_add(self.pid_offset) & mask;
+            if long {
+                payload[at] = 0x80 | (out >> 8) as u8;
+                payload[at + 1] = out as u8;
+            } else {
+                payload[at] = out as u8;
+            }
+            let newer = match self.last_pid {
+                Some((last, _)) => {
+                    let d = out.wrapping_sub(last) & mask;
+                    d != 0 && d < (mask / 2 + 1)
+                }
+                None => true,
+            };
+            if newer || switched {
+                self.last_pid = Some((out, long));
+            }
+        }
+        if let Some(at) = fields.tl0 {
+            let tl0 = payload[at];
+            if switched {
+                self.tl0_offset = match self.last_tl0 {
+                    Some(last) => last.wrapping_add(1).wrapping_sub(tl0),
+                    None => 0,
+                };
+            }
+            let out = tl0.wrapping_add(self.tl0_offset);
+            payload[at] = out;
+            let newer = self
+                .last_tl0
+                .is_none_or(|last| (out.wrapping_sub(last) as i8) > 0);
+            if newer || switched {
+                self.last_tl0 = Some(out);
+            }
+        }
     }
 }
 
@@ -352,6 +491,89 @@ mod tests {
         r.set_max_layer(0);
         r.push(pkt(2, 1, 0, false, 0));
         assert_eq!(r.target(0), Some(2));
+    }
+
+    #[test]
+    fn the_layer_cap_follows_the_requested_size_or_quality() {
+        let layers = [
+            LayerSize {
+                layer: 2,
+                width: 1280,
+                height: 720,
+            },
+            LayerSize {
+                layer: 0,
+                width: 320,
+                height: 180,
+            },
+            LayerSize {
+                layer: 1,
+                width: 640,
+                height: 360,
+            },
+        ];
+        assert_eq!(max_layer_for(&layers, 0, 0, 0), 0);
+        assert_eq!(max_layer_for(&layers, 0, 0, 2), 2);
+        assert_eq!(max_layer_for(&layers, 0, 0, 99), 2);
+        assert_eq!(max_layer_for(&layers, 0, 0, -3), 0);
+        assert_eq!(max_layer_for(&layers, 300, 170, 0), 0);
+        assert_eq!(max_layer_for(&layers, 321, 100, 0), 1);
+        assert_eq!(max_layer_for(&layers, 640, 360, 0), 1);
+        assert_eq!(max_layer_for(&layers, 1920, 1080, 0), 2);
+        assert_eq!(max_layer_for(&[], 640, 360, 0), MAX_LAYER);
+    }
+
+    fn pid_of(p: &[u8]) -> (u16, u8) {
+        ((u16::from(p[2] & 0x7f) << 8) | u16::from(p[3]), p[4])
+    }
+
+    #[test]
+    fn vp8_picture_ids_continue_across_a_switch() {
+        let mut m = Vp8Munger::default();
+        // Layer q: picture 20000, TL0 200.
+        let mut a = [
+            0x90,
+            0xC0,
+            0x80 | (20000u16 >> 8) as u8,
+            20000u16 as u8,
+            200,
+            0x10,
+        ];
+        m.munge(&mut a, true);
+        assert_eq!(pid_of(&a), (20000, 200));
+        let mut b = [
+            0x90,
+            0xC0,
+            0x80 | (20001u16 >> 8) as u8,
+            20001u16 as u8,
+            201,
+            0x11,
+        ];
+        m.munge(&mut b, false);
+        assert_eq!(pid_of(&b), (20001, 201));
+        // Switch to layer f, numbered 5 / 17 on its own: continues at 20002 / 202.
+        let mut c = [0x90, 0xC0, 0x80, 5, 17, 0x10];
+        m.munge(&mut c, true);
+        assert_eq!(pid_of(&c), (20002, 202));
+        assert_eq!(c[0], 0x90);
+        assert_eq!(c[5], 0x10, "the VP8 frame header is untouched");
+        let mut d = [0x90, 0xC0, 0x80, 6, 17, 0x11];
+        m.munge(&mut d, false);
+        assert_eq!(pid_of(&d), (20003, 202));
+        // 15-bit wrap-around.
+        let mut m = Vp8Munger::default();
+        let mut e = [0x90, 0x80, 0xFF, 0xFF, 0x10];
+        m.munge(&mut e, true);
+        let mut f = [0x90, 0x80, 0x80, 0x09, 0x10];
+        m.munge(&mut f, true);
+        assert_eq!(((u16::from(f[2] & 0x7f) << 8) | u16::from(f[3])), 0);
+        // Short or descriptor-less payloads are left alone.
+        let mut g = [0x90, 0x80];
+        m.munge(&mut g, true);
+        assert_eq!(g, [0x90, 0x80]);
+        let mut h = [0x10, 0x00];
+        m.munge(&mut h, true);
+        assert_eq!(h, [0x10, 0x00]);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::forward::{layer_of_rid, vp8_keyframe_start, Decision, InPacket, Layer, Rewriter};
+use crate::forward::{
+    layer_of_rid, vp8_keyframe_start, Decision, InPacket, Layer, LayerSize, Rewriter, Vp8Munger,
+};
 use crate::media::{DownTrack, IncomingPacket, KeyframeRequester, Kind, RtpPacket};
 use crate::metrics::Metrics;
 
@@ -40,6 +42,8 @@ pub struct Source {
     pub track_sid: String,
     pub participant_sid: String,
     pub kind: Kind,
+    /// The published simulcast layers (empty for audio).
+    pub layers: Vec<LayerSize>,
     /// Time zero for arrival times handed to rewriters.
     epoch: Instant,
     keyframes: KeyframeRequester,
@@ -52,6 +56,7 @@ impl Source {
         track_sid: String,
         participant_sid: String,
         kind: Kind,
+        layers: Vec<LayerSize>,
         keyframes: KeyframeRequester,
         metrics: Metrics,
     ) -> Self {
@@ -59,6 +64,7 @@ impl Source {
             track_sid,
             participant_sid,
             kind,
+            layers,
             epoch: Instant::now(),
             keyframes,
             metrics,
@@ -182,6 +188,7 @@ pub async fn run_downtrack(
     let video = source.kind == Kind::Video;
     let clock = if video { 90_000 } else { 48_000 };
     let mut rewriter = Rewriter::new(video, clock);
+    let mut vp8 = Vp8Munger::default();
     let kind = source.kind.as_str();
     let packets_out = metrics.packets_out.with_label_values(&[kind]);
     let bytes_out = metrics.bytes_out.with_label_values(&[kind]);
@@ -189,6 +196,7 @@ pub async fn run_downtrack(
     let mut payload_type: Option<u8> = None;
     // Keyframe requests can only be read once the track is bound; until then, look again later.
     let mut feedback_after = Instant::now();
+    let mut was_paused = false;
     loop {
         let feedback_on = settings.borrow().negotiated && Instant::now() >= feedback_after;
         let fwd = tokio::select! {
@@ -216,7 +224,13 @@ pub async fn run_downtrack(
         };
         let st = *settings.borrow();
         if !st.negotiated || st.paused {
+            was_paused = st.paused;
             continue;
+        }
+        if was_paused {
+            // Frames were skipped: the subscriber's decoder needs a fresh keyframe.
+            was_paused = false;
+            rewriter.resync();
         }
         rewriter.set_max_layer(st.max_layer);
         if payload_type.is_none() {
@@ -240,6 +254,11 @@ pub async fn run_downtrack(
             continue;
         };
         let mut packet = fwd.packet.clone();
+        if video {
+            let mut payload = packet.payload.to_vec();
+            vp8.munge(&mut payload, rewriter.switched());
+            packet.payload = payload.into();
+        }
         packet.header.ssrc = down.ssrc;
         packet.header.payload_type = payload_type.unwrap_or_default();
         packet.header.sequence_number = seq;

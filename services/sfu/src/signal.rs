@@ -516,6 +516,25 @@ where
                     tracing::debug!(sid = %self.sid, track = %m.sid, error = %e, "mute ignored");
                 }
             }
+            In::TrackSetting(settings) => {
+                for track_sid in &settings.track_sids {
+                    let Some(d) = self.downtracks.get(track_sid) else {
+                        tracing::debug!(sid = %self.sid, track = %track_sid, "settings for a track not subscribed");
+                        continue;
+                    };
+                    let max_layer = crate::forward::max_layer_for(
+                        &d.source.layers,
+                        settings.width,
+                        settings.height,
+                        settings.quality,
+                    );
+                    tracing::debug!(sid = %self.sid, track = %track_sid, max_layer, paused = settings.disabled, "track settings");
+                    d.settings.send_modify(|s| {
+                        s.max_layer = max_layer;
+                        s.paused = settings.disabled;
+                    });
+                }
+            }
             other => {
                 tracing::debug!(sid = %self.sid, "signal message not handled: {:?}", std::mem::discriminant(&other));
             }
@@ -620,10 +639,23 @@ where
         let metrics = self.ctx.metrics.clone();
         let hub = self.ctx.hub.clone();
         let room = self.room.clone();
+        let layers = info
+            .codecs
+            .first()
+            .map(|c| c.layers.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|l| crate::forward::LayerSize {
+                layer: l.quality.clamp(0, i32::from(crate::forward::MAX_LAYER)) as u8,
+                width: l.width,
+                height: l.height,
+            })
+            .collect();
         let source = Arc::new(Source::new(
             info.sid.clone(),
             self.sid.clone(),
             track.kind,
+            layers,
             track.keyframe_requester(),
             metrics.clone(),
         ));
