@@ -23,7 +23,9 @@
 //
 // Commands, one per stdin line (the page reports {"event":"cmdDone","cmd":…} or "cmdError"):
 //   mute <camera|microphone>, unmute <…>, unpublish <…>, quality <low|medium|high>
-//   (setVideoQuality on every remote camera publication).
+//   (setVideoQuality on every remote camera publication), chat <text> (sendChatMessage),
+//   text <text> (sendText on topic lk.chat), data <identity|*> <text> (publishData, reliable).
+// Received: {"event":"chatMessage"|"textReceived"|"dataReceived","identity":…,"text":…}.
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -127,8 +129,32 @@ async function inPage(scenario, wsUrl, token, debug) {
   room.on(LK.RoomEvent.TrackUnmuted, (pub, participant) => {
     if (participant !== room.localParticipant) remote('trackUnmuted')(undefined, pub, participant);
   });
+  room.on(LK.RoomEvent.ChatMessage, (msg, participant) =>
+    window.emit({ event: 'chatMessage', identity: participant && participant.identity, text: msg.message }),
+  );
+  room.on(LK.RoomEvent.DataReceived, (payload, participant, kind, topic) =>
+    window.emit({
+      event: 'dataReceived',
+      identity: participant && participant.identity,
+      text: new TextDecoder().decode(payload),
+      topic,
+    }),
+  );
+  room.registerTextStreamHandler('lk.chat', async (reader, info) => {
+    const text = await reader.readAll();
+    window.emit({ event: 'textReceived', identity: info.identity, text });
+  });
   window.__cmd = async (line) => {
     const [cmd, arg] = line.trim().split(/\s+/);
+    const rest = line.trim().split(/\s+/).slice(1).join(' ');
+    if (cmd === 'chat') return void (await room.localParticipant.sendChatMessage(rest));
+    if (cmd === 'text') return void (await room.localParticipant.sendText(rest, { topic: 'lk.chat' }));
+    if (cmd === 'data') {
+      const text = line.trim().split(/\s+/).slice(2).join(' ');
+      const opts = { reliable: true };
+      if (arg !== '*') opts.destinationIdentities = [arg];
+      return void (await room.localParticipant.publishData(new TextEncoder().encode(text), opts));
+    }
     const source = arg === 'microphone' ? LK.Track.Source.Microphone : LK.Track.Source.Camera;
     const lp = room.localParticipant;
     if (cmd === 'mute') await lp.getTrackPublication(source).mute();

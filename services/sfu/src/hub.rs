@@ -23,6 +23,8 @@ pub enum SessionCommand {
     Subscribe(Arc<Source>),
     /// Stop receiving this track.
     Unsubscribe(String),
+    /// A relayed data packet for the client's data channel of this kind.
+    Data { reliable: bool, bytes: Arc<Vec<u8>> },
 }
 
 impl std::fmt::Debug for SessionCommand {
@@ -31,6 +33,7 @@ impl std::fmt::Debug for SessionCommand {
             Self::Signal(m) => write!(f, "Signal({m:?})"),
             Self::Subscribe(s) => write!(f, "Subscribe({})", s.track_sid),
             Self::Unsubscribe(t) => write!(f, "Unsubscribe({t})"),
+            Self::Data { reliable, bytes } => write!(f, "Data({reliable}, {} bytes)", bytes.len()),
         }
     }
 }
@@ -158,6 +161,37 @@ impl Hub {
             if to != source.participant_sid {
                 let cmd = SessionCommand::Unsubscribe(source.track_sid.clone());
                 self.send_to(inner, &to, cmd);
+            }
+        }
+    }
+
+    /// Hands a relayed data packet to its receivers: the listed identities, or everyone but the
+    /// sender. A receiver whose queue is full misses the packet (counted); data never closes a
+    /// session.
+    pub fn relay_data(
+        &self,
+        room: &str,
+        from: &str,
+        relayed: crate::data::Relayed,
+        reliable: bool,
+    ) {
+        let inner = self.lock();
+        let bytes = Arc::new(relayed.bytes);
+        for (sid, identity) in inner.core.members(room) {
+            if sid == from
+                || (!relayed.destinations.is_empty() && !relayed.destinations.contains(&identity))
+            {
+                continue;
+            }
+            let Some(tx) = inner.sessions.get(&sid) else {
+                continue;
+            };
+            let cmd = SessionCommand::Data {
+                reliable,
+                bytes: bytes.clone(),
+            };
+            if let Err(TrySendError::Full(_)) = tx.try_send(cmd) {
+                self.metrics.data_drops.inc();
             }
         }
     }

@@ -7,6 +7,7 @@
 //! - [`media`]: PeerConnections behind the SFU's own types.
 
 pub mod config;
+pub mod data;
 pub mod forward;
 pub mod http;
 pub mod hub;

@@ -24,8 +24,8 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
-use tokio::sync::mpsc::UnboundedSender;
-use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -390,7 +390,21 @@ pub struct MediaEngine {
 struct Handler {
     role: Role,
     events: UnboundedSender<MediaEvent>,
+    data: mpsc::Sender<IncomingData>,
 }
+
+/// A message a client sent on one of its data channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingData {
+    /// Came on `_reliable` (else `_lossy`); the relay keeps the kind.
+    pub reliable: bool,
+    pub bytes: Vec<u8>,
+}
+
+/// Larger data messages are dropped (LiveKit's clients stay below 15 KiB per packet).
+pub const MAX_DATA_MESSAGE: usize = 64 * 1024;
+/// Bytes queued per data channel before further sends to it are dropped.
+const DATA_SEND_BUFFER: usize = 1024 * 1024;
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
@@ -420,6 +434,44 @@ impl PeerConnectionEventHandler for Handler {
         let _ = self.events.send(MediaEvent::State {
             role: self.role,
             state,
+        });
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let label = dc.label().await.unwrap_or_default();
+        let reliable = match label.as_str() {
+            "_reliable" => true,
+            "_lossy" => false,
+            other => {
+                tracing::debug!(label = other, "ignoring a data channel");
+                return;
+            }
+        };
+        let data = self.data.clone();
+        tokio::spawn(async move {
+            while let Some(event) = dc.poll().await {
+                match event {
+                    DataChannelEvent::OnMessage(msg) => {
+                        if msg.data.len() > MAX_DATA_MESSAGE {
+                            tracing::warn!(
+                                len = msg.data.len(),
+                                "dropping an oversized data message"
+                            );
+                            continue;
+                        }
+                        let incoming = IncomingData {
+                            reliable,
+                            bytes: msg.data.to_vec(),
+                        };
+                        // Waiting here pushes back on the sender's SCTP stream.
+                        if data.send(incoming).await.is_err() {
+                            break;
+                        }
+                    }
+                    DataChannelEvent::OnClose => break,
+                    _ => {}
+                }
+            }
         });
     }
 
@@ -466,10 +518,14 @@ impl MediaEngine {
         &self,
         role: Role,
         events: UnboundedSender<MediaEvent>,
+        data: mpsc::Sender<IncomingData>,
     ) -> Result<Peer, MediaError> {
         let mut last_err = MediaError::NoPort;
         for port in self.ports() {
-            match self.try_build(role, events.clone(), port).await {
+            match self
+                .try_build(role, events.clone(), data.clone(), port)
+                .await
+            {
                 Ok(peer) => return Ok(peer),
                 Err(e) => {
                     tracing::debug!(port, error = %e, "cannot build a PeerConnection on this port");
@@ -484,6 +540,7 @@ impl MediaEngine {
         &self,
         role: Role,
         events: UnboundedSender<MediaEvent>,
+        data: mpsc::Sender<IncomingData>,
         port: u16,
     ) -> Result<Peer, MediaError> {
         let mut media = WebrtcMediaEngine::default();
@@ -540,7 +597,8 @@ impl MediaEngine {
             .with_media_engine(media)
             .with_setting_engine(setting.build())
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { role, events }))
+            .with_handler(Arc::new(Handler { role, events, data }))
+            .with_data_channel_send_buffer_limit(DATA_SEND_BUFFER)
             .with_udp_addrs(vec![format!("{}:{port}", self.settings.bind_ip)])
             .build()
             .await
@@ -557,7 +615,7 @@ impl MediaEngine {
 pub struct Peer {
     role: Role,
     pc: Box<dyn PeerConnection>,
-    channels: Vec<Arc<dyn DataChannel>>,
+    channels: Vec<(&'static str, Arc<dyn DataChannel>)>,
 }
 
 impl Peer {
@@ -583,9 +641,25 @@ impl Peer {
                 .create_data_channel(label, Some(init))
                 .await
                 .map_err(webrtc_err)?;
-            self.channels.push(dc);
+            self.channels.push((label, dc));
         }
         Ok(())
+    }
+
+    /// Sends a relayed data packet on our `_reliable` or `_lossy` channel. Dropped (`false`)
+    /// when the channel is missing, not open yet, or its send buffer is full.
+    pub async fn send_data(&self, reliable: bool, bytes: &[u8]) -> bool {
+        let label = if reliable { "_reliable" } else { "_lossy" };
+        let Some((_, dc)) = self.channels.iter().find(|(l, _)| *l == label) else {
+            return false;
+        };
+        match dc.try_send(bytes::BytesMut::from(bytes)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(label, error = %e, "data not sent");
+                false
+            }
+        }
     }
 
     /// Creates an offer and sets it as the local description; returns its SDP.

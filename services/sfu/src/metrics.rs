@@ -21,6 +21,9 @@ pub struct Metrics {
     pub plis_sent: IntCounter,
     /// PLI/FIR received from subscribers.
     pub keyframe_requests_in: IntCounter,
+    /// Relayed data packets a receiver missed (queue or channel buffer full).
+    pub data_drops: IntCounter,
+    pub data_relayed: IntCounter,
     /// Sessions dropped because their signalling queue was full.
     pub slow_sessions: IntCounter,
     /// Client messages ignored as malformed or out of place. Labels: what.
@@ -95,6 +98,14 @@ impl Metrics {
             keyframe_requests_in: counter(
                 "sfu_keyframe_requests_in_total",
                 "Keyframe requests (PLI/FIR) received from subscribers",
+            ),
+            data_drops: counter(
+                "sfu_data_drops_total",
+                "Relayed data packets a receiver missed",
+            ),
+            data_relayed: counter(
+                "sfu_data_relayed_total",
+                "Data packets accepted from clients for relay",
             ),
             slow_sessions: counter(
                 "sfu_slow_sessions_total",

@@ -365,6 +365,19 @@ impl RoomCore {
             .is_some_and(|p| p.can_subscribe)
     }
 
+    /// (sid, identity) of a room's participants, in join order.
+    pub fn members(&self, room_name: &str) -> Vec<(String, String)> {
+        self.rooms
+            .get(room_name)
+            .map(|r| {
+                r.participants
+                    .iter()
+                    .map(|(sid, p)| (sid.clone(), p.info.identity.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The sids of a room's participants, in join order.
     pub fn participant_sids(&self, room_name: &str) -> Vec<String> {
         self.rooms

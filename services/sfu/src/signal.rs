@@ -19,7 +19,9 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::{Hub, SessionCommand, SESSION_QUEUE};
-use crate::media::{DownTrack, IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role};
+use crate::media::{
+    DownTrack, IncomingData, IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role,
+};
 use crate::metrics::Metrics;
 use crate::router::{run_downtrack, DownSettings, Source};
 
@@ -72,7 +74,12 @@ struct Session<S> {
     /// Tracks whose media arrived, by the client's cid → track sid.
     receiving: HashMap<String, String>,
     media_tx: mpsc::UnboundedSender<MediaEvent>,
+    data_tx: mpsc::Sender<IncomingData>,
+    can_publish_data: bool,
 }
+
+/// Data messages queued from a participant's channels before its channels are paused.
+const DATA_QUEUE: usize = 256;
 
 /// A track this participant receives.
 struct Downtrack {
@@ -110,6 +117,8 @@ where
     };
     let (hub_tx, mut hub_rx) = mpsc::channel(SESSION_QUEUE);
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let (data_tx, mut data_rx) = mpsc::channel(DATA_QUEUE);
+    let can_publish_data = permission.can_publish_data;
     let joined = ctx.hub.join(
         &grant.room,
         &claims.sub,
@@ -133,6 +142,8 @@ where
         downtracks: HashMap::new(),
         receiving: HashMap::new(),
         media_tx,
+        data_tx,
+        can_publish_data,
     };
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
     let join = lk::JoinResponse {
@@ -172,7 +183,11 @@ where
         Err(()) => End::Transport,
         Ok(()) => match session.start_subscriber().await {
             Err(()) => End::Transport,
-            Ok(()) => session.event_loop(&mut hub_rx, &mut media_rx).await,
+            Ok(()) => {
+                session
+                    .event_loop(&mut hub_rx, &mut media_rx, &mut data_rx)
+                    .await
+            }
         },
     };
     let reason = match end {
@@ -214,7 +229,11 @@ where
         let mut peer = match self
             .ctx
             .media
-            .create_peer(Role::Subscriber, self.media_tx.clone())
+            .create_peer(
+                Role::Subscriber,
+                self.media_tx.clone(),
+                self.data_tx.clone(),
+            )
             .await
         {
             Ok(peer) => peer,
@@ -321,6 +340,7 @@ where
         &mut self,
         hub_rx: &mut mpsc::Receiver<SessionCommand>,
         media_rx: &mut mpsc::UnboundedReceiver<MediaEvent>,
+        data_rx: &mut mpsc::Receiver<IncomingData>,
     ) -> End {
         let timeout = Duration::from_secs(u64::from(self.ctx.ping_timeout_secs));
         let mut deadline = Instant::now() + timeout;
@@ -349,7 +369,10 @@ where
                             }
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(sid = %self.sid, "ignoring a signal frame: {e}"),
+                        Err(e) => {
+                            self.ctx.metrics.bad_input.with_label_values(&["signal_frame"]).inc();
+                            tracing::warn!(sid = %self.sid, "ignoring a signal frame: {e}");
+                        }
                     }
                 }
                 cmd = hub_rx.recv() => {
@@ -368,11 +391,22 @@ where
                         }
                         Some(SessionCommand::Subscribe(source)) => self.subscribe(source).await,
                         Some(SessionCommand::Unsubscribe(track)) => self.unsubscribe(&track).await,
+                        Some(SessionCommand::Data { reliable, bytes }) => {
+                            let sent = match self.subscriber.as_ref() {
+                                Some(sub) => sub.send_data(reliable, &bytes).await,
+                                None => false,
+                            };
+                            if !sent {
+                                self.ctx.metrics.data_drops.inc();
+                            }
+                            Ok(())
+                        }
                     };
                     if result.is_err() {
                         return End::Transport;
                     }
                 }
+                Some(data) = data_rx.recv() => self.on_data(data),
                 Some(event) = media_rx.recv() => {
                     if self.on_media(event).await.is_err() {
                         return End::Transport;
@@ -547,7 +581,7 @@ where
             match self
                 .ctx
                 .media
-                .create_peer(Role::Publisher, self.media_tx.clone())
+                .create_peer(Role::Publisher, self.media_tx.clone(), self.data_tx.clone())
                 .await
             {
                 Ok(peer) => self.publisher = Some(peer),
@@ -575,6 +609,27 @@ where
             Err(e) => tracing::warn!(sid = %self.sid, error = %e, "publisher offer refused"),
         }
         Ok(())
+    }
+
+    /// A data packet from this client: stamped with its identity and relayed.
+    fn on_data(&mut self, data: IncomingData) {
+        let bad = |what: &str| self.ctx.metrics.bad_input.with_label_values(&[what]).inc();
+        if !self.can_publish_data {
+            bad("data_not_allowed");
+            return;
+        }
+        match crate::data::relay(&data.bytes, &self.identity, &self.sid) {
+            Ok(relayed) => {
+                self.ctx.metrics.data_relayed.inc();
+                self.ctx
+                    .hub
+                    .relay_data(&self.room, &self.sid, relayed, data.reliable);
+            }
+            Err(e) => {
+                tracing::debug!(sid = %self.sid, error = %e, "data packet dropped");
+                bad("data");
+            }
+        }
     }
 
     /// livekit-client unpublishes by renegotiating without the track: a track whose media was

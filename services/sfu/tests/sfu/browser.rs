@@ -379,3 +379,61 @@ async fn the_forwarded_layer_follows_the_subscribers_requested_quality() {
     alice.close().await;
     bob.close().await;
 }
+
+/// Chat and data: relayed with the sender's identity; a destination list is respected.
+#[tokio::test]
+async fn chat_text_and_data_are_relayed_with_the_senders_identity() {
+    let sfu = spawn_sfu().await;
+    let mut pages = Vec::new();
+    for who in ["alice", "bob", "carol"] {
+        let mut page = Browser::launch("connect", &sfu.ws_url(), &sfu.token(who, "r"), 90).await;
+        page.wait_event("connectResolved", T).await;
+        pages.push(page);
+    }
+    let [alice, bob, carol] = &mut pages[..] else {
+        unreachable!()
+    };
+    alice.command("chat hello room", T).await;
+    alice.command("text streamed hello", T).await;
+    for page in [&mut *bob, &mut *carol] {
+        let chat = page.wait_event("chatMessage", T).await;
+        assert_eq!(chat["identity"], "alice", "{chat}");
+        assert_eq!(chat["text"], "hello room");
+        let text = page.wait_event("textReceived", T).await;
+        assert_eq!(text["identity"], "alice", "{text}");
+        assert_eq!(text["text"], "streamed hello");
+    }
+    // To Bob only, then to everyone: the reliable channel keeps order, so Carol getting the
+    // second without the first shows the first was never sent to her.
+    alice.command("data bob for bob only", T).await;
+    alice.command("data * for everyone", T).await;
+    for page in [&mut *bob, &mut *carol] {
+        page.wait_for("data for everyone", T, |v| {
+            v["event"] == "dataReceived" && v["text"] == "for everyone"
+        })
+        .await;
+    }
+    let got = |page: &Browser, text: &str| {
+        page.seen
+            .iter()
+            .any(|v| v["event"] == "dataReceived" && v["text"] == text && v["identity"] == "alice")
+    };
+    assert!(got(bob, "for bob only") && got(bob, "for everyone"));
+    assert!(!got(carol, "for bob only"), "{:?}", carol.tail());
+    // Nobody hears their own messages back (livekit-client itself echoes a sent chat message
+    // locally, once).
+    let own = |event: &str| alice.seen.iter().filter(|v| v["event"] == event).count();
+    assert_eq!(own("chatMessage"), 1, "{:?}", alice.tail());
+    assert_eq!(
+        own("dataReceived") + own("textReceived"),
+        0,
+        "{:?}",
+        alice.tail()
+    );
+    sfu.wait_metric("sfu_data_relayed_total", T, |v| v >= 4.0)
+        .await
+        .unwrap();
+    for page in pages {
+        page.close().await;
+    }
+}
