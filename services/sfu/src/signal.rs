@@ -538,7 +538,33 @@ where
                     .await?;
                 }
                 Err(e) => {
-                    tracing::warn!(sid = %self.sid, cid = %req.cid, error = %e, "add_track refused")
+                    tracing::warn!(sid = %self.sid, cid = %req.cid, error = %e, "add_track refused");
+                    self.ctx
+                        .metrics
+                        .bad_input
+                        .with_label_values(&["add_track"])
+                        .inc();
+                    // livekit-client 2.23 keeps no pending entry for add_track, so this only
+                    // informs; its publish fails after its own 10 s timeout.
+                    let reason = match e {
+                        crate::room::CoreError::NotAllowed => {
+                            lk::request_response::Reason::NotAllowed
+                        }
+                        crate::room::CoreError::UnknownParticipant
+                        | crate::room::CoreError::UnknownTrack => {
+                            lk::request_response::Reason::NotFound
+                        }
+                        crate::room::CoreError::DuplicateCid => {
+                            lk::request_response::Reason::UnclassifiedError
+                        }
+                    };
+                    self.send(Out::RequestResponse(lk::RequestResponse {
+                        request_id: 0,
+                        reason: reason as i32,
+                        message: e.to_string(),
+                        request: Some(lk::request_response::Request::AddTrack(req)),
+                    }))
+                    .await?;
                 }
             },
             In::Mute(m) => {
