@@ -260,3 +260,177 @@ impl Hub {
         self.lock().core.track_by_cid(room, sid, cid)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{KeyframeRequester, Kind};
+
+    fn perm(subscribe: bool) -> lk::ParticipantPermission {
+        lk::ParticipantPermission {
+            can_publish: true,
+            can_subscribe: subscribe,
+            can_publish_data: true,
+            ..Default::default()
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<SessionCommand>) -> Vec<SessionCommand> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn subscribes(cmds: &[SessionCommand]) -> Vec<String> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                SessionCommand::Subscribe(s) => Some(s.track_sid.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn unsubscribes(cmds: &[SessionCommand]) -> Vec<String> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                SessionCommand::Unsubscribe(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    struct Member {
+        sid: String,
+        rx: mpsc::Receiver<SessionCommand>,
+    }
+
+    fn join(hub: &Hub, identity: &str, subscribe: bool) -> Member {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let joined = hub.join("r", identity, "", perm(subscribe), 0, tx);
+        Member {
+            sid: joined.me.sid,
+            rx,
+        }
+    }
+
+    fn publish(hub: &Hub, publisher: &Member, cid: &str) -> Arc<Source> {
+        let track = hub
+            .add_track(
+                "r",
+                &publisher.sid,
+                &lk::AddTrackRequest {
+                    cid: cid.into(),
+                    r#type: lk::TrackType::Audio as i32,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let source = Arc::new(Source::new(
+            track.sid,
+            publisher.sid.clone(),
+            Kind::Audio,
+            Vec::new(),
+            KeyframeRequester::channel().0,
+            Metrics::new(),
+        ));
+        assert!(hub.publish_source("r", source.clone()));
+        source
+    }
+
+    #[test]
+    fn tracks_are_offered_to_everyone_else_now_and_later_and_withdrawn() {
+        let hub = Hub::new(Metrics::new());
+        let mut alice = join(&hub, "alice", true);
+        let mut bob = join(&hub, "bob", true);
+        let mut no_subscribe = join(&hub, "nosub", false);
+        let mic = publish(&hub, &alice, "mic");
+        assert_eq!(subscribes(&drain(&mut bob.rx)), vec![mic.track_sid.clone()]);
+        assert!(subscribes(&drain(&mut alice.rx)).is_empty());
+        assert!(subscribes(&drain(&mut no_subscribe.rx)).is_empty());
+
+        // A later joiner is offered what is already there.
+        let mut carol = join(&hub, "carol", true);
+        assert_eq!(
+            subscribes(&drain(&mut carol.rx)),
+            vec![mic.track_sid.clone()]
+        );
+
+        // Unpublish: everyone else is unsubscribed and sees the track gone from the roster.
+        hub.unpublish("r", &alice.sid, &mic.track_sid);
+        for m in [&mut bob, &mut carol] {
+            let cmds = drain(&mut m.rx);
+            assert_eq!(unsubscribes(&cmds), vec![mic.track_sid.clone()]);
+            assert!(cmds.iter().any(|c| matches!(c,
+                SessionCommand::Signal(out) if matches!(&**out,
+                    Out::Update(u) if u.participants.iter().any(|p| p.identity == "alice" && p.tracks.is_empty())))));
+        }
+        // A newcomer no longer gets it.
+        let mut dave = join(&hub, "dave", true);
+        assert!(subscribes(&drain(&mut dave.rx)).is_empty());
+
+        // The publisher leaving withdraws its tracks.
+        let cam = publish(&hub, &alice, "cam");
+        drain(&mut bob.rx);
+        hub.leave("r", &alice.sid, lk::DisconnectReason::ClientInitiated);
+        assert_eq!(
+            unsubscribes(&drain(&mut bob.rx)),
+            vec![cam.track_sid.clone()]
+        );
+        // Media arriving after the publisher left is refused.
+        let late = Arc::new(Source::new(
+            "TR_late".into(),
+            alice.sid.clone(),
+            Kind::Audio,
+            Vec::new(),
+            KeyframeRequester::channel().0,
+            Metrics::new(),
+        ));
+        assert!(!hub.publish_source("r", late));
+    }
+
+    #[test]
+    fn data_goes_to_the_listed_identities_or_everyone_else() {
+        let hub = Hub::new(Metrics::new());
+        let mut alice = join(&hub, "alice", true);
+        let mut bob = join(&hub, "bob", true);
+        let mut carol = join(&hub, "carol", true);
+        drain(&mut alice.rx);
+        drain(&mut bob.rx);
+        let data = |cmds: Vec<SessionCommand>| {
+            cmds.into_iter()
+                .filter_map(|c| match c {
+                    SessionCommand::Data { bytes, reliable } => Some((bytes.to_vec(), reliable)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let relayed = |bytes: &[u8], to: &[&str]| crate::data::Relayed {
+            bytes: bytes.to_vec(),
+            destinations: to.iter().map(|s| s.to_string()).collect(),
+        };
+        hub.relay_data("r", &alice.sid, relayed(b"all", &[]), true);
+        hub.relay_data("r", &alice.sid, relayed(b"bob", &["bob"]), false);
+        assert_eq!(
+            data(drain(&mut bob.rx)),
+            [(b"all".to_vec(), true), (b"bob".to_vec(), false)]
+        );
+        assert_eq!(data(drain(&mut carol.rx)), [(b"all".to_vec(), true)]);
+        assert!(data(drain(&mut alice.rx)).is_empty());
+    }
+
+    #[test]
+    fn a_session_that_stops_reading_is_dropped_not_waited_for() {
+        let metrics = Metrics::new();
+        let hub = Hub::new(metrics.clone());
+        let (tx, mut stuck) = mpsc::channel(1);
+        hub.join("r", "stuck", "", perm(true), 0, tx);
+        // Two roster updates for a queue of one: the second overflows.
+        let _a = join(&hub, "a", true);
+        let _b = join(&hub, "b", true);
+        assert_eq!(metrics.slow_sessions.get(), 1);
+        assert!(stuck.try_recv().is_ok());
+        // Its queue is closed: the session sees that and ends.
+        assert!(matches!(
+            stuck.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+}

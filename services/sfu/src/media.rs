@@ -178,21 +178,24 @@ pub struct IncomingPacket {
     pub packet: RtpPacket,
 }
 
-/// Asks a publisher for a keyframe (RTCP PLI) on one of its streams.
-#[derive(Clone)]
+/// Asks a publisher for a keyframe (RTCP PLI) on one of its streams, without waiting: requests
+/// go through a small queue to a task that writes the RTCP (extra requests while it is busy are
+/// dropped; keyframe requests are idempotent).
+#[derive(Clone, Debug)]
 pub struct KeyframeRequester {
-    remote: Arc<dyn TrackRemote>,
+    tx: mpsc::Sender<u32>,
 }
 
 impl KeyframeRequester {
-    pub async fn request(&self, media_ssrc: u32) {
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc,
-        };
-        if let Err(e) = self.remote.write_rtcp(vec![Box::new(pli)]).await {
-            tracing::debug!(error = %e, media_ssrc, "cannot send a PLI");
-        }
+    /// A requester and the queue it feeds (the media side drains it; tests can too).
+    pub fn channel() -> (Self, mpsc::Receiver<u32>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Self { tx }, rx)
+    }
+
+    /// Requests a keyframe on the stream `media_ssrc`; `false` if the request was dropped.
+    pub fn request(&self, media_ssrc: u32) -> bool {
+        self.tx.try_send(media_ssrc).is_ok()
     }
 }
 
@@ -208,10 +211,22 @@ pub struct IncomingTrack {
 }
 
 impl IncomingTrack {
+    /// A requester whose PLIs go to this track's publisher, for as long as the track lives.
     pub fn keyframe_requester(&self) -> KeyframeRequester {
-        KeyframeRequester {
-            remote: self.remote.clone(),
-        }
+        let (requester, mut rx) = KeyframeRequester::channel();
+        let remote = self.remote.clone();
+        tokio::spawn(async move {
+            while let Some(media_ssrc) = rx.recv().await {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                };
+                if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                    tracing::debug!(error = %e, media_ssrc, "cannot send a PLI");
+                }
+            }
+        });
+        requester
     }
 
     /// The next media RTP packet; `None` once the track has ended. Repair streams are skipped.

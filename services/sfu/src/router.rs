@@ -135,22 +135,20 @@ impl Source {
     }
 
     /// Asks the publisher for a keyframe on `layer`, at most once per [`PLI_INTERVAL`].
-    pub async fn request_keyframe(&self, layer: Layer) {
-        let ssrc = {
-            let mut st = self.lock();
-            let i = layer as usize;
-            let Some(ssrc) = st.layer_ssrcs.get(i).copied().flatten() else {
-                return;
-            };
-            let now = Instant::now();
-            if st.last_pli[i].is_some_and(|t| now.duration_since(t) < PLI_INTERVAL) {
-                return;
-            }
-            st.last_pli[i] = Some(now);
-            ssrc
+    pub fn request_keyframe(&self, layer: Layer) {
+        let mut st = self.lock();
+        let i = layer as usize;
+        let Some(ssrc) = st.layer_ssrcs.get(i).copied().flatten() else {
+            return;
         };
-        self.metrics.plis_sent.inc();
-        self.keyframes.request(ssrc).await;
+        let now = Instant::now();
+        if st.last_pli[i].is_some_and(|t| now.duration_since(t) < PLI_INTERVAL) {
+            return;
+        }
+        st.last_pli[i] = Some(now);
+        if self.keyframes.request(ssrc) {
+            self.metrics.plis_sent.inc();
+        }
     }
 
     fn ms(&self, t: Instant) -> u64 {
@@ -214,7 +212,7 @@ pub async fn run_downtrack(
                 match (request, rewriter.current()) {
                     (Some(()), Some(layer)) => {
                         metrics.keyframe_requests_in.inc();
-                        source.request_keyframe(layer).await;
+                        source.request_keyframe(layer);
                     }
                     (Some(()), None) => {}
                     (None, _) => feedback_after = Instant::now() + Duration::from_millis(250),
@@ -248,7 +246,7 @@ pub async fn run_downtrack(
             arrival_ms: now_ms,
         });
         if let Some(layer) = rewriter.wants_keyframe(now_ms) {
-            source.request_keyframe(layer).await;
+            source.request_keyframe(layer);
         }
         let Decision::Forward { seq, ts } = decision else {
             continue;
@@ -283,4 +281,90 @@ pub async fn run_downtrack(
         }
     }
     tracing::debug!(track = %source.track_sid, "downtrack ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(rid: Option<&str>, ssrc: u32, seq: u16, payload: &[u8]) -> IncomingPacket {
+        let mut packet = RtpPacket::default();
+        packet.header.ssrc = ssrc;
+        packet.header.sequence_number = seq;
+        packet.payload = payload.to_vec().into();
+        IncomingPacket {
+            rid: rid.map(str::to_owned),
+            packet,
+        }
+    }
+
+    fn source(kind: Kind) -> (Source, mpsc::Receiver<u32>, Metrics) {
+        let (keyframes, plis) = KeyframeRequester::channel();
+        let metrics = Metrics::new();
+        let s = Source::new(
+            "TR_1".into(),
+            "PA_1".into(),
+            kind,
+            Vec::new(),
+            keyframes,
+            metrics.clone(),
+        );
+        (s, plis, metrics)
+    }
+
+    #[test]
+    fn packets_reach_every_subscriber_with_layer_and_keyframe_marked() {
+        let (s, _plis, _) = source(Kind::Video);
+        assert_eq!(s.stream_id(), "PA_1|TR_1");
+        let mut a = s.attach("PA_a");
+        let mut b = s.attach("PA_b");
+        s.dispatch(packet(Some("f"), 30, 1, &[0x10, 0x00]));
+        s.dispatch(packet(Some("q"), 10, 1, &[0x10, 0x01]));
+        for rx in [&mut a, &mut b] {
+            let first = rx.try_recv().unwrap();
+            assert_eq!((first.layer, first.keyframe_start), (2, true));
+            let second = rx.try_recv().unwrap();
+            assert_eq!((second.layer, second.keyframe_start), (0, false));
+        }
+        // A closed subscriber is forgotten; a detached one gets nothing more.
+        drop(a);
+        s.detach("PA_b");
+        s.dispatch(packet(None, 10, 2, &[]));
+        assert_eq!(s.subscriber_count(), 0);
+        assert!(b.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_loses_packets_not_the_subscriber() {
+        let (s, _plis, metrics) = source(Kind::Audio);
+        let _rx = s.attach("PA_slow");
+        for seq in 0..(SINK_CAPACITY as u16 + 10) {
+            s.dispatch(packet(None, 1, seq, &[1]));
+        }
+        assert_eq!(s.subscriber_count(), 1);
+        assert_eq!(
+            metrics
+                .forward_drops
+                .with_label_values(&["queue_full"])
+                .get(),
+            10
+        );
+    }
+
+    #[test]
+    fn keyframe_requests_go_to_the_layer_ssrc_and_are_throttled() {
+        let (s, mut plis, metrics) = source(Kind::Video);
+        // Unknown layer: nothing to ask.
+        s.request_keyframe(1);
+        assert!(plis.try_recv().is_err());
+        s.dispatch(packet(Some("h"), 20, 1, &[0x90]));
+        s.request_keyframe(1);
+        s.request_keyframe(1);
+        assert_eq!(plis.try_recv().unwrap(), 20);
+        assert!(
+            plis.try_recv().is_err(),
+            "second request within the interval"
+        );
+        assert_eq!(metrics.plis_sent.get(), 1);
+    }
 }
