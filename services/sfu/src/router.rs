@@ -175,19 +175,23 @@ impl Default for DownSettings {
     }
 }
 
-/// Forwards one source to one subscriber until either side goes away.
+/// Forwards one source to one subscriber until either side goes away. Holds the source weakly:
+/// the source owns this task's queue, so a strong reference would keep both alive forever.
 pub async fn run_downtrack(
-    source: Arc<Source>,
+    source: std::sync::Weak<Source>,
     down: DownTrack,
     mut rx: mpsc::Receiver<Arc<Forwarded>>,
     mut settings: watch::Receiver<DownSettings>,
     metrics: Metrics,
 ) {
-    let video = source.kind == Kind::Video;
+    let Some((kind, track_sid)) = source.upgrade().map(|s| (s.kind, s.track_sid.clone())) else {
+        return;
+    };
+    let video = kind == Kind::Video;
     let clock = if video { 90_000 } else { 48_000 };
     let mut rewriter = Rewriter::new(video, clock);
     let mut vp8 = Vp8Munger::default();
-    let kind = source.kind.as_str();
+    let kind = kind.as_str();
     let packets_out = metrics.packets_out.with_label_values(&[kind]);
     let bytes_out = metrics.bytes_out.with_label_values(&[kind]);
     let write_errors = metrics.forward_drops.with_label_values(&["write_failed"]);
@@ -212,7 +216,9 @@ pub async fn run_downtrack(
                 match (request, rewriter.current()) {
                     (Some(()), Some(layer)) => {
                         metrics.keyframe_requests_in.inc();
-                        source.request_keyframe(layer);
+                        if let Some(source) = source.upgrade() {
+                            source.request_keyframe(layer);
+                        }
                     }
                     (Some(()), None) => {}
                     (None, _) => feedback_after = Instant::now() + Duration::from_millis(250),
@@ -237,7 +243,10 @@ pub async fn run_downtrack(
                 continue;
             }
         }
-        let now_ms = source.ms(fwd.arrival);
+        let Some(src) = source.upgrade() else {
+            break;
+        };
+        let now_ms = src.ms(fwd.arrival);
         let decision = rewriter.push(InPacket {
             layer: fwd.layer,
             seq: fwd.packet.header.sequence_number,
@@ -246,8 +255,9 @@ pub async fn run_downtrack(
             arrival_ms: now_ms,
         });
         if let Some(layer) = rewriter.wants_keyframe(now_ms) {
-            source.request_keyframe(layer);
+            src.request_keyframe(layer);
         }
+        drop(src);
         let Decision::Forward { seq, ts } = decision else {
             continue;
         };
@@ -274,13 +284,13 @@ pub async fn run_downtrack(
             }
             Err(e) => {
                 write_errors.inc();
-                tracing::debug!(track = %source.track_sid, error = %e, "downtrack write failed");
+                tracing::debug!(track = %track_sid, error = %e, "downtrack write failed");
                 // The subscriber may have missed a keyframe: start over from the next one.
                 rewriter.resync();
             }
         }
     }
-    tracing::debug!(track = %source.track_sid, "downtrack ended");
+    tracing::debug!(track = %track_sid, "downtrack ended");
 }
 
 #[cfg(test)]

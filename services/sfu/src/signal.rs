@@ -303,7 +303,7 @@ where
         let (settings, settings_rx) = watch::channel(DownSettings::default());
         let rx = source.attach(&self.sid);
         tokio::spawn(run_downtrack(
-            source.clone(),
+            Arc::downgrade(&source),
             down.clone(),
             rx,
             settings_rx,
