@@ -14,7 +14,18 @@
 // {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
 // {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
 // {"event":"participantConnected"|"participantDisconnected","identity":…},
+// {"event":"trackSubscribed"|"trackUnsubscribed"|"trackUnpublished"|"trackMuted"|"trackUnmuted",
+//  "identity":…,"kind":…,"source":…,"sid":…} (remote tracks),
+// {"event":"inbound","identity":…,"source":…,"kind":…,"sinceConnectMs":…,"framesDecoded":…,
+//  "frameWidth":…,"totalSamplesReceived":…,"freezeCount":…,"pliCount":…} every 250 ms per
+//  subscribed track (from its receiver's inbound-rtp stats),
 // {"event":"stats",…}, {"event":"done"}; {"event":"fatal","message":…} on harness failure.
+//
+// Commands, one per stdin line (the page reports {"event":"cmdDone","cmd":…} or "cmdError"):
+//   mute <camera|microphone>, unmute <…>, unpublish <…>, quality <low|medium|high>
+//   (setVideoQuality on every remote camera publication), chat <text> (sendChatMessage),
+//   text <text> (sendText on topic lk.chat), data <identity|*> <text> (publishData, reliable).
+// Received: {"event":"chatMessage"|"textReceived"|"dataReceived","identity":…,"text":…}.
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -62,6 +73,10 @@ function serve() {
 async function inPage(scenario, wsUrl, token, debug) {
   const LK = window.LivekitClient;
   if (debug) LK.setLogLevel('debug');
+  // Every line carries t: ms since the page started connecting.
+  const connectStart = performance.now();
+  const emitRaw = window.emit;
+  window.emit = (obj) => emitRaw({ ...obj, t: Math.round(performance.now() - connectStart) });
   const room = new LK.Room({ adaptiveStream: false, dynacast: false });
   window.__room = room;
   room.on(LK.RoomEvent.SignalConnected, () =>
@@ -87,6 +102,101 @@ async function inPage(scenario, wsUrl, token, debug) {
       sid: pub.trackSid,
     }),
   );
+  const remote = (event) => (track, pub, participant) =>
+    window.emit({
+      event,
+      identity: participant.identity,
+      kind: pub.kind,
+      source: pub.source,
+      sid: pub.trackSid,
+    });
+  room.on(LK.RoomEvent.TrackSubscribed, (track, pub, participant) => {
+    remote('trackSubscribed')(track, pub, participant);
+    const el = track.attach();
+    el.muted = track.kind === 'audio' ? false : true;
+    document.body.appendChild(el);
+  });
+  room.on(LK.RoomEvent.TrackUnsubscribed, (track, pub, participant) => {
+    remote('trackUnsubscribed')(track, pub, participant);
+    track.detach().forEach((el) => el.remove());
+  });
+  room.on(LK.RoomEvent.TrackUnpublished, (pub, participant) =>
+    remote('trackUnpublished')(undefined, pub, participant),
+  );
+  room.on(LK.RoomEvent.TrackMuted, (pub, participant) => {
+    if (participant !== room.localParticipant) remote('trackMuted')(undefined, pub, participant);
+  });
+  room.on(LK.RoomEvent.TrackUnmuted, (pub, participant) => {
+    if (participant !== room.localParticipant) remote('trackUnmuted')(undefined, pub, participant);
+  });
+  room.on(LK.RoomEvent.ChatMessage, (msg, participant) =>
+    window.emit({ event: 'chatMessage', identity: participant && participant.identity, text: msg.message }),
+  );
+  room.on(LK.RoomEvent.DataReceived, (payload, participant, kind, topic) =>
+    window.emit({
+      event: 'dataReceived',
+      identity: participant && participant.identity,
+      text: new TextDecoder().decode(payload),
+      topic,
+    }),
+  );
+  room.registerTextStreamHandler('lk.chat', async (reader, info) => {
+    const text = await reader.readAll();
+    window.emit({ event: 'textReceived', identity: info.identity, text });
+  });
+  window.__cmd = async (line) => {
+    const [cmd, arg] = line.trim().split(/\s+/);
+    const rest = line.trim().split(/\s+/).slice(1).join(' ');
+    if (cmd === 'chat') return void (await room.localParticipant.sendChatMessage(rest));
+    if (cmd === 'text') return void (await room.localParticipant.sendText(rest, { topic: 'lk.chat' }));
+    if (cmd === 'data') {
+      const text = line.trim().split(/\s+/).slice(2).join(' ');
+      const opts = { reliable: true };
+      if (arg !== '*') opts.destinationIdentities = [arg];
+      return void (await room.localParticipant.publishData(new TextEncoder().encode(text), opts));
+    }
+    const source = arg === 'microphone' ? LK.Track.Source.Microphone : LK.Track.Source.Camera;
+    const lp = room.localParticipant;
+    if (cmd === 'mute') await lp.getTrackPublication(source).mute();
+    else if (cmd === 'unmute') await lp.getTrackPublication(source).unmute();
+    else if (cmd === 'unpublish') await lp.unpublishTrack(lp.getTrackPublication(source).track);
+    else if (cmd === 'quality') {
+      const q = { low: LK.VideoQuality.LOW, medium: LK.VideoQuality.MEDIUM, high: LK.VideoQuality.HIGH }[arg];
+      for (const p of room.remoteParticipants.values())
+        for (const pub of p.trackPublications.values())
+          if (pub.source === LK.Track.Source.Camera) pub.setVideoQuality(q);
+    } else throw new Error(`unknown command ${line}`);
+  };
+  setInterval(async () => {
+    for (const p of room.remoteParticipants.values()) {
+      for (const pub of p.trackPublications.values()) {
+        const track = pub.track;
+        if (!track || !track.receiver) continue;
+        let report;
+        try {
+          report = await track.receiver.getStats();
+        } catch {
+          continue;
+        }
+        report.forEach((s) => {
+          if (s.type !== 'inbound-rtp') return;
+          window.emit({
+            event: 'inbound',
+            identity: p.identity,
+            source: pub.source,
+            kind: pub.kind,
+            sinceConnectMs: Math.round(performance.now() - connectStart),
+            packetsReceived: s.packetsReceived ?? 0,
+            framesDecoded: s.framesDecoded ?? 0,
+            frameWidth: s.frameWidth ?? 0,
+            totalSamplesReceived: s.totalSamplesReceived ?? 0,
+            freezeCount: s.freezeCount ?? 0,
+            pliCount: s.pliCount ?? 0,
+          });
+        });
+      }
+    }
+  }, 250);
   room.on(LK.RoomEvent.LocalTrackPublished, (pub) =>
     window.emit({
       event: 'localTrackPublished',
@@ -149,6 +259,7 @@ async function main() {
       '--disable-sync',
       '--use-fake-device-for-media-stream',
       '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
     ],
   });
   let finished = false;
@@ -161,11 +272,26 @@ async function main() {
     fs.rmSync(userDataDir, { recursive: true, force: true });
     process.exit(code);
   };
+  let tab;
+  let pending = '';
+  process.stdin.on('data', (chunk) => {
+    pending += chunk;
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (!tab || !line.trim()) continue;
+      tab
+        .evaluate((l) => window.__cmd(l), line)
+        .then(() => emit({ event: 'cmdDone', cmd: line }))
+        .catch((e) => emit({ event: 'cmdError', cmd: line, message: String(e && e.message) }));
+    }
+  });
   process.stdin.on('end', () => finish(0));
   process.stdin.resume();
   setTimeout(() => finish(0), holdSeconds * 1000).unref();
   try {
-    const tab = await browser.newPage();
+    tab = await browser.newPage();
     tab.on('console', (msg) => {
       if (process.env.SFU_BROWSER_LOG) emit({ event: 'console', text: msg.text() });
     });

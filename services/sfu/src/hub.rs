@@ -2,25 +2,47 @@
 //! one lock, then hands each resulting message to its session's queue.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use livekit_protocol as lk;
 use lk::signal_response::Message as Out;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::metrics::Metrics;
 use crate::room::{CoreError, Joined, Outgoing, RandomIds, RoomCore};
+use crate::router::Source;
+
+/// Commands queued per session before the session counts as stuck and is dropped.
+pub const SESSION_QUEUE: usize = 1024;
 
 /// What the hub asks of a session.
-#[derive(Debug)]
 pub enum SessionCommand {
     /// Send this to the client. A `leave` is followed by closing the session.
-    Signal(Out),
+    Signal(Box<Out>),
+    /// Start receiving this track (auto-subscribe).
+    Subscribe(Arc<Source>),
+    /// Stop receiving this track.
+    Unsubscribe(String),
+    /// A relayed data packet for the client's data channel of this kind.
+    Data { reliable: bool, bytes: Arc<Vec<u8>> },
+}
+
+impl std::fmt::Debug for SessionCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Signal(m) => write!(f, "Signal({m:?})"),
+            Self::Subscribe(s) => write!(f, "Subscribe({})", s.track_sid),
+            Self::Unsubscribe(t) => write!(f, "Unsubscribe({t})"),
+            Self::Data { reliable, bytes } => write!(f, "Data({reliable}, {} bytes)", bytes.len()),
+        }
+    }
 }
 
 struct Inner {
     core: RoomCore,
-    sessions: HashMap<String, UnboundedSender<SessionCommand>>,
+    sessions: HashMap<String, mpsc::Sender<SessionCommand>>,
+    /// Published tracks with media, by room name.
+    sources: HashMap<String, Vec<Arc<Source>>>,
 }
 
 pub struct Hub {
@@ -34,6 +56,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 core: RoomCore::new(Box::new(RandomIds)),
                 sessions: HashMap::new(),
+                sources: HashMap::new(),
             }),
             metrics,
         }
@@ -44,13 +67,28 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues a command for a session without waiting. A session whose queue is full is
+    /// dropped: its queue closes, and it ends and leaves the room.
+    fn send_to(&self, inner: &mut Inner, to: &str, cmd: SessionCommand) {
+        let Some(tx) = inner.sessions.get(to) else {
+            return;
+        };
+        match tx.try_send(cmd) {
+            Ok(()) => {}
+            // A closed queue means the session is already going away.
+            Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(sid = %to, "signalling queue full: dropping the session");
+                self.metrics.slow_sessions.inc();
+                inner.sessions.remove(to);
+            }
+        }
+    }
+
     fn deliver(&self, inner: &mut Inner, effects: Vec<Outgoing>) {
         for Outgoing { to, msg } in effects {
             let is_leave = matches!(msg, Out::Leave(_));
-            if let Some(tx) = inner.sessions.get(&to) {
-                // A closed queue means the session is already going away.
-                let _ = tx.send(SessionCommand::Signal(msg));
-            }
+            self.send_to(inner, &to, SessionCommand::Signal(Box::new(msg)));
             if is_leave {
                 inner.sessions.remove(&to);
             }
@@ -68,21 +106,129 @@ impl Hub {
         name: &str,
         permission: lk::ParticipantPermission,
         now_ms: i64,
-        queue: UnboundedSender<SessionCommand>,
+        queue: mpsc::Sender<SessionCommand>,
     ) -> Joined {
         let mut inner = self.lock();
         let joined = inner.core.join(room, identity, name, permission, now_ms);
-        inner.sessions.insert(joined.me.sid.clone(), queue);
+        let me = joined.me.sid.clone();
+        inner.sessions.insert(me.clone(), queue);
         let effects = joined.effects.clone();
         self.deliver(&mut inner, effects);
+        if let Some(replaced) = &joined.replaced {
+            self.drop_sources_of(&mut inner, room, replaced);
+        }
+        // Auto-subscribe: everything already published in the room. The session handles these
+        // after its JoinResponse, which announced the tracks.
+        if joined
+            .me
+            .permission
+            .as_ref()
+            .is_some_and(|p| p.can_subscribe)
+        {
+            let existing = inner.sources.get(room).cloned().unwrap_or_default();
+            for source in existing {
+                self.send_to(&mut inner, &me, SessionCommand::Subscribe(source));
+            }
+        }
         joined
     }
 
     pub fn leave(&self, room: &str, sid: &str, reason: lk::DisconnectReason) {
         let mut inner = self.lock();
         inner.sessions.remove(sid);
+        self.drop_sources_of(&mut inner, room, sid);
         let effects = inner.core.leave(room, sid, reason);
         self.deliver(&mut inner, effects);
+    }
+
+    /// Removes a participant's sources and unsubscribes everyone from them.
+    fn drop_sources_of(&self, inner: &mut Inner, room: &str, sid: &str) {
+        let Some(list) = inner.sources.get_mut(room) else {
+            return;
+        };
+        let (gone, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|s| s.participant_sid == sid);
+        *list = kept;
+        if list.is_empty() {
+            inner.sources.remove(room);
+        }
+        for source in gone {
+            self.unsubscribe_all(inner, room, &source);
+        }
+    }
+
+    fn unsubscribe_all(&self, inner: &mut Inner, room: &str, source: &Source) {
+        for to in inner.core.participant_sids(room) {
+            if to != source.participant_sid {
+                let cmd = SessionCommand::Unsubscribe(source.track_sid.clone());
+                self.send_to(inner, &to, cmd);
+            }
+        }
+    }
+
+    /// Hands a relayed data packet to its receivers: the listed identities, or everyone but the
+    /// sender. A receiver whose queue is full misses the packet (counted); data never closes a
+    /// session.
+    pub fn relay_data(
+        &self,
+        room: &str,
+        from: &str,
+        relayed: crate::data::Relayed,
+        reliable: bool,
+    ) {
+        let inner = self.lock();
+        let bytes = Arc::new(relayed.bytes);
+        for (sid, identity) in inner.core.members(room) {
+            if sid == from
+                || (!relayed.destinations.is_empty() && !relayed.destinations.contains(&identity))
+            {
+                continue;
+            }
+            let Some(tx) = inner.sessions.get(&sid) else {
+                continue;
+            };
+            let cmd = SessionCommand::Data {
+                reliable,
+                bytes: bytes.clone(),
+            };
+            if let Err(TrySendError::Full(_)) = tx.try_send(cmd) {
+                self.metrics.data_drops.inc();
+            }
+        }
+    }
+
+    /// Media arrived for a published track: every other participant that may subscribe gets
+    /// it. Refused (false) if the publisher has left meanwhile.
+    pub fn publish_source(&self, room: &str, source: Arc<Source>) -> bool {
+        let mut inner = self.lock();
+        let sids = inner.core.participant_sids(room);
+        if !sids.contains(&source.participant_sid) {
+            return false;
+        }
+        let list = inner.sources.entry(room.to_owned()).or_default();
+        list.retain(|s| s.track_sid != source.track_sid);
+        list.push(source.clone());
+        for to in sids {
+            if to != source.participant_sid && inner.core.can_subscribe(room, &to) {
+                self.send_to(&mut inner, &to, SessionCommand::Subscribe(source.clone()));
+            }
+        }
+        true
+    }
+
+    /// A published track's media ended (unpublished, or the publisher's PC went away): drop
+    /// the track from the roster and from every subscriber.
+    pub fn unpublish(&self, room: &str, sid: &str, track_sid: &str) {
+        let mut inner = self.lock();
+        let source = inner.sources.get_mut(room).and_then(|list| {
+            let i = list.iter().position(|s| s.track_sid == track_sid)?;
+            Some(list.remove(i))
+        });
+        if let Some(source) = source {
+            self.unsubscribe_all(&mut inner, room, &source);
+        }
+        if let Ok(effects) = inner.core.remove_track(room, sid, track_sid) {
+            self.deliver(&mut inner, effects);
+        }
     }
 
     pub fn add_track(
@@ -112,5 +258,179 @@ impl Hub {
 
     pub fn track_by_cid(&self, room: &str, sid: &str, cid: &str) -> Option<lk::TrackInfo> {
         self.lock().core.track_by_cid(room, sid, cid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{KeyframeRequester, Kind};
+
+    fn perm(subscribe: bool) -> lk::ParticipantPermission {
+        lk::ParticipantPermission {
+            can_publish: true,
+            can_subscribe: subscribe,
+            can_publish_data: true,
+            ..Default::default()
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<SessionCommand>) -> Vec<SessionCommand> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn subscribes(cmds: &[SessionCommand]) -> Vec<String> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                SessionCommand::Subscribe(s) => Some(s.track_sid.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn unsubscribes(cmds: &[SessionCommand]) -> Vec<String> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                SessionCommand::Unsubscribe(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    struct Member {
+        sid: String,
+        rx: mpsc::Receiver<SessionCommand>,
+    }
+
+    fn join(hub: &Hub, identity: &str, subscribe: bool) -> Member {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let joined = hub.join("r", identity, "", perm(subscribe), 0, tx);
+        Member {
+            sid: joined.me.sid,
+            rx,
+        }
+    }
+
+    fn publish(hub: &Hub, publisher: &Member, cid: &str) -> Arc<Source> {
+        let track = hub
+            .add_track(
+                "r",
+                &publisher.sid,
+                &lk::AddTrackRequest {
+                    cid: cid.into(),
+                    r#type: lk::TrackType::Audio as i32,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let source = Arc::new(Source::new(
+            track.sid,
+            publisher.sid.clone(),
+            Kind::Audio,
+            Vec::new(),
+            KeyframeRequester::channel().0,
+            Metrics::new(),
+        ));
+        assert!(hub.publish_source("r", source.clone()));
+        source
+    }
+
+    #[test]
+    fn tracks_are_offered_to_everyone_else_now_and_later_and_withdrawn() {
+        let hub = Hub::new(Metrics::new());
+        let mut alice = join(&hub, "alice", true);
+        let mut bob = join(&hub, "bob", true);
+        let mut no_subscribe = join(&hub, "nosub", false);
+        let mic = publish(&hub, &alice, "mic");
+        assert_eq!(subscribes(&drain(&mut bob.rx)), vec![mic.track_sid.clone()]);
+        assert!(subscribes(&drain(&mut alice.rx)).is_empty());
+        assert!(subscribes(&drain(&mut no_subscribe.rx)).is_empty());
+
+        // A later joiner is offered what is already there.
+        let mut carol = join(&hub, "carol", true);
+        assert_eq!(
+            subscribes(&drain(&mut carol.rx)),
+            vec![mic.track_sid.clone()]
+        );
+
+        // Unpublish: everyone else is unsubscribed and sees the track gone from the roster.
+        hub.unpublish("r", &alice.sid, &mic.track_sid);
+        for m in [&mut bob, &mut carol] {
+            let cmds = drain(&mut m.rx);
+            assert_eq!(unsubscribes(&cmds), vec![mic.track_sid.clone()]);
+            assert!(cmds.iter().any(|c| matches!(c,
+                SessionCommand::Signal(out) if matches!(&**out,
+                    Out::Update(u) if u.participants.iter().any(|p| p.identity == "alice" && p.tracks.is_empty())))));
+        }
+        // A newcomer no longer gets it.
+        let mut dave = join(&hub, "dave", true);
+        assert!(subscribes(&drain(&mut dave.rx)).is_empty());
+
+        // The publisher leaving withdraws its tracks.
+        let cam = publish(&hub, &alice, "cam");
+        drain(&mut bob.rx);
+        hub.leave("r", &alice.sid, lk::DisconnectReason::ClientInitiated);
+        assert_eq!(
+            unsubscribes(&drain(&mut bob.rx)),
+            vec![cam.track_sid.clone()]
+        );
+        // Media arriving after the publisher left is refused.
+        let late = Arc::new(Source::new(
+            "TR_late".into(),
+            alice.sid.clone(),
+            Kind::Audio,
+            Vec::new(),
+            KeyframeRequester::channel().0,
+            Metrics::new(),
+        ));
+        assert!(!hub.publish_source("r", late));
+    }
+
+    #[test]
+    fn data_goes_to_the_listed_identities_or_everyone_else() {
+        let hub = Hub::new(Metrics::new());
+        let mut alice = join(&hub, "alice", true);
+        let mut bob = join(&hub, "bob", true);
+        let mut carol = join(&hub, "carol", true);
+        drain(&mut alice.rx);
+        drain(&mut bob.rx);
+        let data = |cmds: Vec<SessionCommand>| {
+            cmds.into_iter()
+                .filter_map(|c| match c {
+                    SessionCommand::Data { bytes, reliable } => Some((bytes.to_vec(), reliable)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let relayed = |bytes: &[u8], to: &[&str]| crate::data::Relayed {
+            bytes: bytes.to_vec(),
+            destinations: to.iter().map(|s| s.to_string()).collect(),
+        };
+        hub.relay_data("r", &alice.sid, relayed(b"all", &[]), true);
+        hub.relay_data("r", &alice.sid, relayed(b"bob", &["bob"]), false);
+        assert_eq!(
+            data(drain(&mut bob.rx)),
+            [(b"all".to_vec(), true), (b"bob".to_vec(), false)]
+        );
+        assert_eq!(data(drain(&mut carol.rx)), [(b"all".to_vec(), true)]);
+        assert!(data(drain(&mut alice.rx)).is_empty());
+    }
+
+    #[test]
+    fn a_session_that_stops_reading_is_dropped_not_waited_for() {
+        let metrics = Metrics::new();
+        let hub = Hub::new(metrics.clone());
+        let (tx, mut stuck) = mpsc::channel(1);
+        hub.join("r", "stuck", "", perm(true), 0, tx);
+        // Two roster updates for a queue of one: the second overflows.
+        let _a = join(&hub, "a", true);
+        let _b = join(&hub, "b", true);
+        assert_eq!(metrics.slow_sessions.get(), 1);
+        assert!(stuck.try_recv().is_ok());
+        // Its queue is closed: the session sees that and ends.
+        assert!(matches!(
+            stuck.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
     }
 }

@@ -7,10 +7,14 @@
 //! - [`media`]: PeerConnections behind the SFU's own types.
 
 pub mod config;
+pub mod data;
+pub mod forward;
 pub mod http;
 pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod room;
+pub mod router;
+pub mod sdp;
 pub mod signal;
 pub mod startup;

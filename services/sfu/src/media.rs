@@ -5,15 +5,92 @@
 //! the queue it was made with; its handler holds only that queue, never the session, so nothing
 //! keeps a closed session alive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
-use tokio::sync::mpsc::UnboundedSender;
-use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use rtc::interceptor::{
+    Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
+};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use tokio::sync::mpsc::{self, UnboundedSender};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::rtp_transceiver::RtpSender;
+
+/// Lets a subscriber's keyframe requests (PLI, FIR) through to the application, which relays
+/// them to the publisher. Inbound RTCP otherwise ends inside the interceptor chain; everything
+/// else is left there, for the interceptors that act on it.
+struct KeyframeRequestTap {
+    inbound: VecDeque<TaggedPacket>,
+    outbound: VecDeque<TaggedPacket>,
+}
+
+fn asks_for_keyframe(p: &dyn rtc::rtcp::Packet) -> bool {
+    let any = p.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
+            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| asks_for_keyframe(p.as_ref()))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = InterceptorPacket::Rtcp(wanted);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.inbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.inbound.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.outbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.outbound.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// An RTP packet as the media plane hands it around.
+pub type RtpPacket = rtc::rtp::Packet;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine as WebrtcMediaEngine, PeerConnection,
     PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
@@ -98,8 +175,28 @@ impl std::fmt::Debug for MediaEvent {
 /// One received RTP packet, with the simulcast layer it belongs to.
 pub struct IncomingPacket {
     pub rid: Option<String>,
-    pub ssrc: u32,
-    pub payload_len: usize,
+    pub packet: RtpPacket,
+}
+
+/// Asks a publisher for a keyframe (RTCP PLI) on one of its streams, without waiting: requests
+/// go through a small queue to a task that writes the RTCP (extra requests while it is busy are
+/// dropped; keyframe requests are idempotent).
+#[derive(Clone, Debug)]
+pub struct KeyframeRequester {
+    tx: mpsc::Sender<u32>,
+}
+
+impl KeyframeRequester {
+    /// A requester and the queue it feeds (the media side drains it; tests can too).
+    pub fn channel() -> (Self, mpsc::Receiver<u32>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Self { tx }, rx)
+    }
+
+    /// Requests a keyframe on the stream `media_ssrc`; `false` if the request was dropped.
+    pub fn request(&self, media_ssrc: u32) -> bool {
+        self.tx.try_send(media_ssrc).is_ok()
+    }
 }
 
 /// A track a client publishes. `track_id` is the msid track id, which livekit-client sets to the
@@ -109,37 +206,177 @@ pub struct IncomingTrack {
     pub stream_id: String,
     pub kind: Kind,
     remote: Arc<dyn TrackRemote>,
-    rids: HashMap<u32, Option<String>>,
+    /// Per SSRC: its rid, and whether it carries media (not a repair stream such as RTX).
+    streams: HashMap<u32, (Option<String>, bool)>,
 }
 
 impl IncomingTrack {
-    /// The next RTP packet; `None` once the track has ended.
+    /// A requester whose PLIs go to this track's publisher, for as long as the track lives.
+    pub fn keyframe_requester(&self) -> KeyframeRequester {
+        let (requester, mut rx) = KeyframeRequester::channel();
+        let remote = self.remote.clone();
+        tokio::spawn(async move {
+            while let Some(media_ssrc) = rx.recv().await {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                };
+                if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                    tracing::debug!(error = %e, media_ssrc, "cannot send a PLI");
+                }
+            }
+        });
+        requester
+    }
+
+    /// The next media RTP packet; `None` once the track has ended. Repair streams are skipped.
     pub async fn next_packet(&mut self) -> Option<IncomingPacket> {
         loop {
             match self.remote.poll().await? {
-                TrackRemoteEvent::OnOpen(init) => {
-                    self.rids.insert(init.ssrc, init.rid.map(|r| r.to_string()));
-                }
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     let ssrc = packet.header.ssrc;
-                    let rid = match self.rids.get(&ssrc) {
-                        Some(rid) => rid.clone(),
+                    let (rid, media) = match self.streams.get(&ssrc) {
+                        Some(known) => known.clone(),
                         None => {
                             let rid = self.remote.rid(ssrc).await.map(|r| r.to_string());
-                            self.rids.insert(ssrc, rid.clone());
-                            rid
+                            let media =
+                                self.remote.codec(ssrc).await.is_none_or(|c| {
+                                    !c.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
+                                });
+                            self.streams.insert(ssrc, (rid.clone(), media));
+                            (rid, media)
                         }
                     };
-                    return Some(IncomingPacket {
-                        rid,
-                        ssrc,
-                        payload_len: packet.payload.len(),
-                    });
+                    if media {
+                        return Some(IncomingPacket { rid, packet });
+                    }
                 }
                 TrackRemoteEvent::OnEnded => return None,
                 _ => {}
             }
         }
+    }
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn vp8_codec() -> RTCRtpCodec {
+    let fb = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![
+            fb("goog-remb", ""),
+            fb("ccm", "fir"),
+            fb("nack", ""),
+            fb("nack", "pli"),
+        ],
+    }
+}
+
+/// The SFU's codecs: Opus, and VP8 with its RTX repair stream. Nothing else is offered or
+/// accepted, so every track that reaches a subscriber is one it can decode.
+fn register_codecs(media: &mut WebrtcMediaEngine) -> Result<(), MediaError> {
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: 111,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(webrtc_err)?;
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: vp8_codec(),
+                payload_type: 96,
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(webrtc_err)?;
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.to_owned(),
+                    clock_rate: 90000,
+                    channels: 0,
+                    sdp_fmtp_line: "apt=96".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: 97,
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(webrtc_err)?;
+    Ok(())
+}
+
+/// One outgoing track on a subscriber PC: the publisher's media, rewritten for this subscriber.
+#[derive(Clone)]
+pub struct DownTrack {
+    local: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    pub ssrc: u32,
+    pub kind: Kind,
+}
+
+/// What a subscriber negotiated for a downtrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub payload_type: u8,
+}
+
+impl DownTrack {
+    /// The payload type the subscriber accepted for our codec, once negotiated.
+    pub async fn negotiated(&self) -> Option<Negotiated> {
+        let params = self.sender.get_parameters().await.ok()?;
+        let want = match self.kind {
+            Kind::Audio => MIME_TYPE_OPUS,
+            Kind::Video => MIME_TYPE_VP8,
+        };
+        params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(want))
+            .map(|c| Negotiated {
+                payload_type: c.payload_type,
+            })
+    }
+
+    /// Waits for the subscriber to ask for a keyframe. `None` when the track is not bound (not
+    /// negotiated yet, or gone).
+    pub async fn keyframe_request(&self) -> Option<()> {
+        loop {
+            // TrackLocalEvent is non-exhaustive: other events are skipped.
+            #[allow(irrefutable_let_patterns)]
+            if let TrackLocalEvent::OnRtcpPacket(packets) = self.local.poll().await? {
+                if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
+                    return Some(());
+                }
+            }
+        }
+    }
+
+    /// Sends one packet whose SSRC, payload type, numbering and extensions are already this
+    /// downtrack's. Fails until the track is bound by a completed negotiation.
+    pub async fn write(&self, packet: RtpPacket) -> Result<(), MediaError> {
+        self.local.write_rtp(packet).await.map_err(webrtc_err)
     }
 }
 
@@ -168,7 +405,21 @@ pub struct MediaEngine {
 struct Handler {
     role: Role,
     events: UnboundedSender<MediaEvent>,
+    data: mpsc::Sender<IncomingData>,
 }
+
+/// A message a client sent on one of its data channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingData {
+    /// Came on `_reliable` (else `_lossy`); the relay keeps the kind.
+    pub reliable: bool,
+    pub bytes: Vec<u8>,
+}
+
+/// Larger data messages are dropped (LiveKit's clients stay below 15 KiB per packet).
+pub const MAX_DATA_MESSAGE: usize = 64 * 1024;
+/// Bytes queued per data channel before further sends to it are dropped.
+const DATA_SEND_BUFFER: usize = 1024 * 1024;
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
@@ -201,6 +452,44 @@ impl PeerConnectionEventHandler for Handler {
         });
     }
 
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let label = dc.label().await.unwrap_or_default();
+        let reliable = match label.as_str() {
+            "_reliable" => true,
+            "_lossy" => false,
+            other => {
+                tracing::debug!(label = other, "ignoring a data channel");
+                return;
+            }
+        };
+        let data = self.data.clone();
+        tokio::spawn(async move {
+            while let Some(event) = dc.poll().await {
+                match event {
+                    DataChannelEvent::OnMessage(msg) => {
+                        if msg.data.len() > MAX_DATA_MESSAGE {
+                            tracing::warn!(
+                                len = msg.data.len(),
+                                "dropping an oversized data message"
+                            );
+                            continue;
+                        }
+                        let incoming = IncomingData {
+                            reliable,
+                            bytes: msg.data.to_vec(),
+                        };
+                        // Waiting here pushes back on the sender's SCTP stream.
+                        if data.send(incoming).await.is_err() {
+                            break;
+                        }
+                    }
+                    DataChannelEvent::OnClose => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let kind = match track.kind().await {
             RtpCodecKind::Audio => Kind::Audio,
@@ -211,7 +500,7 @@ impl PeerConnectionEventHandler for Handler {
             stream_id: track.stream_id().await,
             kind,
             remote: track,
-            rids: HashMap::new(),
+            streams: HashMap::new(),
         };
         let _ = self.events.send(MediaEvent::Track(incoming));
     }
@@ -244,10 +533,14 @@ impl MediaEngine {
         &self,
         role: Role,
         events: UnboundedSender<MediaEvent>,
+        data: mpsc::Sender<IncomingData>,
     ) -> Result<Peer, MediaError> {
         let mut last_err = MediaError::NoPort;
         for port in self.ports() {
-            match self.try_build(role, events.clone(), port).await {
+            match self
+                .try_build(role, events.clone(), data.clone(), port)
+                .await
+            {
                 Ok(peer) => return Ok(peer),
                 Err(e) => {
                     tracing::debug!(port, error = %e, "cannot build a PeerConnection on this port");
@@ -262,10 +555,11 @@ impl MediaEngine {
         &self,
         role: Role,
         events: UnboundedSender<MediaEvent>,
+        data: mpsc::Sender<IncomingData>,
         port: u16,
     ) -> Result<Peer, MediaError> {
         let mut media = WebrtcMediaEngine::default();
-        media.register_default_codecs().map_err(webrtc_err)?;
+        register_codecs(&mut media)?;
         media
             .register_header_extension(
                 RTCRtpHeaderExtensionCapability {
@@ -279,7 +573,21 @@ impl MediaEngine {
         // is what lets Chrome turn on the higher simulcast layers) and RTCP reports.
         let registry =
             register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
-        let mut setting = SettingEngineBuilder::new();
+        // Application-most, after every interceptor that reads RTCP.
+        let registry = registry.with(
+            Slot::from(14_000),
+            KeyframeRequestTap {
+                inbound: VecDeque::new(),
+                outbound: VecDeque::new(),
+            },
+        );
+        // Browsers hide their addresses behind mDNS names, so the pair that works is usually
+        // peer-reflexive (learnt from the browser's checks). webrtc-rs waits 1 s (prflx) or
+        // 0.5 s (srflx) before nominating such a pair, which is most of a join's media delay;
+        // an SFU has no better pair to wait for.
+        let mut setting = SettingEngineBuilder::new()
+            .with_srflx_acceptance_min_wait(Some(std::time::Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
         if !self.settings.nat_1to1_ips.is_empty() {
             setting = setting.with_nat_1to1_ips(
                 self.settings.nat_1to1_ips.clone(),
@@ -304,7 +612,8 @@ impl MediaEngine {
             .with_media_engine(media)
             .with_setting_engine(setting.build())
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { role, events }))
+            .with_handler(Arc::new(Handler { role, events, data }))
+            .with_data_channel_send_buffer_limit(DATA_SEND_BUFFER)
             .with_udp_addrs(vec![format!("{}:{port}", self.settings.bind_ip)])
             .build()
             .await
@@ -321,7 +630,7 @@ impl MediaEngine {
 pub struct Peer {
     role: Role,
     pc: Box<dyn PeerConnection>,
-    channels: Vec<Arc<dyn DataChannel>>,
+    channels: Vec<(&'static str, Arc<dyn DataChannel>)>,
 }
 
 impl Peer {
@@ -347,9 +656,25 @@ impl Peer {
                 .create_data_channel(label, Some(init))
                 .await
                 .map_err(webrtc_err)?;
-            self.channels.push(dc);
+            self.channels.push((label, dc));
         }
         Ok(())
+    }
+
+    /// Sends a relayed data packet on our `_reliable` or `_lossy` channel. Dropped (`false`)
+    /// when the channel is missing, not open yet, or its send buffer is full.
+    pub async fn send_data(&self, reliable: bool, bytes: &[u8]) -> bool {
+        let label = if reliable { "_reliable" } else { "_lossy" };
+        let Some((_, dc)) = self.channels.iter().find(|(l, _)| *l == label) else {
+            return false;
+        };
+        match dc.try_send(bytes::BytesMut::from(bytes)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(label, error = %e, "data not sent");
+                false
+            }
+        }
     }
 
     /// Creates an offer and sets it as the local description; returns its SDP.
@@ -406,6 +731,56 @@ impl Peer {
             .add_ice_candidate(init)
             .await
             .map_err(|e| MediaError::BadCandidate(e.to_string()))
+    }
+
+    /// Adds an outgoing track whose msid is `stream_id track_id` (LiveKit: `PA_…|TR_… TR_…`).
+    /// Takes effect with the next offer.
+    pub async fn add_downtrack(
+        &self,
+        kind: Kind,
+        stream_id: &str,
+        track_id: &str,
+    ) -> Result<DownTrack, MediaError> {
+        let ssrc = loop {
+            let s = rand::random::<u32>();
+            if s != 0 {
+                break s;
+            }
+        };
+        let (rtc_kind, codec) = match kind {
+            Kind::Audio => (RtpCodecKind::Audio, opus_codec()),
+            Kind::Video => (RtpCodecKind::Video, vp8_codec()),
+        };
+        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            stream_id.to_owned(),
+            track_id.to_owned(),
+            track_id.to_owned(),
+            rtc_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        )));
+        let sender = self
+            .pc
+            .add_track(local.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(webrtc_err)?;
+        Ok(DownTrack {
+            local,
+            sender,
+            ssrc,
+            kind,
+        })
+    }
+
+    /// Stops sending a downtrack; takes effect with the next offer.
+    pub async fn remove_downtrack(&self, down: &DownTrack) -> Result<(), MediaError> {
+        self.pc.remove_track(&down.sender).await.map_err(webrtc_err)
     }
 
     pub async fn close(&self) {

@@ -16,6 +16,18 @@ pub struct Metrics {
     /// Labels: kind.
     pub packets_out: IntCounterVec,
     pub bytes_out: IntCounterVec,
+    /// Labels: reason (queue_full|write_failed).
+    pub forward_drops: IntCounterVec,
+    pub plis_sent: IntCounter,
+    /// PLI/FIR received from subscribers.
+    pub keyframe_requests_in: IntCounter,
+    /// Relayed data packets a receiver missed (queue or channel buffer full).
+    pub data_drops: IntCounter,
+    pub data_relayed: IntCounter,
+    /// Sessions dropped because their signalling queue was full.
+    pub slow_sessions: IntCounter,
+    /// Client messages ignored as malformed or out of place. Labels: what.
+    pub bad_input: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -73,6 +85,36 @@ impl Metrics {
                 "sfu_rtp_bytes_out_total",
                 "RTP payload bytes forwarded to subscribers",
                 &["kind"],
+            ),
+            forward_drops: counter_vec(
+                "sfu_forward_drops_total",
+                "RTP packets not forwarded to a subscriber",
+                &["reason"],
+            ),
+            plis_sent: counter(
+                "sfu_plis_sent_total",
+                "Keyframe requests (PLI) sent to publishers",
+            ),
+            keyframe_requests_in: counter(
+                "sfu_keyframe_requests_in_total",
+                "Keyframe requests (PLI/FIR) received from subscribers",
+            ),
+            data_drops: counter(
+                "sfu_data_drops_total",
+                "Relayed data packets a receiver missed",
+            ),
+            data_relayed: counter(
+                "sfu_data_relayed_total",
+                "Data packets accepted from clients for relay",
+            ),
+            slow_sessions: counter(
+                "sfu_slow_sessions_total",
+                "Sessions closed because their signalling queue overflowed",
+            ),
+            bad_input: counter_vec(
+                "sfu_bad_input_total",
+                "Client messages ignored as malformed or out of place",
+                &["what"],
             ),
             registry,
         }

@@ -324,6 +324,68 @@ impl RoomCore {
             .collect())
     }
 
+    /// Unpublishes a track; the others see the info without it (livekit-client treats `tracks`
+    /// as authoritative and unpublishes what is missing).
+    pub fn remove_track(
+        &mut self,
+        room_name: &str,
+        sid: &str,
+        track_sid: &str,
+    ) -> Result<Vec<Outgoing>, CoreError> {
+        let room = self
+            .rooms
+            .get_mut(room_name)
+            .ok_or(CoreError::UnknownParticipant)?;
+        let p = room
+            .participants
+            .get_mut(sid)
+            .ok_or(CoreError::UnknownParticipant)?;
+        let before = p.info.tracks.len();
+        p.info.tracks.retain(|t| t.sid != track_sid);
+        if p.info.tracks.len() == before {
+            return Err(CoreError::UnknownTrack);
+        }
+        p.cids.retain(|_, t| t != track_sid);
+        p.info.version += 1;
+        let info = p.info.clone();
+        Ok(room
+            .participants
+            .keys()
+            .filter(|to| to.as_str() != sid)
+            .map(|to| roster(to, vec![info.clone()]))
+            .collect())
+    }
+
+    /// Whether a participant may receive media.
+    pub fn can_subscribe(&self, room_name: &str, sid: &str) -> bool {
+        self.rooms
+            .get(room_name)
+            .and_then(|r| r.participants.get(sid))
+            .and_then(|p| p.info.permission.as_ref())
+            .is_some_and(|p| p.can_subscribe)
+    }
+
+    /// (sid, identity) of a room's participants, in join order.
+    pub fn members(&self, room_name: &str) -> Vec<(String, String)> {
+        self.rooms
+            .get(room_name)
+            .map(|r| {
+                r.participants
+                    .iter()
+                    .map(|(sid, p)| (sid.clone(), p.info.identity.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The sids of a room's participants, in join order.
+    pub fn participant_sids(&self, room_name: &str) -> Vec<String> {
+        self.rooms
+            .get(room_name)
+            .map(|r| r.participants.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// (rooms, participants, published tracks)
     pub fn counts(&self) -> (usize, usize, usize) {
         let participants = self.rooms.values().map(|r| r.participants.len()).sum();
@@ -474,6 +536,19 @@ mod tests {
             Err(CoreError::UnknownTrack)
         );
         assert_eq!(c.counts(), (1, 2, 1));
+        let gone = c.remove_track("r", &a.me.sid, &track.sid).unwrap();
+        let told = updates_for(&gone, &b.me.sid);
+        assert!(told[0].tracks.is_empty());
+        assert_eq!(c.track_by_cid("r", &a.me.sid, "cam-cid"), None);
+        assert_eq!(
+            c.remove_track("r", &a.me.sid, &track.sid),
+            Err(CoreError::UnknownTrack)
+        );
+        assert_eq!(c.counts(), (1, 2, 0));
+        assert_eq!(
+            c.participant_sids("r"),
+            vec![a.me.sid.clone(), b.me.sid.clone()]
+        );
     }
 
     #[test]

@@ -18,9 +18,12 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Hub, SessionCommand};
-use crate::media::{IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role};
+use crate::hub::{Hub, SessionCommand, SESSION_QUEUE};
+use crate::media::{
+    DownTrack, IncomingData, IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role,
+};
 use crate::metrics::Metrics;
+use crate::router::{run_downtrack, DownSettings, Source};
 
 /// The version reported to clients. livekit-client refuses an empty one and switches features
 /// on by it; this is the Go server release whose behaviour we follow.
@@ -64,7 +67,27 @@ struct Session<S> {
     publisher: Option<Peer>,
     pending: HashMap<Role, Vec<String>>,
     offer_id: u32,
+    /// A subscriber offer awaits its answer; changes meanwhile wait for the next offer.
+    offer_in_flight: bool,
+    need_offer: bool,
+    downtracks: HashMap<String, Downtrack>,
+    /// Tracks whose media arrived, by the client's cid → track sid.
+    receiving: HashMap<String, String>,
     media_tx: mpsc::UnboundedSender<MediaEvent>,
+    data_tx: mpsc::Sender<IncomingData>,
+    can_publish_data: bool,
+}
+
+/// Data messages queued from a participant's channels before its channels are paused.
+const DATA_QUEUE: usize = 256;
+
+/// A track this participant receives.
+struct Downtrack {
+    source: Arc<Source>,
+    down: DownTrack,
+    settings: watch::Sender<DownSettings>,
+    /// Included in an offer already sent.
+    offered: bool,
 }
 
 fn decode_request(frame: WsMessage) -> Result<Option<In>, String> {
@@ -92,8 +115,10 @@ where
         hidden: grant.hidden,
         ..Default::default()
     };
-    let (hub_tx, mut hub_rx) = mpsc::unbounded_channel();
+    let (hub_tx, mut hub_rx) = mpsc::channel(SESSION_QUEUE);
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let (data_tx, mut data_rx) = mpsc::channel(DATA_QUEUE);
+    let can_publish_data = permission.can_publish_data;
     let joined = ctx.hub.join(
         &grant.room,
         &claims.sub,
@@ -112,7 +137,13 @@ where
         publisher: None,
         pending: HashMap::new(),
         offer_id: 0,
+        offer_in_flight: false,
+        need_offer: false,
+        downtracks: HashMap::new(),
+        receiving: HashMap::new(),
         media_tx,
+        data_tx,
+        can_publish_data,
     };
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
     let join = lk::JoinResponse {
@@ -152,7 +183,11 @@ where
         Err(()) => End::Transport,
         Ok(()) => match session.start_subscriber().await {
             Err(()) => End::Transport,
-            Ok(()) => session.event_loop(&mut hub_rx, &mut media_rx).await,
+            Ok(()) => {
+                session
+                    .event_loop(&mut hub_rx, &mut media_rx, &mut data_rx)
+                    .await
+            }
         },
     };
     let reason = match end {
@@ -163,6 +198,9 @@ where
     };
     if !matches!(end, End::Replaced) {
         ctx.hub.leave(&session.room, &session.sid, reason);
+    }
+    for (_, d) in session.downtracks.drain() {
+        d.source.detach(&session.sid);
     }
     for peer in [session.subscriber.take(), session.publisher.take()]
         .into_iter()
@@ -191,7 +229,11 @@ where
         let mut peer = match self
             .ctx
             .media
-            .create_peer(Role::Subscriber, self.media_tx.clone())
+            .create_peer(
+                Role::Subscriber,
+                self.media_tx.clone(),
+                self.data_tx.clone(),
+            )
             .await
         {
             Ok(peer) => peer,
@@ -204,14 +246,31 @@ where
             tracing::error!(error = %e, "cannot create the data channels");
             return Err(());
         }
+        self.subscriber = Some(peer);
+        self.renegotiate().await
+    }
+
+    /// Sends a new subscriber offer, or, if one is awaiting its answer, sends it after that.
+    async fn renegotiate(&mut self) -> Result<(), ()> {
+        if self.offer_in_flight {
+            self.need_offer = true;
+            return Ok(());
+        }
+        let Some(peer) = self.subscriber.as_ref() else {
+            return Ok(());
+        };
         let sdp = match peer.create_offer().await {
             Ok(sdp) => sdp,
             Err(e) => {
-                tracing::error!(error = %e, "cannot create the subscriber offer");
+                tracing::error!(sid = %self.sid, error = %e, "cannot create a subscriber offer");
                 return Err(());
             }
         };
-        self.subscriber = Some(peer);
+        for d in self.downtracks.values_mut() {
+            d.offered = true;
+        }
+        self.need_offer = false;
+        self.offer_in_flight = true;
         self.offer_id += 1;
         let id = self.offer_id;
         self.send(Out::Offer(lk::SessionDescription {
@@ -223,10 +282,65 @@ where
         .await
     }
 
+    /// Starts receiving a published track on the subscriber PC.
+    async fn subscribe(&mut self, source: Arc<Source>) -> Result<(), ()> {
+        if source.participant_sid == self.sid || self.downtracks.contains_key(&source.track_sid) {
+            return Ok(());
+        }
+        let Some(peer) = self.subscriber.as_ref() else {
+            return Ok(());
+        };
+        let down = match peer
+            .add_downtrack(source.kind, &source.stream_id(), &source.track_sid)
+            .await
+        {
+            Ok(down) => down,
+            Err(e) => {
+                tracing::warn!(sid = %self.sid, track = %source.track_sid, error = %e, "cannot add a downtrack");
+                return Ok(());
+            }
+        };
+        let (settings, settings_rx) = watch::channel(DownSettings::default());
+        let rx = source.attach(&self.sid);
+        tokio::spawn(run_downtrack(
+            Arc::downgrade(&source),
+            down.clone(),
+            rx,
+            settings_rx,
+            self.ctx.metrics.clone(),
+        ));
+        tracing::info!(sid = %self.sid, track = %source.track_sid, from = %source.participant_sid, "subscribed");
+        self.downtracks.insert(
+            source.track_sid.clone(),
+            Downtrack {
+                source,
+                down,
+                settings,
+                offered: false,
+            },
+        );
+        self.renegotiate().await
+    }
+
+    async fn unsubscribe(&mut self, track_sid: &str) -> Result<(), ()> {
+        let Some(d) = self.downtracks.remove(track_sid) else {
+            return Ok(());
+        };
+        d.source.detach(&self.sid);
+        if let Some(peer) = self.subscriber.as_ref() {
+            if let Err(e) = peer.remove_downtrack(&d.down).await {
+                tracing::debug!(sid = %self.sid, track = %track_sid, error = %e, "removing a downtrack");
+            }
+        }
+        tracing::info!(sid = %self.sid, track = %track_sid, "unsubscribed");
+        self.renegotiate().await
+    }
+
     async fn event_loop(
         &mut self,
-        hub_rx: &mut mpsc::UnboundedReceiver<SessionCommand>,
+        hub_rx: &mut mpsc::Receiver<SessionCommand>,
         media_rx: &mut mpsc::UnboundedReceiver<MediaEvent>,
+        data_rx: &mut mpsc::Receiver<IncomingData>,
     ) -> End {
         let timeout = Duration::from_secs(u64::from(self.ctx.ping_timeout_secs));
         let mut deadline = Instant::now() + timeout;
@@ -255,19 +369,44 @@ where
                             }
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(sid = %self.sid, "ignoring a signal frame: {e}"),
+                        Err(e) => {
+                            self.ctx.metrics.bad_input.with_label_values(&["signal_frame"]).inc();
+                            tracing::warn!(sid = %self.sid, "ignoring a signal frame: {e}");
+                        }
                     }
                 }
-                Some(cmd) = hub_rx.recv() => {
-                    let SessionCommand::Signal(msg) = cmd;
-                    let leave = matches!(msg, Out::Leave(_));
-                    if self.send(msg).await.is_err() {
+                cmd = hub_rx.recv() => {
+                    let result = match cmd {
+                        // The hub dropped this session (its queue overflowed).
+                        None => return End::Transport,
+                        Some(SessionCommand::Signal(msg)) => {
+                            let leave = matches!(*msg, Out::Leave(_));
+                            if self.send(*msg).await.is_err() {
+                                return End::Transport;
+                            }
+                            if leave {
+                                return End::Replaced;
+                            }
+                            Ok(())
+                        }
+                        Some(SessionCommand::Subscribe(source)) => self.subscribe(source).await,
+                        Some(SessionCommand::Unsubscribe(track)) => self.unsubscribe(&track).await,
+                        Some(SessionCommand::Data { reliable, bytes }) => {
+                            let sent = match self.subscriber.as_ref() {
+                                Some(sub) => sub.send_data(reliable, &bytes).await,
+                                None => false,
+                            };
+                            if !sent {
+                                self.ctx.metrics.data_drops.inc();
+                            }
+                            Ok(())
+                        }
+                    };
+                    if result.is_err() {
                         return End::Transport;
                     }
-                    if leave {
-                        return End::Replaced;
-                    }
                 }
+                Some(data) = data_rx.recv() => self.on_data(data),
                 Some(event) = media_rx.recv() => {
                     if self.on_media(event).await.is_err() {
                         return End::Transport;
@@ -336,15 +475,34 @@ where
                     tracing::warn!(sid = %self.sid, "answer without a subscriber offer");
                     return Ok(());
                 };
-                if desc.id != 0 && desc.id != self.offer_id {
+                if !self.offer_in_flight || (desc.id != 0 && desc.id != self.offer_id) {
                     tracing::warn!(sid = %self.sid, got = desc.id, want = self.offer_id, "answer to a stale offer ignored");
+                    self.ctx
+                        .metrics
+                        .bad_input
+                        .with_label_values(&["stale_answer"])
+                        .inc();
                     return Ok(());
                 }
                 match sub.apply_answer(&desc.sdp).await {
-                    Ok(()) => self.flush_candidates(Role::Subscriber).await,
+                    Ok(()) => {
+                        self.flush_candidates(Role::Subscriber).await;
+                        for d in self.downtracks.values().filter(|d| d.offered) {
+                            d.settings.send_modify(|s| s.negotiated = true);
+                        }
+                    }
                     Err(e) => {
+                        self.ctx
+                            .metrics
+                            .bad_input
+                            .with_label_values(&["answer"])
+                            .inc();
                         tracing::warn!(sid = %self.sid, error = %e, "subscriber answer refused")
                     }
+                }
+                self.offer_in_flight = false;
+                if self.need_offer {
+                    self.renegotiate().await?;
                 }
             }
             In::Trickle(t) => {
@@ -380,7 +538,33 @@ where
                     .await?;
                 }
                 Err(e) => {
-                    tracing::warn!(sid = %self.sid, cid = %req.cid, error = %e, "add_track refused")
+                    tracing::warn!(sid = %self.sid, cid = %req.cid, error = %e, "add_track refused");
+                    self.ctx
+                        .metrics
+                        .bad_input
+                        .with_label_values(&["add_track"])
+                        .inc();
+                    // livekit-client 2.23 keeps no pending entry for add_track, so this only
+                    // informs; its publish fails after its own 10 s timeout.
+                    let reason = match e {
+                        crate::room::CoreError::NotAllowed => {
+                            lk::request_response::Reason::NotAllowed
+                        }
+                        crate::room::CoreError::UnknownParticipant
+                        | crate::room::CoreError::UnknownTrack => {
+                            lk::request_response::Reason::NotFound
+                        }
+                        crate::room::CoreError::DuplicateCid => {
+                            lk::request_response::Reason::UnclassifiedError
+                        }
+                    };
+                    self.send(Out::RequestResponse(lk::RequestResponse {
+                        request_id: 0,
+                        reason: reason as i32,
+                        message: e.to_string(),
+                        request: Some(lk::request_response::Request::AddTrack(req)),
+                    }))
+                    .await?;
                 }
             },
             In::Mute(m) => {
@@ -390,6 +574,25 @@ where
                     .set_muted(&self.room, &self.sid, &m.sid, m.muted)
                 {
                     tracing::debug!(sid = %self.sid, track = %m.sid, error = %e, "mute ignored");
+                }
+            }
+            In::TrackSetting(settings) => {
+                for track_sid in &settings.track_sids {
+                    let Some(d) = self.downtracks.get(track_sid) else {
+                        tracing::debug!(sid = %self.sid, track = %track_sid, "settings for a track not subscribed");
+                        continue;
+                    };
+                    let max_layer = crate::forward::max_layer_for(
+                        &d.source.layers,
+                        settings.width,
+                        settings.height,
+                        settings.quality,
+                    );
+                    tracing::debug!(sid = %self.sid, track = %track_sid, max_layer, paused = settings.disabled, "track settings");
+                    d.settings.send_modify(|s| {
+                        s.max_layer = max_layer;
+                        s.paused = settings.disabled;
+                    });
                 }
             }
             other => {
@@ -404,7 +607,7 @@ where
             match self
                 .ctx
                 .media
-                .create_peer(Role::Publisher, self.media_tx.clone())
+                .create_peer(Role::Publisher, self.media_tx.clone(), self.data_tx.clone())
                 .await
             {
                 Ok(peer) => self.publisher = Some(peer),
@@ -427,10 +630,49 @@ where
                 }))
                 .await?;
                 self.flush_candidates(Role::Publisher).await;
+                self.detect_unpublished(&desc.sdp);
             }
             Err(e) => tracing::warn!(sid = %self.sid, error = %e, "publisher offer refused"),
         }
         Ok(())
+    }
+
+    /// A data packet from this client: stamped with its identity and relayed.
+    fn on_data(&mut self, data: IncomingData) {
+        let bad = |what: &str| self.ctx.metrics.bad_input.with_label_values(&[what]).inc();
+        if !self.can_publish_data {
+            bad("data_not_allowed");
+            return;
+        }
+        match crate::data::relay(&data.bytes, &self.identity, &self.sid) {
+            Ok(relayed) => {
+                self.ctx.metrics.data_relayed.inc();
+                self.ctx
+                    .hub
+                    .relay_data(&self.room, &self.sid, relayed, data.reliable);
+            }
+            Err(e) => {
+                tracing::debug!(sid = %self.sid, error = %e, "data packet dropped");
+                bad("data");
+            }
+        }
+    }
+
+    /// livekit-client unpublishes by renegotiating without the track: a track whose media was
+    /// arriving but that the new offer no longer sends is gone.
+    fn detect_unpublished(&mut self, offer_sdp: &str) {
+        let sending = crate::sdp::sending_track_ids(offer_sdp);
+        let gone: Vec<(String, String)> = self
+            .receiving
+            .iter()
+            .filter(|(cid, _)| !sending.contains(*cid))
+            .map(|(c, t)| (c.clone(), t.clone()))
+            .collect();
+        for (cid, track_sid) in gone {
+            tracing::info!(sid = %self.sid, %cid, track = %track_sid, "track unpublished");
+            self.receiving.remove(&cid);
+            self.ctx.hub.unpublish(&self.room, &self.sid, &track_sid);
+        }
     }
 
     async fn on_media(&mut self, event: MediaEvent) -> Result<(), ()> {
@@ -463,21 +705,48 @@ where
             .ctx
             .hub
             .track_by_cid(&self.room, &self.sid, &track.track_id);
-        match &published {
-            Some(info) => {
-                tracing::info!(sid = %self.sid, cid = %track.track_id, track = %info.sid, kind = track.kind.as_str(), "media arrived for a published track")
-            }
-            None => {
-                tracing::warn!(sid = %self.sid, cid = %track.track_id, "media for a track never announced with add_track")
-            }
-        }
+        let Some(info) = published else {
+            tracing::warn!(sid = %self.sid, cid = %track.track_id, "media for a track never announced with add_track: not forwarded");
+            self.ctx
+                .metrics
+                .bad_input
+                .with_label_values(&["unannounced_track"])
+                .inc();
+            return;
+        };
+        tracing::info!(sid = %self.sid, cid = %track.track_id, track = %info.sid, kind = track.kind.as_str(), "media arrived for a published track");
+        self.receiving
+            .insert(track.track_id.clone(), info.sid.clone());
         let metrics = self.ctx.metrics.clone();
+        let hub = self.ctx.hub.clone();
+        let room = self.room.clone();
+        let layers = info
+            .codecs
+            .first()
+            .map(|c| c.layers.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|l| crate::forward::LayerSize {
+                layer: l.quality.clamp(0, i32::from(crate::forward::MAX_LAYER)) as u8,
+                width: l.width,
+                height: l.height,
+            })
+            .collect();
+        let source = Arc::new(Source::new(
+            info.sid.clone(),
+            self.sid.clone(),
+            track.kind,
+            layers,
+            track.keyframe_requester(),
+            metrics.clone(),
+        ));
         tokio::spawn(async move {
             let kind = track.kind.as_str();
             let mut counters: HashMap<
                 Option<String>,
                 (prometheus::IntCounter, prometheus::IntCounter),
             > = HashMap::new();
+            let mut announced = false;
             while let Some(packet) = track.next_packet().await {
                 let (packets, bytes) = counters.entry(packet.rid.clone()).or_insert_with(|| {
                     let rid = packet.rid.as_deref().unwrap_or("");
@@ -487,9 +756,19 @@ where
                     )
                 });
                 packets.inc();
-                bytes.inc_by(packet.payload_len as u64);
-                let _ = packet.ssrc;
+                bytes.inc_by(packet.packet.payload.len() as u64);
+                // Announce to subscribers with the first packet, so that the layer SSRCs
+                // needed for keyframe requests are known as they attach.
+                source.dispatch(packet);
+                if !announced {
+                    announced = true;
+                    if !hub.publish_source(&room, source.clone()) {
+                        break;
+                    }
+                }
             }
+            tracing::info!(track = %source.track_sid, "published media ended");
+            hub.unpublish(&room, &source.participant_sid, &source.track_sid);
         });
     }
 }

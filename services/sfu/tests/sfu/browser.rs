@@ -142,3 +142,298 @@ async fn pages_see_each_other_join_publish_and_leave() {
         .await
         .unwrap();
 }
+
+/// Step 5 of the plan: forwarding. Alice and Bob both publish camera (simulcast) and mic; each
+/// decodes the other's media. Carol joins later and must see both videos quickly.
+#[tokio::test]
+async fn subscribers_decode_forwarded_video_and_audio_and_a_late_joiner_sees_both_videos() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("publish", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    bob.wait_event("connected", T).await;
+
+    for (page, other) in [(&mut bob, "alice"), (&mut alice, "bob")] {
+        for (source, kind) in [("camera", "video"), ("microphone", "audio")] {
+            let sub = page
+                .wait_for("trackSubscribed", T, |v| {
+                    v["event"] == "trackSubscribed"
+                        && v["identity"] == other
+                        && v["source"] == source
+                })
+                .await;
+            assert_eq!(sub["kind"], kind, "{sub}");
+            assert!(sub["sid"].as_str().unwrap().starts_with("TR_"));
+        }
+        // Video: frames decoded, with a size, and still rising a second later.
+        let first = page
+            .wait_inbound(other, "camera", T, |v| {
+                v["framesDecoded"].as_u64() > Some(0) && v["frameWidth"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["framesDecoded"].as_u64().unwrap();
+        let later = page
+            .wait_inbound(other, "camera", T, |v| {
+                v["framesDecoded"].as_u64() > Some(n + 10)
+            })
+            .await;
+        eprintln!(
+            "{other}'s camera decoded: {} → {} frames, width {}",
+            n, later["framesDecoded"], later["frameWidth"]
+        );
+        // Audio: samples received, and rising.
+        let first = page
+            .wait_inbound(other, "microphone", T, |v| {
+                v["totalSamplesReceived"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["totalSamplesReceived"].as_u64().unwrap();
+        page.wait_inbound(other, "microphone", T, |v| {
+            v["totalSamplesReceived"].as_u64() > Some(n + 48_000)
+        })
+        .await;
+    }
+    sfu.wait_metric("sfu_rtp_packets_out_total{kind=\"video\"}", T, |v| {
+        v > 100.0
+    })
+    .await
+    .unwrap();
+    sfu.wait_metric("sfu_rtp_packets_out_total{kind=\"audio\"}", T, |v| v > 50.0)
+        .await
+        .unwrap();
+
+    let mut carol = Browser::launch("connect", &sfu.ws_url(), &sfu.token("carol", "r"), 60).await;
+    let mut seen_at = Vec::new();
+    for who in ["alice", "bob"] {
+        let v = carol
+            .wait_inbound(who, "camera", T, |v| v["framesDecoded"].as_u64() > Some(0))
+            .await;
+        seen_at.push(v["sinceConnectMs"].as_u64().unwrap());
+    }
+    let both = *seen_at.iter().max().unwrap();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        carol.seen.iter().find(|v| pred(v)).map(|v| v["t"].clone())
+    };
+    eprintln!(
+        "carol: both videos decoding {both} ms after connect() started (alice {} ms, bob {} ms); \
+         signalConnected {:?}, connected {:?}, first trackSubscribed {:?}, first video packet {:?}",
+        seen_at[0],
+        seen_at[1],
+        at(&|v| v["event"] == "signalConnected"),
+        at(&|v| v["event"] == "connected"),
+        at(&|v| v["event"] == "trackSubscribed"),
+        at(&|v| v["event"] == "inbound"
+            && v["kind"] == "video"
+            && v["packetsReceived"].as_u64() > Some(0)),
+    );
+    assert!(both <= 2_000, "carol saw both videos only after {both} ms");
+
+    for page in [alice, bob, carol] {
+        page.close().await;
+    }
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
+/// Step 6 of the brief: mute/unmute and unpublish reach a subscriber; so does the publisher's
+/// departure.
+#[tokio::test]
+async fn mute_unmute_unpublish_and_leave_reach_the_subscriber() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    let is = |event: &'static str, source: &'static str| {
+        move |v: &serde_json::Value| {
+            v["event"] == event && v["identity"] == "alice" && v["source"] == source
+        }
+    };
+    bob.wait_for("camera subscribed", T, is("trackSubscribed", "camera"))
+        .await;
+    bob.wait_for(
+        "microphone subscribed",
+        T,
+        is("trackSubscribed", "microphone"),
+    )
+    .await;
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(0)
+    })
+    .await;
+    alice
+        .wait_for("camera published", T, |v| {
+            v["event"] == "localTrackPublished" && v["source"] == "camera"
+        })
+        .await;
+
+    alice.command("mute camera", T).await;
+    bob.wait_for("camera muted", T, is("trackMuted", "camera"))
+        .await;
+    alice.command("unmute camera", T).await;
+    bob.wait_for("camera unmuted", T, is("trackUnmuted", "camera"))
+        .await;
+    // Video flows again after the unmute.
+    let now = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(0)
+        })
+        .await;
+    let n = now["framesDecoded"].as_u64().unwrap();
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(n + 10)
+    })
+    .await;
+
+    alice.command("mute microphone", T).await;
+    bob.wait_for("microphone muted", T, is("trackMuted", "microphone"))
+        .await;
+
+    alice.command("unpublish camera", T).await;
+    bob.wait_for("camera unsubscribed", T, is("trackUnsubscribed", "camera"))
+        .await;
+    bob.wait_for("camera unpublished", T, is("trackUnpublished", "camera"))
+        .await;
+    sfu.wait_metric("sfu_tracks", T, |v| v == 1.0)
+        .await
+        .unwrap();
+    // The microphone is still there.
+    assert!(!bob
+        .seen
+        .iter()
+        .any(|v| is("trackUnpublished", "microphone")(v)));
+
+    alice.close().await;
+    bob.wait_for("alice disconnected", T, |v| {
+        v["event"] == "participantDisconnected" && v["identity"] == "alice"
+    })
+    .await;
+    bob.wait_for(
+        "microphone unsubscribed",
+        T,
+        is("trackUnsubscribed", "microphone"),
+    )
+    .await;
+    bob.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
+/// Simulcast layer switching: the subscriber's requested quality picks the layer forwarded; the
+/// switch waits for a keyframe, so the picture changes size without freezing.
+#[tokio::test]
+async fn the_forwarded_layer_follows_the_subscribers_requested_quality() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    let top = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["frameWidth"].as_u64() == Some(1280)
+        })
+        .await;
+    eprintln!("high: {top}");
+
+    bob.command("quality low", T).await;
+    let low = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["frameWidth"].as_u64() == Some(320)
+        })
+        .await;
+    eprintln!(
+        "low after {} ms: {low}",
+        low["t"].as_u64().unwrap() - top["t"].as_u64().unwrap()
+    );
+    bob.command("quality medium", T).await;
+    let medium = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["frameWidth"].as_u64() == Some(640)
+        })
+        .await;
+    eprintln!("medium: {medium}");
+    bob.command("quality high", T).await;
+    let high = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["frameWidth"].as_u64() == Some(1280)
+        })
+        .await;
+    let n = high["framesDecoded"].as_u64().unwrap();
+    let later = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(n + 30)
+        })
+        .await;
+    eprintln!("high again: {high}; later: {later}");
+    // Each switch was taken at a keyframe: no freezes, and the decoder did not have to ask for
+    // more than a few keyframes of its own.
+    assert_eq!(
+        later["freezeCount"].as_u64(),
+        top["freezeCount"].as_u64(),
+        "{later}"
+    );
+    assert!(later["pliCount"].as_u64().unwrap() <= 5, "{later}");
+    sfu.wait_metric("sfu_plis_sent_total", T, |v| v >= 3.0)
+        .await
+        .unwrap();
+    alice.close().await;
+    bob.close().await;
+}
+
+/// Chat and data: relayed with the sender's identity; a destination list is respected.
+#[tokio::test]
+async fn chat_text_and_data_are_relayed_with_the_senders_identity() {
+    let sfu = spawn_sfu().await;
+    let mut pages = Vec::new();
+    for who in ["alice", "bob", "carol"] {
+        let mut page = Browser::launch("connect", &sfu.ws_url(), &sfu.token(who, "r"), 90).await;
+        page.wait_event("connectResolved", T).await;
+        pages.push(page);
+    }
+    let [alice, bob, carol] = &mut pages[..] else {
+        unreachable!()
+    };
+    alice.command("chat hello room", T).await;
+    alice.command("text streamed hello", T).await;
+    for page in [&mut *bob, &mut *carol] {
+        let chat = page.wait_event("chatMessage", T).await;
+        assert_eq!(chat["identity"], "alice", "{chat}");
+        assert_eq!(chat["text"], "hello room");
+        let text = page.wait_event("textReceived", T).await;
+        assert_eq!(text["identity"], "alice", "{text}");
+        assert_eq!(text["text"], "streamed hello");
+    }
+    // To Bob only, then to everyone: the reliable channel keeps order, so Carol getting the
+    // second without the first shows the first was never sent to her.
+    alice.command("data bob for bob only", T).await;
+    alice.command("data * for everyone", T).await;
+    for page in [&mut *bob, &mut *carol] {
+        page.wait_for("data for everyone", T, |v| {
+            v["event"] == "dataReceived" && v["text"] == "for everyone"
+        })
+        .await;
+    }
+    let got = |page: &Browser, text: &str| {
+        page.seen
+            .iter()
+            .any(|v| v["event"] == "dataReceived" && v["text"] == text && v["identity"] == "alice")
+    };
+    assert!(got(bob, "for bob only") && got(bob, "for everyone"));
+    assert!(!got(carol, "for bob only"), "{:?}", carol.tail());
+    // Nobody hears their own messages back (livekit-client itself echoes a sent chat message
+    // locally, once).
+    let own = |event: &str| alice.seen.iter().filter(|v| v["event"] == event).count();
+    assert_eq!(own("chatMessage"), 1, "{:?}", alice.tail());
+    assert_eq!(
+        own("dataReceived") + own("textReceived"),
+        0,
+        "{:?}",
+        alice.tail()
+    );
+    sfu.wait_metric("sfu_data_relayed_total", T, |v| v >= 4.0)
+        .await
+        .unwrap();
+    for page in pages {
+        page.close().await;
+    }
+}

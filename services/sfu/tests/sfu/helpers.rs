@@ -198,6 +198,72 @@ impl Browser {
         self.wait_for(event, within, |v| v["event"] == event).await
     }
 
+    /// Sends one harness command (see run.mjs) and waits for it to complete in the page.
+    pub async fn command(&mut self, line: &str, within: Duration) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("harness stdin");
+        stdin.flush().await.expect("harness stdin");
+        let done = self
+            .wait_for(line, within, |v| {
+                (v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line
+            })
+            .await;
+        assert_eq!(done["event"], "cmdDone", "{done}");
+        // A later identical command must wait for its own completion.
+        self.seen.retain(|v| {
+            !((v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line)
+        });
+    }
+
+    /// Inbound stats lines for a remote `identity`'s `source` that satisfy `pred`, waiting for
+    /// the first one seen after this call.
+    pub async fn wait_inbound(
+        &mut self,
+        identity: &str,
+        source: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let skip = self.seen.len();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let found = self.seen[skip..].iter().find(|v| {
+                v["event"] == "inbound"
+                    && v["identity"] == identity
+                    && v["source"] == source
+                    && pred(v)
+            });
+            if let Some(v) = found {
+                return v.clone();
+            }
+            let what = format!("inbound {identity}/{source}");
+            self.next_line(&what, deadline).await;
+        }
+    }
+
+    /// Waits for the next line from the harness (kept in `seen`).
+    async fn next_line(&mut self, what: &str, deadline: tokio::time::Instant) {
+        match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            Ok(Some(v)) => {
+                self.seen.push(v.clone());
+                if v["event"] == "fatal" {
+                    panic!("browser harness failed: {v}");
+                }
+            }
+            Ok(None) => panic!("browser exited before {what}; saw {:#?}", self.seen),
+            Err(_) => panic!("no {what} in time; saw {:#?}", self.tail()),
+        }
+    }
+
+    /// The last lines seen, for failure messages.
+    pub fn tail(&self) -> &[Value] {
+        &self.seen[self.seen.len().saturating_sub(40)..]
+    }
+
     /// Closes the page's process (and so its room connection).
     pub async fn close(mut self) {
         drop(self.child.stdin.take());

@@ -194,6 +194,28 @@ async fn add_track_is_answered_with_the_cid_and_a_track_sid() {
     };
     assert_eq!(published.cid, "my-cam");
     assert!(published.track.unwrap().sid.starts_with("TR_"));
+    // The same cid again is refused, and said so.
+    send(
+        &mut ws,
+        In::AddTrack(lk::AddTrackRequest {
+            cid: "my-cam".into(),
+            r#type: lk::TrackType::Video as i32,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let Out::RequestResponse(refused) = next_non_trickle_skip_offer(&mut ws).await else {
+        panic!("expected request_response");
+    };
+    assert_ne!(refused.reason, lk::request_response::Reason::Ok as i32);
+    assert!(matches!(
+        refused.request,
+        Some(lk::request_response::Request::AddTrack(ref r)) if r.cid == "my-cam"
+    ));
+    assert_eq!(
+        sfu.metric("sfu_bad_input_total{what=\"add_track\"}").await,
+        Some(1.0)
+    );
 }
 
 async fn next_non_trickle_skip_offer(ws: &mut Ws) -> Out {

@@ -1,0 +1,73 @@
+//! The little SDP reading the SFU needs beyond what webrtc-rs does for it.
+
+use std::collections::HashSet;
+
+/// The msid track ids of the m-sections in `sdp` that send media (direction `sendrecv` or
+/// `sendonly`, the default being `sendrecv`). A publisher that stops sending a track (livekit-
+/// client's unpublish) turns its section `recvonly`/`inactive` and drops its msid.
+pub fn sending_track_ids(sdp: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut section: Option<(bool, Vec<String>)> = None;
+    let mut flush = |section: &mut Option<(bool, Vec<String>)>| {
+        if let Some((sending, ids)) = section.take() {
+            if sending {
+                out.extend(ids);
+            }
+        }
+    };
+    for line in sdp.lines().map(str::trim_end) {
+        if line.starts_with("m=") {
+            flush(&mut section);
+            section = Some((true, Vec::new()));
+            continue;
+        }
+        let Some((sending, ids)) = section.as_mut() else {
+            continue;
+        };
+        match line {
+            "a=recvonly" | "a=inactive" => *sending = false,
+            "a=sendrecv" | "a=sendonly" => *sending = true,
+            _ => {
+                if let Some(rest) = line.strip_prefix("a=msid:") {
+                    if let Some(track) = rest.split_whitespace().nth(1) {
+                        ids.push(track.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    flush(&mut section);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sending_sections_count() {
+        let sdp = "v=0\r\n\
+            o=- 1 2 IN IP4 127.0.0.1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+            a=mid:0\r\n\
+            a=sendonly\r\n\
+            a=msid:stream-a mic-cid\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=mid:1\r\n\
+            a=inactive\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=mid:2\r\n\
+            a=msid:stream-b cam-cid\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+            a=recvonly\r\n\
+            a=msid:- old-cid\r\n\
+            m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        let ids = sending_track_ids(sdp);
+        assert_eq!(
+            ids,
+            HashSet::from(["mic-cid".to_owned(), "cam-cid".to_owned()])
+        );
+        assert!(sending_track_ids("").is_empty());
+        assert!(sending_track_ids("a=msid:x y\nm=audio\na=msid:\n").is_empty());
+    }
+}
