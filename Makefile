@@ -4,10 +4,11 @@ CARGO ?= cargo
 .PHONY: run run-api run-sfu test node-deps sfu-browser-deps bench fmt lint check clean-test-dbs
 
 ## Start the whole system on embedded defaults: the API (:8080, SQLite file in ./data, in-process
-## stores, dev login on) and the SFU (:7880). Ctrl-C stops both.
+## stores, dev login on) and the SFU (:7880), whose webhooks credit attendance on the API.
+## Ctrl-C stops both.
 run:
 	$(CARGO) build -p ppodok-api -p ppodok-sfu
-	./target/debug/ppodok-sfu & sfu=$$!; trap 'kill $$sfu 2>/dev/null; wait $$sfu' EXIT INT TERM; ./target/debug/ppodok-api
+	PPODOK_SFU__WEBHOOK__URLS=$${PPODOK_SFU__WEBHOOK__URLS-http://127.0.0.1:8080/api/v1/internal/sfu/webhook} ./target/debug/ppodok-sfu & sfu=$$!; trap 'kill $$sfu 2>/dev/null; wait $$sfu' EXIT INT TERM; ./target/debug/ppodok-api
 
 ## The API alone.
 run-api:

@@ -14,6 +14,15 @@ pub struct Settings {
     pub rtc: RtcSettings,
     pub signal: SignalSettings,
     pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub webhook: WebhookSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WebhookSettings {
+    /// Each event is POSTed to every URL here; empty = no webhooks.
+    #[serde(default)]
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +55,13 @@ pub struct IceServerSettings {
 pub struct SignalSettings {
     pub ping_interval_secs: u32,
     pub ping_timeout_secs: u32,
+    /// How often a connected client gets a freshly minted token (`refresh_token`).
+    #[serde(default = "default_token_refresh_secs")]
+    pub token_refresh_secs: u32,
+}
+
+fn default_token_refresh_secs() -> u32 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +85,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("rtc.nat_1to1_ips")
+                    .with_list_parse_key("webhook.urls")
                     .try_parsing(true),
             )
             .build()?
@@ -105,6 +122,14 @@ impl Settings {
                 "signal.ping_timeout_secs must exceed a non-zero ping_interval_secs".into(),
             );
         }
+        if self.signal.token_refresh_secs == 0 {
+            return Err("signal.token_refresh_secs must be non-zero".into());
+        }
+        for url in &self.webhook.urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("webhook.urls: {url:?} is not an http(s) URL"));
+            }
+        }
         Ok(())
     }
 }
@@ -118,6 +143,8 @@ mod tests {
         let s = Settings::defaults();
         assert_eq!(s.port, 7880);
         assert_eq!(s.signal.ping_interval_secs, 5);
+        assert_eq!(s.signal.token_refresh_secs, 300);
+        assert!(s.webhook.urls.is_empty());
         assert!(s.validate().is_ok());
     }
 
@@ -132,6 +159,12 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = Settings::defaults();
         s.livekit.api_secret = "short".into();
+        assert!(s.validate().is_err());
+        let mut s = Settings::defaults();
+        s.webhook.urls = vec!["ftp://x".into()];
+        assert!(s.validate().is_err());
+        let mut s = Settings::defaults();
+        s.signal.token_refresh_secs = 0;
         assert!(s.validate().is_err());
     }
 }

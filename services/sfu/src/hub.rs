@@ -11,6 +11,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use crate::metrics::Metrics;
 use crate::room::{CoreError, Joined, Outgoing, RandomIds, RoomCore};
 use crate::router::Source;
+use crate::webhook::Webhooks;
 
 /// Commands queued per session before the session counts as stuck and is dropped.
 pub const SESSION_QUEUE: usize = 1024;
@@ -48,11 +49,19 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     metrics: Metrics,
+    /// Lifecycle events, queued under the lock so that their order is the rooms' order.
+    webhooks: Webhooks,
 }
 
 impl Hub {
     pub fn new(metrics: Metrics) -> Self {
+        let webhooks = Webhooks::disabled(metrics.clone());
+        Self::with_webhooks(metrics, webhooks)
+    }
+
+    pub fn with_webhooks(metrics: Metrics, webhooks: Webhooks) -> Self {
         Self {
+            webhooks,
             inner: Mutex::new(Inner {
                 core: RoomCore::new(Box::new(RandomIds)),
                 sessions: HashMap::new(),
@@ -109,7 +118,22 @@ impl Hub {
         queue: mpsc::Sender<SessionCommand>,
     ) -> Joined {
         let mut inner = self.lock();
+        let existed = inner.core.room_info(room).is_some();
+        let replaced_info = inner
+            .core
+            .members(room)
+            .into_iter()
+            .find(|(_, id)| id == identity)
+            .and_then(|(sid, _)| inner.core.participant(room, &sid));
         let joined = inner.core.join(room, identity, name, permission, now_ms);
+        if !existed {
+            self.webhooks.emit("room_started", &joined.room, None, None);
+        }
+        if let Some(old) = &replaced_info {
+            self.emit_left(&joined.room, old);
+        }
+        self.webhooks
+            .emit("participant_joined", &joined.room, Some(&joined.me), None);
         let me = joined.me.sid.clone();
         inner.sessions.insert(me.clone(), queue);
         let effects = joined.effects.clone();
@@ -137,8 +161,27 @@ impl Hub {
         let mut inner = self.lock();
         inner.sessions.remove(sid);
         self.drop_sources_of(&mut inner, room, sid);
+        let before = inner.core.room_info(room);
+        let gone = inner.core.participant(room, sid);
         let effects = inner.core.leave(room, sid, reason);
         self.deliver(&mut inner, effects);
+        if let (Some(mut info), Some(gone)) = (before, gone) {
+            info.num_participants = info.num_participants.saturating_sub(1);
+            self.emit_left(&info, &gone);
+            if inner.core.room_info(room).is_none() {
+                self.webhooks.emit("room_finished", &info, None, None);
+            }
+        }
+    }
+
+    /// A participant's tracks go with it, then the participant.
+    fn emit_left(&self, room: &lk::Room, gone: &lk::ParticipantInfo) {
+        for track in &gone.tracks {
+            self.webhooks
+                .emit("track_unpublished", room, Some(gone), Some(track));
+        }
+        self.webhooks
+            .emit("participant_left", room, Some(gone), None);
     }
 
     /// Removes a participant's sources and unsubscribes everyone from them.
@@ -219,6 +262,7 @@ impl Hub {
     /// the track from the roster and from every subscriber.
     pub fn unpublish(&self, room: &str, sid: &str, track_sid: &str) {
         let mut inner = self.lock();
+        let before = inner.core.participant(room, sid);
         let source = inner.sources.get_mut(room).and_then(|list| {
             let i = list.iter().position(|s| s.track_sid == track_sid)?;
             Some(list.remove(i))
@@ -228,6 +272,15 @@ impl Hub {
         }
         if let Ok(effects) = inner.core.remove_track(room, sid, track_sid) {
             self.deliver(&mut inner, effects);
+            let track = before.and_then(|p| {
+                let t = p.tracks.iter().find(|t| t.sid == track_sid).cloned()?;
+                Some((p, t))
+            });
+            if let (Some(info), Some((p, t))) = (inner.core.room_info(room), track) {
+                let p = inner.core.participant(room, sid).unwrap_or(p);
+                self.webhooks
+                    .emit("track_unpublished", &info, Some(&p), Some(&t));
+            }
         }
     }
 
@@ -240,6 +293,13 @@ impl Hub {
         let mut inner = self.lock();
         let (track, effects) = inner.core.add_track(room, sid, req)?;
         self.deliver(&mut inner, effects);
+        if let (Some(info), Some(p)) = (
+            inner.core.room_info(room),
+            inner.core.participant(room, sid),
+        ) {
+            self.webhooks
+                .emit("track_published", &info, Some(&p), Some(&track));
+        }
         Ok(track)
     }
 

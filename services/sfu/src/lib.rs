@@ -18,3 +18,4 @@ pub mod router;
 pub mod sdp;
 pub mod signal;
 pub mod startup;
+pub mod webhook;

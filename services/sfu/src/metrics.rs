@@ -28,6 +28,14 @@ pub struct Metrics {
     pub slow_sessions: IntCounter,
     /// Client messages ignored as malformed or out of place. Labels: what.
     pub bad_input: IntCounterVec,
+    /// Webhook deliveries acknowledged with a 2xx, per URL.
+    pub webhooks_sent: IntCounter,
+    /// Webhook deliveries given up after their retries, per URL.
+    pub webhooks_failed: IntCounter,
+    /// Webhook events dropped because the delivery queue was full.
+    pub webhooks_dropped: IntCounter,
+    /// `refresh_token` messages sent to clients.
+    pub tokens_refreshed: IntCounter,
 }
 
 impl Default for Metrics {
@@ -115,6 +123,22 @@ impl Metrics {
                 "sfu_bad_input_total",
                 "Client messages ignored as malformed or out of place",
                 &["what"],
+            ),
+            webhooks_sent: counter(
+                "sfu_webhooks_sent_total",
+                "Webhook deliveries acknowledged by the receiver",
+            ),
+            webhooks_failed: counter(
+                "sfu_webhooks_failed_total",
+                "Webhook deliveries given up after retries",
+            ),
+            webhooks_dropped: counter(
+                "sfu_webhooks_dropped_total",
+                "Webhook events dropped because the delivery queue was full",
+            ),
+            tokens_refreshed: counter(
+                "sfu_tokens_refreshed_total",
+                "Refreshed access tokens sent to clients",
             ),
             registry,
         }

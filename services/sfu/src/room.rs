@@ -356,6 +356,23 @@ impl RoomCore {
             .collect())
     }
 
+    /// A room's info with its current participant count.
+    pub fn room_info(&self, room_name: &str) -> Option<lk::Room> {
+        self.rooms.get(room_name).map(|r| {
+            let mut info = r.info.clone();
+            info.num_participants = r.participants.len() as u32;
+            info
+        })
+    }
+
+    /// A participant's current info.
+    pub fn participant(&self, room_name: &str, sid: &str) -> Option<lk::ParticipantInfo> {
+        self.rooms
+            .get(room_name)
+            .and_then(|r| r.participants.get(sid))
+            .map(|p| p.info.clone())
+    }
+
     /// Whether a participant may receive media.
     pub fn can_subscribe(&self, room_name: &str, sid: &str) -> bool {
         self.rooms

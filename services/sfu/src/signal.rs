@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use livekit_protocol as lk;
 use lk::signal_request::Message as In;
 use lk::signal_response::Message as Out;
-use ppodok_tokens::livekit::AccessClaims;
+use ppodok_tokens::livekit::{AccessClaims, LivekitKeys};
 use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
@@ -39,6 +39,31 @@ pub struct SignalContext {
     pub ping_timeout_secs: u32,
     pub ice_servers: Vec<lk::IceServer>,
     pub shutdown: watch::Receiver<bool>,
+    /// Mints the tokens sent as `refresh_token`.
+    pub keys: LivekitKeys,
+    /// How often a session gets a refreshed token.
+    pub token_refresh_secs: u32,
+}
+
+/// Validity of a refreshed token: LiveKit's 10 minutes, and always beyond the next refresh.
+fn refreshed_ttl_secs(refresh_secs: u32) -> i64 {
+    (2 * i64::from(refresh_secs)).max(600)
+}
+
+/// A new token for the same identity, name, metadata and grant, valid from `now_secs`.
+pub fn refresh_token(
+    keys: &LivekitKeys,
+    claims: &AccessClaims,
+    refresh_secs: u32,
+    now_secs: i64,
+) -> String {
+    keys.mint_access_token(
+        &claims.sub,
+        &claims.name,
+        claims.video.clone().unwrap_or_default(),
+        now_secs,
+        refreshed_ttl_secs(refresh_secs),
+    )
 }
 
 fn now_ms() -> i64 {
@@ -76,6 +101,7 @@ struct Session<S> {
     media_tx: mpsc::UnboundedSender<MediaEvent>,
     data_tx: mpsc::Sender<IncomingData>,
     can_publish_data: bool,
+    claims: AccessClaims,
 }
 
 /// Data messages queued from a participant's channels before its channels are paused.
@@ -144,6 +170,7 @@ where
         media_tx,
         data_tx,
         can_publish_data,
+        claims,
     };
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
     let join = lk::JoinResponse {
@@ -348,8 +375,23 @@ where
         if *shutdown.borrow() {
             return self.shut_down().await;
         }
+        let period = Duration::from_secs(u64::from(self.ctx.token_refresh_secs.max(1)));
+        let mut refresh = tokio::time::interval_at(Instant::now() + period, period);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = refresh.tick() => {
+                    let token = refresh_token(
+                        &self.ctx.keys,
+                        &self.claims,
+                        self.ctx.token_refresh_secs,
+                        now_ms() / 1000,
+                    );
+                    if self.send(Out::RefreshToken(token)).await.is_err() {
+                        return End::Transport;
+                    }
+                    self.ctx.metrics.tokens_refreshed.inc();
+                }
                 frame = self.ws.next() => {
                     let frame = match frame {
                         Some(Ok(WsMessage::Close(_))) | None => return End::Client,
@@ -770,5 +812,33 @@ where
             tracing::info!(track = %source.track_sid, "published media ended");
             hub.unpublish(&room, &source.participant_sid, &source.track_sid);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ppodok_tokens::livekit::VideoGrant;
+
+    #[test]
+    fn a_refreshed_token_keeps_identity_and_grant_with_a_later_expiry() {
+        let keys = LivekitKeys::new("k", "0123456789abcdef0123456789abcdef");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut grant = VideoGrant::join("room-9");
+        grant.can_publish = Some(false);
+        let original = keys.mint_access_token("7", "Seven", grant.clone(), now - 100, 120);
+        let claims = keys.verify_access_token(&original).unwrap();
+        let fresh = refresh_token(&keys, &claims, 5, now);
+        let got = keys.verify_access_token(&fresh).unwrap();
+        assert_eq!(got.sub, "7");
+        assert_eq!(got.name, "Seven");
+        assert_eq!(got.video, Some(grant));
+        assert_eq!(got.exp, now + 600);
+        assert!(got.exp > claims.exp);
+        // Always valid past the next refresh, even for long periods.
+        assert_eq!(refreshed_ttl_secs(3600), 7200);
     }
 }

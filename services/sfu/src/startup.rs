@@ -17,6 +17,7 @@ use crate::hub::Hub;
 use crate::media::{IceServer, MediaEngine, MediaSettings};
 use crate::metrics::Metrics;
 use crate::signal::SignalContext;
+use crate::webhook::{DeliveryPolicy, Webhooks};
 
 pub struct Application {
     listener: TcpListener,
@@ -60,8 +61,15 @@ impl Application {
             // The SFU itself needs no STUN/TURN: it has a public address (NAT 1:1) or is local.
             ice_servers: Vec::new(),
         });
+        let keys = LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret);
+        let webhooks = Webhooks::start(
+            settings.webhook.urls.clone(),
+            keys.clone(),
+            DeliveryPolicy::default(),
+            metrics.clone(),
+        );
         let signal = Arc::new(SignalContext {
-            hub: Arc::new(Hub::new(metrics.clone())),
+            hub: Arc::new(Hub::with_webhooks(metrics.clone(), webhooks)),
             media: Arc::new(media),
             metrics,
             ping_interval_secs: settings.signal.ping_interval_secs,
@@ -75,11 +83,10 @@ impl Application {
                 })
                 .collect(),
             shutdown: shutdown_rx,
+            keys: keys.clone(),
+            token_refresh_secs: settings.signal.token_refresh_secs,
         });
-        let state = Arc::new(HttpState {
-            keys: LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret),
-            signal,
-        });
+        let state = Arc::new(HttpState { keys, signal });
         Ok(Self {
             listener,
             port,

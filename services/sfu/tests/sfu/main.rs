@@ -1,4 +1,5 @@
 mod browser;
 mod helpers;
 mod http;
+mod lifecycle;
 mod signal;
