@@ -3,3 +3,4 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod signal;
+mod with_api;
