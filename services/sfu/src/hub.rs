@@ -26,6 +26,8 @@ pub enum SessionCommand {
     Unsubscribe(String),
     /// A relayed data packet for the client's data channel of this kind.
     Data { reliable: bool, bytes: Arc<Vec<u8>> },
+    /// Close the socket without a `leave`, as a lost connection would (the client reconnects).
+    Drop,
 }
 
 impl std::fmt::Debug for SessionCommand {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for SessionCommand {
             Self::Subscribe(s) => write!(f, "Subscribe({})", s.track_sid),
             Self::Unsubscribe(t) => write!(f, "Unsubscribe({t})"),
             Self::Data { reliable, bytes } => write!(f, "Data({reliable}, {} bytes)", bytes.len()),
+            Self::Drop => write!(f, "Drop"),
         }
     }
 }
@@ -155,6 +158,22 @@ impl Hub {
             }
         }
         joined
+    }
+
+    /// Drops the signalling socket of `identity` in `room` as a network failure would (operations
+    /// and tests). False if no such participant.
+    pub fn drop_connection(&self, room: &str, identity: &str) -> bool {
+        let mut inner = self.lock();
+        let Some((sid, _)) = inner
+            .core
+            .members(room)
+            .into_iter()
+            .find(|(_, id)| id == identity)
+        else {
+            return false;
+        };
+        self.send_to(&mut inner, &sid, SessionCommand::Drop);
+        true
     }
 
     pub fn leave(&self, room: &str, sid: &str, reason: lk::DisconnectReason) {

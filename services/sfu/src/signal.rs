@@ -431,6 +431,10 @@ where
                             }
                             Ok(())
                         }
+                        Some(SessionCommand::Drop) => {
+                            tracing::info!(sid = %self.sid, "dropping the connection");
+                            return End::Transport;
+                        }
                         Some(SessionCommand::Subscribe(source)) => self.subscribe(source).await,
                         Some(SessionCommand::Unsubscribe(track)) => self.unsubscribe(&track).await,
                         Some(SessionCommand::Data { reliable, bytes }) => {

@@ -99,6 +99,11 @@ impl Application {
         self.port
     }
 
+    /// The rooms, for operations and tests (e.g. [`Hub::drop_connection`]).
+    pub fn hub(&self) -> Arc<Hub> {
+        self.state.signal.hub.clone()
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
     }

@@ -437,3 +437,45 @@ async fn chat_text_and_data_are_relayed_with_the_senders_identity() {
         page.close().await;
     }
 }
+
+/// Step 8 of the plan: the server drops a subscriber's socket (no `leave`, as a network failure
+/// would); with resume disabled livekit-client reconnects from scratch and media flows again.
+#[tokio::test]
+async fn a_dropped_socket_is_followed_by_a_full_reconnect_and_media_flows_again() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    bob.wait_event("connected", T).await;
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(0)
+    })
+    .await;
+
+    assert!(sfu.hub.drop_connection("r", "bob"));
+    assert!(!sfu.hub.drop_connection("r", "nobody"));
+    bob.wait_event("reconnecting", T).await;
+    bob.wait_event("reconnected", T).await;
+    assert!(
+        !bob.seen.iter().any(|v| v["event"] == "disconnected"),
+        "{:#?}",
+        bob.tail()
+    );
+    let first = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(0)
+        })
+        .await;
+    let n = first["framesDecoded"].as_u64().unwrap();
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(n + 10)
+    })
+    .await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 2.0)
+        .await
+        .unwrap();
+    // Bob joined again over a new socket (no resume).
+    assert_eq!(sfu.metric("sfu_signal_connections_total").await, Some(3.0));
+    alice.close().await;
+    bob.close().await;
+}

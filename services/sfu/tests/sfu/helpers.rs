@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 pub struct TestSfu {
     pub port: u16,
+    pub hub: std::sync::Arc<ppodok_sfu::hub::Hub>,
     pub keys: LivekitKeys,
     shutdown: ShutdownHandle,
 }
@@ -49,9 +50,11 @@ pub async fn spawn_sfu_with(adjust: impl FnOnce(&mut Settings)) -> TestSfu {
     let app = Application::build(settings).await.expect("SFU builds");
     let port = app.port();
     let shutdown = app.shutdown_handle();
+    let hub = app.hub();
     tokio::spawn(app.run_until_stopped());
     TestSfu {
         port,
+        hub,
         keys,
         shutdown,
     }
