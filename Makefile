@@ -39,6 +39,7 @@ tests/stomp/node_modules/.package-lock.json: tests/stomp/package-lock.json
 bench:
 	$(CARGO) bench -p ppodok-api --bench calendar_cold_start
 	$(CARGO) bench -p ppodok-api --bench stomp_fanout
+	$(CARGO) bench -p ppodok-sfu --bench sfu_load
 
 fmt:
 	$(CARGO) fmt --all
