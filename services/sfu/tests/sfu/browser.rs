@@ -21,6 +21,21 @@ async fn a_bad_token_is_reported_as_not_allowed() {
 }
 
 #[tokio::test]
+async fn an_expired_token_is_reported_as_not_allowed() {
+    let sfu = spawn_sfu().await;
+    // Issued two hours ago for ten minutes: expired well past any leeway.
+    let expired = sfu
+        .keys
+        .mint_access_token("alice", "", VideoGrant::join("r"), now() - 7200, 600);
+    let mut page = Browser::launch("connect", &sfu.ws_url(), &expired, 60).await;
+    let err = page.wait_event("connectError", T).await;
+    assert_eq!(err["reasonName"], "NotAllowed", "{err}");
+    assert!(!page.seen.iter().any(|v| v["event"] == "signalConnected"));
+    page.close().await;
+    assert_eq!(sfu.metric("sfu_participants").await, Some(0.0));
+}
+
+#[tokio::test]
 async fn room_connect_resolves_over_the_subscriber_pc() {
     let sfu = spawn_sfu().await;
     let mut page = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 60).await;
