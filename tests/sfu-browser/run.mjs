@@ -14,7 +14,7 @@
 // {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
 // {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
 // {"event":"participantConnected"|"participantDisconnected","identity":…},
-// {"event":"reconnecting"|"reconnected"},
+// {"event":"reconnecting"|"reconnected"}, {"event":"disconnected","reason":N,"reasonName":"…"},
 // {"event":"trackSubscribed"|"trackUnsubscribed"|"trackUnpublished"|"trackMuted"|"trackUnmuted",
 //  "identity":…,"kind":…,"source":…,"sid":…} (remote tracks),
 // {"event":"inbound","identity":…,"source":…,"kind":…,"sinceConnectMs":…,"framesDecoded":…,
@@ -87,7 +87,9 @@ async function inPage(scenario, wsUrl, token, debug) {
     }),
   );
   room.on(LK.RoomEvent.Connected, () => window.emit({ event: 'connected' }));
-  room.on(LK.RoomEvent.Disconnected, (reason) => window.emit({ event: 'disconnected', reason }));
+  room.on(LK.RoomEvent.Disconnected, (reason) =>
+    window.emit({ event: 'disconnected', reason, reasonName: LK.DisconnectReason[reason] }),
+  );
   room.on(LK.RoomEvent.Reconnecting, () => window.emit({ event: 'reconnecting' }));
   room.on(LK.RoomEvent.Reconnected, () => window.emit({ event: 'reconnected' }));
   room.on(LK.RoomEvent.ParticipantConnected, (p) =>

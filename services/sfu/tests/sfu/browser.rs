@@ -158,6 +158,38 @@ async fn pages_see_each_other_join_publish_and_leave() {
         .unwrap();
 }
 
+/// The same identity joining from a second tab replaces the first, which livekit-client reports
+/// as disconnected for DUPLICATE_IDENTITY; the room keeps Bob and the new Alice.
+#[tokio::test]
+async fn a_second_tab_with_the_same_identity_disconnects_the_first() {
+    let sfu = spawn_sfu().await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 90).await;
+    bob.wait_event("connected", T).await;
+    let mut first = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    first.wait_event("connectResolved", T).await;
+    let mut second = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    let signal = second.wait_event("signalConnected", T).await;
+    assert_eq!(signal["remotes"], serde_json::json!(["bob"]), "{signal}");
+    second.wait_event("connectResolved", T).await;
+    let gone = first.wait_event("disconnected", T).await;
+    assert_eq!(gone["reasonName"], "DUPLICATE_IDENTITY", "{gone}");
+    // The second tab stays in the room.
+    assert!(
+        !second.seen.iter().any(|v| v["event"] == "disconnected"),
+        "{:#?}",
+        second.tail()
+    );
+    sfu.wait_metric("sfu_participants", T, |v| v == 2.0)
+        .await
+        .unwrap();
+    first.close().await;
+    second.close().await;
+    bob.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
 /// Step 5 of the plan: forwarding. Alice and Bob both publish camera (simulcast) and mic; each
 /// decodes the other's media. Carol joins later and must see both videos quickly.
 #[tokio::test]
