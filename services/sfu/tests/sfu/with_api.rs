@@ -177,15 +177,42 @@ async fn members_meet_with_api_tokens_and_the_sfu_webhooks_credit_their_time() {
     assert_eq!(alice_video["roomName"], room.to_string());
     let token = |v: &Value| v["token"].as_str().unwrap().to_owned();
 
-    let mut a = Browser::launch("connect", &sfu.ws_url(), &token(&alice_video), 90).await;
+    let mut a = Browser::launch("publish", &sfu.ws_url(), &token(&alice_video), 90).await;
     a.wait_event("connected", T).await;
-    let mut b = Browser::launch("connect", &sfu.ws_url(), &token(&bob_video), 90).await;
+    let mut b = Browser::launch("publish", &sfu.ws_url(), &token(&bob_video), 90).await;
     let signal = b.wait_event("signalConnected", T).await;
     assert_eq!(signal["remotes"], json!([alice_video["identity"]]));
     a.wait_for("bob connected", T, |v| {
         v["event"] == "participantConnected" && v["identity"] == bob_video["identity"]
     })
     .await;
+    // Both publish camera and microphone: each decodes the other's video and receives audio.
+    for (page, other) in [
+        (&mut a, &bob_video["identity"]),
+        (&mut b, &alice_video["identity"]),
+    ] {
+        let other = other.as_str().unwrap();
+        let first = page
+            .wait_inbound(other, "camera", T, |v| {
+                v["framesDecoded"].as_u64() > Some(0) && v["frameWidth"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["framesDecoded"].as_u64().unwrap();
+        page.wait_inbound(other, "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(n + 10) && v["frameWidth"].as_u64() > Some(0)
+        })
+        .await;
+        let first = page
+            .wait_inbound(other, "microphone", T, |v| {
+                v["totalSamplesReceived"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["totalSamplesReceived"].as_u64().unwrap();
+        page.wait_inbound(other, "microphone", T, |v| {
+            v["totalSamplesReceived"].as_u64() > Some(n + 48_000)
+        })
+        .await;
+    }
 
     // Later than any event's real time: the leaves are credited at their real time.
     api.clock.set(Utc::now() + TimeDelta::minutes(10));
