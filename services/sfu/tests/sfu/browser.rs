@@ -87,6 +87,24 @@ async fn camera_and_mic_publish_and_all_three_simulcast_layers_arrive() {
         .await
         .unwrap();
     }
+    // The page itself sends three active layers, each with frames still going out.
+    for rid in ["q", "h", "f"] {
+        let layer = |v: &serde_json::Value| {
+            v["event"] == "outbound" && v["source"] == "camera" && v["rid"] == rid
+        };
+        let first = page
+            .wait_for(rid, T, |v| {
+                layer(v) && v["active"] == true && v["framesSent"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["framesSent"].as_u64().unwrap();
+        let later = page
+            .wait_for(rid, T, |v| {
+                layer(v) && v["active"] == true && v["framesSent"].as_u64() > Some(n + 10)
+            })
+            .await;
+        eprintln!("layer {rid}: {later}");
+    }
     sfu.wait_metric(
         "sfu_rtp_packets_in_total{kind=\"audio\",rid=\"\"}",
         T,
