@@ -14,12 +14,14 @@
 // {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
 // {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
 // {"event":"participantConnected"|"participantDisconnected","identity":…},
-// {"event":"reconnecting"|"reconnected"},
+// {"event":"reconnecting"|"reconnected"}, {"event":"disconnected","reason":N,"reasonName":"…"},
 // {"event":"trackSubscribed"|"trackUnsubscribed"|"trackUnpublished"|"trackMuted"|"trackUnmuted",
 //  "identity":…,"kind":…,"source":…,"sid":…} (remote tracks),
 // {"event":"inbound","identity":…,"source":…,"kind":…,"sinceConnectMs":…,"framesDecoded":…,
 //  "frameWidth":…,"totalSamplesReceived":…,"freezeCount":…,"pliCount":…} every 250 ms per
 //  subscribed track (from its receiver's inbound-rtp stats),
+// {"event":"outbound","source":…,"rid":"q"|"h"|"f","active":…,"framesSent":…,"frameWidth":…}
+//  every 250 ms per layer of each local video track (its sender's outbound-rtp stats),
 // {"event":"stats",…}, {"event":"done"}; {"event":"fatal","message":…} on harness failure.
 //
 // Commands, one per stdin line (the page reports {"event":"cmdDone","cmd":…} or "cmdError"):
@@ -87,7 +89,9 @@ async function inPage(scenario, wsUrl, token, debug) {
     }),
   );
   room.on(LK.RoomEvent.Connected, () => window.emit({ event: 'connected' }));
-  room.on(LK.RoomEvent.Disconnected, (reason) => window.emit({ event: 'disconnected', reason }));
+  room.on(LK.RoomEvent.Disconnected, (reason) =>
+    window.emit({ event: 'disconnected', reason, reasonName: LK.DisconnectReason[reason] }),
+  );
   room.on(LK.RoomEvent.Reconnecting, () => window.emit({ event: 'reconnecting' }));
   room.on(LK.RoomEvent.Reconnected, () => window.emit({ event: 'reconnected' }));
   room.on(LK.RoomEvent.ParticipantConnected, (p) =>
@@ -171,6 +175,27 @@ async function inPage(scenario, wsUrl, token, debug) {
     } else throw new Error(`unknown command ${line}`);
   };
   setInterval(async () => {
+    for (const pub of room.localParticipant.trackPublications.values()) {
+      const sender = pub.track && pub.track.sender;
+      if (!sender || pub.kind !== 'video') continue;
+      let report;
+      try {
+        report = await sender.getStats();
+      } catch {
+        continue;
+      }
+      report.forEach((s) => {
+        if (s.type !== 'outbound-rtp') return;
+        window.emit({
+          event: 'outbound',
+          source: pub.source,
+          rid: s.rid ?? '',
+          active: s.active,
+          framesSent: s.framesSent ?? 0,
+          frameWidth: s.frameWidth ?? 0,
+        });
+      });
+    }
     for (const p of room.remoteParticipants.values()) {
       for (const pub of p.trackPublications.values()) {
         const track = pub.track;

@@ -21,6 +21,21 @@ async fn a_bad_token_is_reported_as_not_allowed() {
 }
 
 #[tokio::test]
+async fn an_expired_token_is_reported_as_not_allowed() {
+    let sfu = spawn_sfu().await;
+    // Issued two hours ago for ten minutes: expired well past any leeway.
+    let expired = sfu
+        .keys
+        .mint_access_token("alice", "", VideoGrant::join("r"), now() - 7200, 600);
+    let mut page = Browser::launch("connect", &sfu.ws_url(), &expired, 60).await;
+    let err = page.wait_event("connectError", T).await;
+    assert_eq!(err["reasonName"], "NotAllowed", "{err}");
+    assert!(!page.seen.iter().any(|v| v["event"] == "signalConnected"));
+    page.close().await;
+    assert_eq!(sfu.metric("sfu_participants").await, Some(0.0));
+}
+
+#[tokio::test]
 async fn room_connect_resolves_over_the_subscriber_pc() {
     let sfu = spawn_sfu().await;
     let mut page = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 60).await;
@@ -71,6 +86,24 @@ async fn camera_and_mic_publish_and_all_three_simulcast_layers_arrive() {
         )
         .await
         .unwrap();
+    }
+    // The page itself sends three active layers, each with frames still going out.
+    for rid in ["q", "h", "f"] {
+        let layer = |v: &serde_json::Value| {
+            v["event"] == "outbound" && v["source"] == "camera" && v["rid"] == rid
+        };
+        let first = page
+            .wait_for(rid, T, |v| {
+                layer(v) && v["active"] == true && v["framesSent"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["framesSent"].as_u64().unwrap();
+        let later = page
+            .wait_for(rid, T, |v| {
+                layer(v) && v["active"] == true && v["framesSent"].as_u64() > Some(n + 10)
+            })
+            .await;
+        eprintln!("layer {rid}: {later}");
     }
     sfu.wait_metric(
         "sfu_rtp_packets_in_total{kind=\"audio\",rid=\"\"}",
@@ -138,6 +171,38 @@ async fn pages_see_each_other_join_publish_and_leave() {
     }
     bob.close().await;
     carol.close().await;
+    sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
+        .await
+        .unwrap();
+}
+
+/// The same identity joining from a second tab replaces the first, which livekit-client reports
+/// as disconnected for DUPLICATE_IDENTITY; the room keeps Bob and the new Alice.
+#[tokio::test]
+async fn a_second_tab_with_the_same_identity_disconnects_the_first() {
+    let sfu = spawn_sfu().await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 90).await;
+    bob.wait_event("connected", T).await;
+    let mut first = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    first.wait_event("connectResolved", T).await;
+    let mut second = Browser::launch("connect", &sfu.ws_url(), &sfu.token("alice", "r"), 90).await;
+    let signal = second.wait_event("signalConnected", T).await;
+    assert_eq!(signal["remotes"], serde_json::json!(["bob"]), "{signal}");
+    second.wait_event("connectResolved", T).await;
+    let gone = first.wait_event("disconnected", T).await;
+    assert_eq!(gone["reasonName"], "DUPLICATE_IDENTITY", "{gone}");
+    // The second tab stays in the room.
+    assert!(
+        !second.seen.iter().any(|v| v["event"] == "disconnected"),
+        "{:#?}",
+        second.tail()
+    );
+    sfu.wait_metric("sfu_participants", T, |v| v == 2.0)
+        .await
+        .unwrap();
+    first.close().await;
+    second.close().await;
+    bob.close().await;
     sfu.wait_metric("sfu_participants", T, |v| v == 0.0)
         .await
         .unwrap();

@@ -81,6 +81,18 @@ impl TestApi {
         body["data"].clone()
     }
 
+    /// The HTTP status of a call expected to be refused.
+    async fn status(&self, method: reqwest::Method, path: &str, token: &str) -> u16 {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the API answers")
+            .status()
+            .as_u16()
+    }
+
     async fn dev_login(&self, name: &str) -> String {
         let data = self
             .call(
@@ -115,6 +127,7 @@ async fn members_meet_with_api_tokens_and_the_sfu_webhooks_credit_their_time() {
 
     let alice = api.dev_login("앨리스").await;
     let bob = api.dev_login("밥").await;
+    let carol = api.dev_login("캐롤").await;
     let group = api
         .call(
             Method::POST,
@@ -125,13 +138,15 @@ async fn members_meet_with_api_tokens_and_the_sfu_webhooks_credit_their_time() {
         .await["groupId"]
         .as_i64()
         .unwrap();
-    api.call(
-        Method::POST,
-        &format!("/api/v1/groups/{group}"),
-        &bob,
-        json!({ "password": null }),
-    )
-    .await;
+    for who in [&bob, &carol] {
+        api.call(
+            Method::POST,
+            &format!("/api/v1/groups/{group}"),
+            who,
+            json!({ "password": null }),
+        )
+        .await;
+    }
     let start_local = start.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string();
     let mut room = None;
     for who in [&alice, &bob] {
@@ -147,25 +162,57 @@ async fn members_meet_with_api_tokens_and_the_sfu_webhooks_credit_their_time() {
         assert_eq!(*room.get_or_insert(id), id, "both booked the same room");
     }
     let room = room.unwrap();
+    let path = format!("/api/v1/rooms/{room}/video-token");
+    // An hour before the room opens, the API refuses to mint (400); Carol, a member of the group
+    // without a reservation, is refused at any time (403).
+    assert_eq!(api.status(Method::POST, &path, &alice).await, 400);
+    assert_eq!(api.status(Method::POST, &path, &carol).await, 403);
 
     // Inside the window, a minute before the real time: the joins are credited from there
     // (the API never takes an event's time past its own clock), the leaves at their real time.
     api.clock.set(real_now - TimeDelta::minutes(1));
-    let path = format!("/api/v1/rooms/{room}/video-token");
+    assert_eq!(api.status(Method::POST, &path, &carol).await, 403);
     let alice_video = api.call(Method::POST, &path, &alice, Value::Null).await;
     let bob_video = api.call(Method::POST, &path, &bob, Value::Null).await;
     assert_eq!(alice_video["roomName"], room.to_string());
     let token = |v: &Value| v["token"].as_str().unwrap().to_owned();
 
-    let mut a = Browser::launch("connect", &sfu.ws_url(), &token(&alice_video), 90).await;
+    let mut a = Browser::launch("publish", &sfu.ws_url(), &token(&alice_video), 90).await;
     a.wait_event("connected", T).await;
-    let mut b = Browser::launch("connect", &sfu.ws_url(), &token(&bob_video), 90).await;
+    let mut b = Browser::launch("publish", &sfu.ws_url(), &token(&bob_video), 90).await;
     let signal = b.wait_event("signalConnected", T).await;
     assert_eq!(signal["remotes"], json!([alice_video["identity"]]));
     a.wait_for("bob connected", T, |v| {
         v["event"] == "participantConnected" && v["identity"] == bob_video["identity"]
     })
     .await;
+    // Both publish camera and microphone: each decodes the other's video and receives audio.
+    for (page, other) in [
+        (&mut a, &bob_video["identity"]),
+        (&mut b, &alice_video["identity"]),
+    ] {
+        let other = other.as_str().unwrap();
+        let first = page
+            .wait_inbound(other, "camera", T, |v| {
+                v["framesDecoded"].as_u64() > Some(0) && v["frameWidth"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["framesDecoded"].as_u64().unwrap();
+        page.wait_inbound(other, "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(n + 10) && v["frameWidth"].as_u64() > Some(0)
+        })
+        .await;
+        let first = page
+            .wait_inbound(other, "microphone", T, |v| {
+                v["totalSamplesReceived"].as_u64() > Some(0)
+            })
+            .await;
+        let n = first["totalSamplesReceived"].as_u64().unwrap();
+        page.wait_inbound(other, "microphone", T, |v| {
+            v["totalSamplesReceived"].as_u64() > Some(n + 48_000)
+        })
+        .await;
+    }
 
     // Later than any event's real time: the leaves are credited at their real time.
     api.clock.set(Utc::now() + TimeDelta::minutes(10));
