@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait,
+    QueryOrder, QuerySelect, RelationTrait, Select,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,14 +84,13 @@ pub async fn group_rooms<C: ConnectionTrait>(
     if group_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rooms = room::Entity::find()
-        .filter(room::Column::GroupId.is_in(group_ids.to_vec()))
-        .filter(room::Column::StartAt.gte(from))
-        .filter(room::Column::EndAt.lte(to))
-        .order_by_asc(room::Column::StartAt)
-        .order_by_asc(room::Column::Id)
-        .all(db)
-        .await?;
+    let rooms = in_window(
+        room::Entity::find().filter(room::Column::GroupId.is_in(group_ids.to_vec())),
+        from,
+        to,
+    )
+    .all(db)
+    .await?;
     with_members(db, rooms).await
 }
 
@@ -102,15 +101,7 @@ pub async fn my_rooms<C: ConnectionTrait>(
     from: NaiveDateTime,
     to: NaiveDateTime,
 ) -> Result<Vec<RoomView>, DbErr> {
-    let rooms = room::Entity::find()
-        .join(JoinType::InnerJoin, room_reservations())
-        .filter(reservation::Column::MemberId.eq(member_id))
-        .filter(room::Column::StartAt.gte(from))
-        .filter(room::Column::EndAt.lte(to))
-        .order_by_asc(room::Column::StartAt)
-        .order_by_asc(room::Column::Id)
-        .all(db)
-        .await?;
+    let rooms = in_window(booked_by(member_id), from, to).all(db).await?;
     with_members(db, rooms).await
 }
 
@@ -120,9 +111,7 @@ pub async fn nearest_room<C: ConnectionTrait>(
     member_id: i64,
     now: NaiveDateTime,
 ) -> Result<Option<RoomView>, DbErr> {
-    let room = room::Entity::find()
-        .join(JoinType::InnerJoin, room_reservations())
-        .filter(reservation::Column::MemberId.eq(member_id))
+    let room = booked_by(member_id)
         .filter(room::Column::EndAt.gt(now))
         .order_by_asc(room::Column::StartAt)
         .order_by_asc(room::Column::Id)
@@ -140,6 +129,22 @@ pub async fn room_view<C: ConnectionTrait>(
     Ok(with_members(db, room.into_iter().collect()).await?.pop())
 }
 
-fn room_reservations() -> sea_orm::RelationDef {
-    room::Relation::Reservation.def()
+/// Rooms `member_id` is booked into.
+fn booked_by(member_id: i64) -> Select<room::Entity> {
+    room::Entity::find()
+        .join(JoinType::InnerJoin, room::Relation::Reservation.def())
+        .filter(reservation::Column::MemberId.eq(member_id))
+}
+
+/// Rooms lying inside `[from, to]` (start ≥ from, end ≤ to), by start time.
+fn in_window(
+    rooms: Select<room::Entity>,
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+) -> Select<room::Entity> {
+    rooms
+        .filter(room::Column::StartAt.gte(from))
+        .filter(room::Column::EndAt.lte(to))
+        .order_by_asc(room::Column::StartAt)
+        .order_by_asc(room::Column::Id)
 }

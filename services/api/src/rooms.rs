@@ -44,6 +44,19 @@ pub enum Cancelled {
     NotBooked(Option<RoomView>),
 }
 
+/// My reservation in a room, if any.
+pub async fn reservation_of<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    room_id: i64,
+    member_id: i64,
+) -> Result<Option<reservation::Model>, DbErr> {
+    reservation::Entity::find()
+        .filter(reservation::Column::RoomId.eq(room_id))
+        .filter(reservation::Column::MemberId.eq(member_id))
+        .one(db)
+        .await
+}
+
 /// Validates a requested slot start (service-zone local time) and returns it in UTC.
 pub fn slot_start_utc(state: &AppState, start_local: NaiveDateTime) -> ApiResult<NaiveDateTime> {
     if !state.grid.is_slot_start(start_local) {
@@ -170,12 +183,7 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
                 let Some(room) = room::Entity::find_by_id(room_id).one(txn).await? else {
                     return Ok(Some(Cancelled::NotBooked(None)));
                 };
-                let mine = reservation::Entity::find()
-                    .filter(reservation::Column::RoomId.eq(room_id))
-                    .filter(reservation::Column::MemberId.eq(member_id))
-                    .one(txn)
-                    .await?;
-                if mine.is_none() {
+                if reservation_of(txn, room_id, member_id).await?.is_none() {
                     return Ok(None);
                 }
                 if room.start_at <= now {

@@ -485,10 +485,10 @@ impl Connection {
         if room.group_id != p.group_id {
             return Err(rooms::room_not_found(p.room_id).public_message());
         }
-        let booked = crate::calendar::room_view(&self.state.db, room.id)
+        let booked = rooms::reservation_of(&self.state.db, room.id, member_id)
             .await
             .map_err(|e| ApiError::from(e).public_message())?
-            .is_some_and(|v| v.member_ids.contains(&member_id));
+            .is_some();
         if booked {
             match rooms::cancel(&self.state, member_id, room.id)
                 .await

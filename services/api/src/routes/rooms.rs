@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDateTime};
 use ppodok_domain::time::{local_to_utc, parse_local_datetime};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -376,13 +376,10 @@ pub async fn video_token(
     path: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     let room = attendance::find_room(&state, path.into_inner()).await?;
-    let booked = crate::db::entities::reservation::Entity::find()
-        .filter(crate::db::entities::reservation::Column::RoomId.eq(room.id))
-        .filter(crate::db::entities::reservation::Column::MemberId.eq(me.id()))
-        .one(&state.db)
+    if rooms::reservation_of(&state.db, room.id, me.id())
         .await?
-        .is_some();
-    if !booked {
+        .is_none()
+    {
         return Err(ApiError::Forbidden);
     }
     let now = state.clock.now_naive();

@@ -223,9 +223,10 @@ async fn refused_frames_get_an_error_and_broadcast_nothing(backend: Backend) {
         raw.send_text(&bad).await;
         let frame = raw.frame().await;
         assert!(
-            frame.as_deref().is_none_or(|f| f.starts_with("ERROR\n")),
+            frame.as_deref().is_some_and(|f| f.starts_with("ERROR\n")),
             "{bad:.40}: {frame:?}"
         );
+        assert!(raw.closes().await, "{bad:.40}: closed after ERROR");
     }
     // Frames before CONNECT are refused too.
     let mut raw = RawStomp::open(&app).await;
