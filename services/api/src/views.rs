@@ -1,6 +1,6 @@
 //! Response shapes shared by HTTP and STOMP: the contract's `RoomResponse` and its tombstone.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Timelike};
 use ppodok_domain::schedule::Phase;
 use ppodok_domain::time::{format_local_datetime, utc_to_local};
 use serde::Serialize;
@@ -29,8 +29,13 @@ pub struct RoomResponse {
     pub next_phase_at: Option<String>,
 }
 
+/// Contract form of a stored UTC time in the service zone, at millisecond precision.
 pub fn local(state: &AppState, t: NaiveDateTime) -> String {
-    format_local_datetime(utc_to_local(t.and_utc(), state.zone))
+    let t = t.and_utc();
+    let to_millis = t
+        .with_nanosecond(t.timestamp_subsec_millis() * 1_000_000)
+        .unwrap_or(t);
+    format_local_datetime(utc_to_local(to_millis, state.zone))
 }
 
 pub fn room_response(state: &AppState, room: &RoomView) -> RoomResponse {

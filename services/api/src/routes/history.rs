@@ -7,13 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use ppodok_domain::periods::{streaks, utc, DayBoundary};
 use ppodok_domain::stats::{self, WindowError};
-use ppodok_domain::time::{
-    format_iso_duration_ms, format_local_datetime, local_to_utc, parse_local_datetime, utc_to_local,
-};
+use ppodok_domain::time::{format_iso_duration_ms, local_to_utc, parse_local_datetime};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -57,18 +55,10 @@ pub struct ServerTimeResponse {
 pub async fn server_time(state: web::Data<AppState>) -> HttpResponse {
     let now = state.clock.now();
     envelope::ok(ServerTimeResponse {
-        server_time: local_time(now, state.zone),
+        server_time: crate::views::local(&state, now.naive_utc()),
         epoch_millis: now.timestamp_millis(),
         zone: state.zone.name().to_owned(),
     })
-}
-
-/// Contract form of an instant in a zone, at millisecond precision.
-pub fn local_time(t: DateTime<Utc>, zone: Tz) -> String {
-    let to_millis = t
-        .with_nanosecond(t.timestamp_subsec_millis() * 1_000_000)
-        .unwrap_or(t);
-    format_local_datetime(utc_to_local(to_millis, zone))
 }
 
 /// The study days a member sees: their zone and boundary, or the service defaults.

@@ -16,7 +16,6 @@ use crate::auth::CurrentMember;
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::membership::require_member;
-use crate::routes::history::local_time;
 use crate::routes::parse_optional_json;
 use crate::state::AppState;
 use crate::timers::{self, TimerError, TimerRules, TimerView};
@@ -58,9 +57,9 @@ fn response(state: &AppState, v: TimerView, now: DateTime<Utc>) -> TimerResponse
     TimerResponse {
         state: v.state.as_str().to_owned(),
         group_id: v.group_id,
-        started_at: local_time(v.started_at, state.zone),
+        started_at: crate::views::local(state, v.started_at.naive_utc()),
         elapsed: format_iso_duration_ms(v.elapsed_ms),
-        server_time: local_time(now, state.zone),
+        server_time: crate::views::local(state, now.naive_utc()),
     }
 }
 

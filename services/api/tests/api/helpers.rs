@@ -660,9 +660,11 @@ impl TcpProxy {
 // ---------------------------------------------------------------------------------------------
 // Time and rooms
 
-/// Service-zone local time of a UTC instant, in the contract's format.
+/// Service-zone local time of a UTC instant, in the contract's format (millisecond precision).
 pub fn local_string(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{DurationRound, TimeDelta};
     let zone: chrono_tz::Tz = "Asia/Seoul".parse().unwrap();
+    let t = t.duration_trunc(TimeDelta::milliseconds(1)).unwrap();
     ppodok_domain::time::format_local_datetime(t.with_timezone(&zone).naive_local())
 }
 
