@@ -3,6 +3,9 @@
 //
 //   node run.mjs <scenario> <ws-url> <token> [hold-seconds]
 //
+// Environment: SFU_BROWSER_LOG=1 forwards the client's debug log; SFU_BROWSER_HIDE_CANDIDATES=1
+// keeps the page's ICE candidates from the server.
+//
 // Scenarios:
 //   connect  room.connect(); report SignalConnected / Connected or the ConnectionError, then stay
 //            in the room until stdin closes (or hold-seconds pass).
@@ -27,7 +30,11 @@
 // Commands, one per stdin line (the page reports {"event":"cmdDone","cmd":…} or "cmdError"):
 //   mute <camera|microphone>, unmute <…>, unpublish <…>, quality <low|medium|high>
 //   (setVideoQuality on every remote camera publication), chat <text> (sendChatMessage),
-//   text <text> (sendText on topic lk.chat), data <identity|*> <text> (publishData, reliable).
+//   text <text> (sendText on topic lk.chat), data <identity|*> <text> (publishData, reliable),
+//   forge <identity> <sid> <text> (publishData to everyone, with the bytes on the wire claiming
+//   to come from <identity>/<sid>: reports {"event":"forged","bytes":N} once sent),
+//   screenshare (publishes a moving 1280x720 canvas as the screen_share source: headless Chromium
+//   has no screen to capture), mute/unmute/unpublish screen_share.
 // Received: {"event":"chatMessage"|"textReceived"|"dataReceived","identity":…,"text":…}.
 import http from 'node:http';
 import fs from 'node:fs';
@@ -73,13 +80,50 @@ function serve() {
 }
 
 // Runs inside the page.
-async function inPage(scenario, wsUrl, token, debug) {
+async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
   const LK = window.LivekitClient;
+  if (hideCandidates) {
+    // The server learns this page's address only from the checks it receives, so every packet
+    // takes the path the server's own candidates name (a test relay, say).
+    const onCandidate = Object.getOwnPropertyDescriptor(RTCPeerConnection.prototype, 'onicecandidate');
+    Object.defineProperty(RTCPeerConnection.prototype, 'onicecandidate', {
+      configurable: true,
+      get() {
+        return onCandidate.get.call(this);
+      },
+      set(handler) {
+        onCandidate.set.call(this, handler && ((ev) => (ev.candidate ? undefined : handler.call(this, ev))));
+      },
+    });
+  }
   if (debug) LK.setLogLevel('debug');
   // Every line carries t: ms since the page started connecting.
   const connectStart = performance.now();
   const emitRaw = window.emit;
   window.emit = (obj) => emitRaw({ ...obj, t: Math.round(performance.now() - connectStart) });
+  // A client cannot be made to lie through the SDK, so lie on the wire: the next data packet
+  // sent on `_reliable` gets the outer participant_identity (field 4) and participant_sid
+  // (field 17) appended, which a protobuf decoder takes over the earlier values.
+  const sendOnChannel = RTCDataChannel.prototype.send;
+  let forgeNext = null;
+  RTCDataChannel.prototype.send = function (data) {
+    if (forgeNext && this.label === '_reliable' && typeof data !== 'string') {
+      const [identity, sid] = forgeNext;
+      forgeNext = null;
+      const original = new Uint8Array(data instanceof ArrayBuffer ? data : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      const field = (tag, text) => {
+        const bytes = new TextEncoder().encode(text);
+        return [...tag, bytes.length, ...bytes];
+      };
+      const forged = new Uint8Array([...original, ...field([0x22], identity), ...field([0x8a, 0x01], sid)]);
+      window.emit({ event: 'forged', bytes: forged.length });
+      return sendOnChannel.call(this, forged);
+    }
+    return sendOnChannel.call(this, data);
+  };
+  window.__forge = (identity, sid) => {
+    forgeNext = [identity, sid];
+  };
   const room = new LK.Room({ adaptiveStream: false, dynacast: false });
   window.__room = room;
   room.on(LK.RoomEvent.SignalConnected, () =>
@@ -162,7 +206,36 @@ async function inPage(scenario, wsUrl, token, debug) {
       if (arg !== '*') opts.destinationIdentities = [arg];
       return void (await room.localParticipant.publishData(new TextEncoder().encode(text), opts));
     }
-    const source = arg === 'microphone' ? LK.Track.Source.Microphone : LK.Track.Source.Camera;
+    if (cmd === 'forge') {
+      const [, identity, sid, ...words] = line.trim().split(/\s+/);
+      window.__forge(identity, sid);
+      return void (await room.localParticipant.publishData(new TextEncoder().encode(words.join(' ')), { reliable: true }));
+    }
+    if (cmd === 'screenshare') {
+      const canvas = document.createElement('canvas');
+      canvas.width = 1280;
+      canvas.height = 720;
+      const ctx = canvas.getContext('2d');
+      let frame = 0;
+      setInterval(() => {
+        frame += 1;
+        ctx.fillStyle = `hsl(${(frame * 7) % 360}, 60%, 50%)`;
+        ctx.fillRect(0, 0, canvas.width, canvas.height);
+        ctx.fillStyle = '#fff';
+        ctx.font = '96px sans-serif';
+        ctx.fillText(`slide ${frame}`, 100 + (frame % 200), 360);
+      }, 66);
+      const [track] = canvas.captureStream(15).getVideoTracks();
+      return void (await room.localParticipant.publishTrack(track, {
+        source: LK.Track.Source.ScreenShare,
+        name: 'screen',
+        simulcast: false,
+      }));
+    }
+    const source = {
+      microphone: LK.Track.Source.Microphone,
+      screen_share: LK.Track.Source.ScreenShare,
+    }[arg] ?? LK.Track.Source.Camera;
     const lp = room.localParticipant;
     if (cmd === 'mute') await lp.getTrackPublication(source).mute();
     else if (cmd === 'unmute') await lp.getTrackPublication(source).unmute();
@@ -220,6 +293,8 @@ async function inPage(scenario, wsUrl, token, debug) {
             totalSamplesReceived: s.totalSamplesReceived ?? 0,
             freezeCount: s.freezeCount ?? 0,
             pliCount: s.pliCount ?? 0,
+            nackCount: s.nackCount ?? 0,
+            packetsLost: s.packetsLost ?? 0,
           });
         });
       }
@@ -327,7 +402,14 @@ async function main() {
     await tab.exposeFunction('emit', (obj) => emit(obj));
     await tab.goto(`http://127.0.0.1:${port}/`);
     emit({ event: 'ready' });
-    await tab.evaluate(inPage, scenario, wsUrl, token, Boolean(process.env.SFU_BROWSER_LOG));
+    await tab.evaluate(
+      inPage,
+      scenario,
+      wsUrl,
+      token,
+      Boolean(process.env.SFU_BROWSER_LOG),
+      Boolean(process.env.SFU_BROWSER_HIDE_CANDIDATES),
+    );
   } catch (e) {
     emit({ event: 'fatal', message: String(e && e.stack ? e.stack : e) });
     await finish(1);

@@ -28,6 +28,7 @@ use lk::signal_request::Message as In;
 use lk::signal_response::Message as Out;
 use ppodok_sfu::media::{
     DownTrack, IncomingTrack, Kind, MediaEngine, MediaEvent, MediaSettings, Peer, Role, RtpPacket,
+    WireCounters,
 };
 use ppodok_tokens::livekit::{LivekitKeys, VideoGrant};
 use prost::Message as _;
@@ -518,12 +519,15 @@ async fn main() -> anyhow::Result<()> {
     std::thread::spawn(move || for _ in lines {});
 
     let keys = LivekitKeys::new(API_KEY, API_SECRET);
-    let engine = Arc::new(MediaEngine::new(MediaSettings {
-        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        port_range: (0, 0),
-        nat_1to1_ips: vec![],
-        ice_servers: vec![],
-    }));
+    let engine = Arc::new(MediaEngine::new(
+        MediaSettings {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_range: (0, 0),
+            nat_1to1_ips: vec![],
+            ice_servers: vec![],
+        },
+        WireCounters::default(),
+    ));
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
         window_start: AtomicU64::new(u64::MAX),

@@ -125,6 +125,19 @@ impl Settings {
         if self.signal.token_refresh_secs == 0 {
             return Err("signal.token_refresh_secs must be non-zero".into());
         }
+        for entry in &self.rtc.nat_1to1_ips {
+            let ips_parse = match entry.split_once('/') {
+                Some((public, private)) => {
+                    public.parse::<IpAddr>().is_ok() && private.parse::<IpAddr>().is_ok()
+                }
+                None => entry.parse::<IpAddr>().is_ok(),
+            };
+            if !ips_parse {
+                return Err(format!(
+                    "rtc.nat_1to1_ips: {entry:?} is not an IP address or public/private pair"
+                ));
+            }
+        }
         for url in &self.webhook.urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!("webhook.urls: {url:?} is not an http(s) URL"));
@@ -166,5 +179,10 @@ mod tests {
         let mut s = Settings::defaults();
         s.signal.token_refresh_secs = 0;
         assert!(s.validate().is_err());
+        let mut s = Settings::defaults();
+        s.rtc.nat_1to1_ips = vec!["sfu.example.com".into()];
+        assert!(s.validate().is_err());
+        s.rtc.nat_1to1_ips = vec!["54.1.2.3/10.0.1.5".into(), "2001:db8::1".into()];
+        assert!(s.validate().is_ok());
     }
 }

@@ -10,15 +10,21 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use prometheus::IntCounter;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
 };
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -89,13 +95,129 @@ impl Interceptor for KeyframeRequestTap {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
+/// Counters the media plane bumps for what crosses the wire, whichever engine is behind it.
+/// Clones share their values; [`WireCounters::default`] gives unregistered ones (tools, tests).
+#[derive(Clone)]
+pub struct WireCounters {
+    /// NACK packets received (subscribers asking for lost packets).
+    pub nacks_received: IntCounter,
+    /// Sequence numbers those NACKs asked for.
+    pub nacked_packets: IntCounter,
+    /// NACK packets sent (to publishers, for packets lost on their way in).
+    pub nacks_sent: IntCounter,
+    /// RTP packets sent again in answer to a NACK.
+    pub retransmits: IntCounter,
+}
+
+impl Default for WireCounters {
+    fn default() -> Self {
+        let counter = |name: &str| IntCounter::new(name, name).expect("valid metric");
+        Self {
+            nacks_received: counter("nacks_received"),
+            nacked_packets: counter("nacked_packets"),
+            nacks_sent: counter("nacks_sent"),
+            retransmits: counter("retransmits"),
+        }
+    }
+}
+
+/// Watches RTCP and RTP at the wire end of the interceptor chain (so it sees what the NACK
+/// generator and responder add) and counts it; it changes nothing.
+struct WireObserver {
+    counters: WireCounters,
+    /// Per outgoing SSRC, the highest sequence number sent: anything not after it is a resend.
+    highest_sent: HashMap<u32, u16>,
+    inbound: VecDeque<TaggedPacket>,
+    outbound: VecDeque<TaggedPacket>,
+}
+
+impl WireObserver {
+    fn new(counters: WireCounters) -> Self {
+        Self {
+            counters,
+            highest_sent: HashMap::new(),
+            inbound: VecDeque::new(),
+            outbound: VecDeque::new(),
+        }
+    }
+}
+
+fn as_nack(p: &dyn rtc::rtcp::Packet) -> Option<&TransportLayerNack> {
+    p.as_any().downcast_ref::<TransportLayerNack>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
+            for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
+                self.counters.nacks_received.inc();
+                let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+                self.counters.nacked_packets.inc_by(asked as u64);
+            }
+        }
+        self.inbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.inbound.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        match &msg.message.packet {
+            InterceptorPacket::Rtcp(packets) => {
+                let nacks = packets.iter().filter(|p| as_nack(p.as_ref()).is_some());
+                self.counters.nacks_sent.inc_by(nacks.count() as u64);
+            }
+            InterceptorPacket::Rtp(packet) => {
+                let seq = packet.header.sequence_number;
+                match self.highest_sent.entry(packet.header.ssrc) {
+                    std::collections::hash_map::Entry::Occupied(mut highest) => {
+                        // RFC 1982 order: ahead by less than half the space is new.
+                        if seq.wrapping_sub(*highest.get()) as i16 > 0 {
+                            highest.insert(seq);
+                        } else {
+                            self.counters.retransmits.inc();
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(seq);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.outbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.outbound.pop_front()
+    }
+}
+
+impl Interceptor for WireObserver {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.highest_sent.remove(&info.ssrc);
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
 /// An RTP packet as the media plane hands it around.
 pub type RtpPacket = rtc::rtp::Packet;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine as WebrtcMediaEngine, PeerConnection,
-    PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceCandidateType, RTCIceServer, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    MediaEngine as WebrtcMediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
 };
 
 /// Which of a participant's two PeerConnections (LiveKit's v0 dual-PC mode).
@@ -287,9 +409,11 @@ fn vp8_codec() -> RTCRtpCodec {
     }
 }
 
-/// The SFU's codecs: Opus, and VP8 with its RTX repair stream. Nothing else is offered or
-/// accepted, so every track that reaches a subscriber is one it can decode.
-fn register_codecs(media: &mut WebrtcMediaEngine) -> Result<(), MediaError> {
+/// The SFU's codecs: Opus and VP8. Nothing else is offered or accepted, so every track that
+/// reaches a subscriber is one it can decode. Publishers may repair VP8 with RTX; towards
+/// subscribers a lost packet is resent as itself (`webrtc` 0.21 sends its RTX retransmissions
+/// without the mid a browser needs to place the repair stream, so they would be dropped).
+fn register_codecs(media: &mut WebrtcMediaEngine, role: Role) -> Result<(), MediaError> {
     media
         .register_codec(
             RTCRtpCodecParameters {
@@ -308,6 +432,9 @@ fn register_codecs(media: &mut WebrtcMediaEngine) -> Result<(), MediaError> {
             RtpCodecKind::Video,
         )
         .map_err(webrtc_err)?;
+    if role == Role::Subscriber {
+        return Ok(());
+    }
     media
         .register_codec(
             RTCRtpCodecParameters {
@@ -399,11 +526,14 @@ pub struct MediaSettings {
 /// Makes PeerConnections with the SFU's codecs, extensions and network settings.
 pub struct MediaEngine {
     settings: MediaSettings,
+    nat_1to1_ips: Arc<Vec<String>>,
+    counters: WireCounters,
     next_port: AtomicU32,
 }
 
 struct Handler {
     role: Role,
+    nat_1to1_ips: Arc<Vec<String>>,
     events: UnboundedSender<MediaEvent>,
     data: mpsc::Sender<IncomingData>,
 }
@@ -424,8 +554,21 @@ const DATA_SEND_BUFFER: usize = 1024 * 1024;
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        match event.candidate.to_json() {
-            Ok(init) => match serde_json::to_string(&init) {
+        let init = match event.candidate.to_json() {
+            Ok(init) => init,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot describe a local candidate");
+                return;
+            }
+        };
+        // `webrtc` 0.21 gathers host candidates itself and ignores its setting engine's NAT
+        // 1:1 list, so the public address goes in here.
+        for candidate in nat_1to1_candidates(&init.candidate, &self.nat_1to1_ips) {
+            let init = RTCIceCandidateInit {
+                candidate,
+                ..init.clone()
+            };
+            match serde_json::to_string(&init) {
                 Ok(init_json) => {
                     let _ = self.events.send(MediaEvent::Candidate {
                         role: self.role,
@@ -433,8 +576,7 @@ impl PeerConnectionEventHandler for Handler {
                     });
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot serialise a local candidate"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot describe a local candidate"),
+            }
         }
     }
 
@@ -506,12 +648,45 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// A local ICE candidate as clients should see it behind a 1:1 NAT. Each entry of `nat_1to1_ips`
+/// is `public` (stands for every local address) or `public/private` (stands for `private` only);
+/// a host candidate whose address an entry stands for is announced with that entry's public
+/// address instead, once per matching entry. Other candidates pass unchanged.
+pub fn nat_1to1_candidates(candidate: &str, nat_1to1_ips: &[String]) -> Vec<String> {
+    // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> …
+    let fields: Vec<&str> = candidate.split(' ').collect();
+    let is_host = fields.len() >= 8 && fields[6] == "typ" && fields[7] == "host";
+    if !is_host {
+        return vec![candidate.to_owned()];
+    }
+    let address = fields[4];
+    let mapped: Vec<String> = nat_1to1_ips
+        .iter()
+        .filter_map(|entry| match entry.split_once('/') {
+            Some((public, private)) => (private == address).then_some(public),
+            None => Some(entry.as_str()),
+        })
+        .map(|public| {
+            let mut f = fields.clone();
+            f[4] = public;
+            f.join(" ")
+        })
+        .collect();
+    if mapped.is_empty() {
+        vec![candidate.to_owned()]
+    } else {
+        mapped
+    }
+}
+
 const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 impl MediaEngine {
-    pub fn new(settings: MediaSettings) -> Self {
+    pub fn new(settings: MediaSettings, counters: WireCounters) -> Self {
         Self {
+            nat_1to1_ips: Arc::new(settings.nat_1to1_ips.clone()),
             settings,
+            counters,
             next_port: AtomicU32::new(0),
         }
     }
@@ -559,7 +734,7 @@ impl MediaEngine {
         port: u16,
     ) -> Result<Peer, MediaError> {
         let mut media = WebrtcMediaEngine::default();
-        register_codecs(&mut media)?;
+        register_codecs(&mut media, role)?;
         media
             .register_header_extension(
                 RTCRtpHeaderExtensionCapability {
@@ -569,10 +744,20 @@ impl MediaEngine {
                 None,
             )
             .map_err(webrtc_err)?;
-        // NACK, the mid/rid/repaired-rid extensions for simulcast, a TWCC receiver (its feedback
-        // is what lets Chrome turn on the higher simulcast layers) and RTCP reports.
-        let registry =
-            register_default_interceptors(Registry::new(), &mut media).map_err(webrtc_err)?;
+        // NACK, the mid/rid/repaired-rid extensions for simulcast, and a TWCC receiver (its
+        // feedback is what lets Chrome turn on the higher simulcast layers).
+        let registry = configure_nack(Registry::new(), &mut media);
+        configure_simulcast_extension_headers(&mut media).map_err(webrtc_err)?;
+        let registry = configure_twcc_receiver_only(registry, &mut media).map_err(webrtc_err)?;
+        // Sender reports let subscribers sync audio with video. A publisher gets no receiver
+        // reports: Chrome tags a simulcast layer's packets with mid/rid only until a report
+        // acknowledges its SSRC, and `webrtc` 0.21 forgets which SSRC is which layer on every
+        // renegotiation (a second published track), so it must be able to learn it again from
+        // those tags. TWCC feedback still drives the publisher's bandwidth estimate.
+        let registry = match role {
+            Role::Subscriber => configure_rtcp_reports(registry),
+            Role::Publisher => registry,
+        };
         // Application-most, after every interceptor that reads RTCP.
         let registry = registry.with(
             Slot::from(14_000),
@@ -581,19 +766,15 @@ impl MediaEngine {
                 outbound: VecDeque::new(),
             },
         );
+        // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
+        let registry = registry.with(Slot::from(500), WireObserver::new(self.counters.clone()));
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
         // peer-reflexive (learnt from the browser's checks). webrtc-rs waits 1 s (prflx) or
         // 0.5 s (srflx) before nominating such a pair, which is most of a join's media delay;
         // an SFU has no better pair to wait for.
-        let mut setting = SettingEngineBuilder::new()
+        let setting = SettingEngineBuilder::new()
             .with_srflx_acceptance_min_wait(Some(std::time::Duration::ZERO))
             .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
-        if !self.settings.nat_1to1_ips.is_empty() {
-            setting = setting.with_nat_1to1_ips(
-                self.settings.nat_1to1_ips.clone(),
-                RTCIceCandidateType::Host,
-            );
-        }
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(
                 self.settings
@@ -612,7 +793,12 @@ impl MediaEngine {
             .with_media_engine(media)
             .with_setting_engine(setting.build())
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { role, events, data }))
+            .with_handler(Arc::new(Handler {
+                role,
+                nat_1to1_ips: self.nat_1to1_ips.clone(),
+                events,
+                data,
+            }))
             .with_data_channel_send_buffer_limit(DATA_SEND_BUFFER)
             .with_udp_addrs(vec![format!("{}:{port}", self.settings.bind_ip)])
             .build()
@@ -787,5 +973,113 @@ impl Peer {
         if let Err(e) = self.pc.close().await {
             tracing::debug!(error = %e, "closing a PeerConnection");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nat_1to1_candidates;
+
+    const HOST: &str = "candidate:1 1 udp 2130706431 10.0.1.5 50000 typ host";
+
+    #[test]
+    fn host_candidates_take_the_public_address() {
+        assert_eq!(
+            nat_1to1_candidates(HOST, &["54.1.2.3".into()]),
+            vec!["candidate:1 1 udp 2130706431 54.1.2.3 50000 typ host"]
+        );
+        // Mapped by private address: only the matching one.
+        let both = ["54.1.2.3/10.0.1.5".to_string(), "54.9.9.9/10.0.2.7".into()];
+        assert_eq!(
+            nat_1to1_candidates(HOST, &both),
+            vec!["candidate:1 1 udp 2130706431 54.1.2.3 50000 typ host"]
+        );
+    }
+
+    #[test]
+    fn other_candidates_and_unmapped_addresses_pass_unchanged() {
+        assert_eq!(nat_1to1_candidates(HOST, &[]), vec![HOST]);
+        assert_eq!(
+            nat_1to1_candidates(HOST, &["54.9.9.9/10.0.2.7".into()]),
+            vec![HOST]
+        );
+        let srflx = "candidate:2 1 udp 1694498815 54.1.2.3 50000 typ srflx raddr 0.0.0.0 rport 0";
+        assert_eq!(nat_1to1_candidates(srflx, &["1.1.1.1".into()]), vec![srflx]);
+        assert_eq!(
+            nat_1to1_candidates("garbage", &["1.1.1.1".into()]),
+            vec!["garbage"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb, Registry};
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
+    use std::time::Instant;
+
+    fn tagged(packet: InterceptorPacket) -> TaggedPacket {
+        TaggedPacket {
+            now: Instant::now(),
+            transport: Default::default(),
+            message: AttributedPacket::new(packet),
+        }
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> InterceptorPacket {
+        let mut p = RtpPacket::default();
+        p.header.version = 2;
+        p.header.ssrc = ssrc;
+        p.header.sequence_number = seq;
+        p.payload = vec![seq as u8; 100].into();
+        InterceptorPacket::Rtp(p)
+    }
+
+    #[test]
+    fn a_nack_is_answered_from_the_send_buffer_and_counted() {
+        let counters = WireCounters::default();
+        let mut media = WebrtcMediaEngine::default();
+        let mut chain = configure_nack(Registry::new(), &mut media)
+            .with(Slot::from(500), WireObserver::new(counters.clone()))
+            .build();
+        chain.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            payload_type: 96,
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            rtcp_feedback: vec![Fb {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        });
+        let mut sent = Vec::new();
+        for seq in 100..110 {
+            chain.handle_write(tagged(rtp(7, seq))).unwrap();
+            while let Some(out) = chain.poll_write() {
+                sent.push(out);
+            }
+        }
+        assert_eq!(sent.len(), 10);
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 7,
+            nacks: nack_pairs_from_sequence_numbers(&[103, 105]),
+        };
+        chain
+            .handle_read(tagged(InterceptorPacket::Rtcp(vec![Box::new(nack)])))
+            .unwrap();
+        while chain.poll_read().is_some() {}
+        let mut resent = Vec::new();
+        while let Some(out) = chain.poll_write() {
+            if let InterceptorPacket::Rtp(p) = out.message.packet {
+                resent.push(p.header.sequence_number);
+            }
+        }
+        assert_eq!(resent, vec![103, 105]);
+        assert_eq!(counters.nacks_received.get(), 1);
+        assert_eq!(counters.nacked_packets.get(), 2);
+        assert_eq!(counters.retransmits.get(), 2);
     }
 }

@@ -1,6 +1,11 @@
 //! Prometheus metrics of the SFU, served as text on `/metrics`.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::media::WireCounters;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +41,10 @@ pub struct Metrics {
     pub webhooks_dropped: IntCounter,
     /// `refresh_token` messages sent to clients.
     pub tokens_refreshed: IntCounter,
+    /// NACKs and retransmissions, counted by the media plane.
+    pub wire: WireCounters,
+    /// From a packet's arrival off the publisher's transport to its write on a subscriber's.
+    pub forward_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -140,6 +149,39 @@ impl Metrics {
                 "sfu_tokens_refreshed_total",
                 "Refreshed access tokens sent to clients",
             ),
+            wire: WireCounters {
+                nacks_received: counter(
+                    "sfu_nacks_received_total",
+                    "RTCP NACK packets received from subscribers",
+                ),
+                nacked_packets: counter(
+                    "sfu_nacked_packets_total",
+                    "RTP packets subscribers asked for again in NACKs",
+                ),
+                nacks_sent: counter(
+                    "sfu_nacks_sent_total",
+                    "RTCP NACK packets sent to publishers for packets lost on the way in",
+                ),
+                retransmits: counter(
+                    "sfu_rtp_retransmits_total",
+                    "RTP packets sent again in answer to a NACK",
+                ),
+            },
+            forward_latency: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sfu_forward_latency_seconds",
+                        "Time from a packet's arrival to its write on a subscriber's transport",
+                    )
+                    .buckets(vec![
+                        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25,
+                    ]),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique");
+                h
+            },
             registry,
         }
     }

@@ -281,6 +281,9 @@ pub async fn run_downtrack(
             Ok(()) => {
                 packets_out.inc();
                 bytes_out.inc_by(len);
+                metrics
+                    .forward_latency
+                    .observe(fwd.arrival.elapsed().as_secs_f64());
             }
             Err(e) => {
                 write_errors.inc();

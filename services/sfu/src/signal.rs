@@ -668,6 +668,7 @@ where
         };
         match publisher.answer_offer(&desc.sdp).await {
             Ok(sdp) => {
+                tracing::trace!(sid = %self.sid, offer = %desc.sdp, answer = %sdp, "publisher negotiation");
                 self.send(Out::Answer(lk::SessionDescription {
                     r#type: "answer".into(),
                     sdp,
@@ -724,6 +725,7 @@ where
     async fn on_media(&mut self, event: MediaEvent) -> Result<(), ()> {
         match event {
             MediaEvent::Candidate { role, init_json } => {
+                tracing::trace!(sid = %self.sid, ?role, candidate = %init_json, "local candidate");
                 let target = match role {
                     Role::Publisher => lk::SignalTarget::Publisher,
                     Role::Subscriber => lk::SignalTarget::Subscriber,

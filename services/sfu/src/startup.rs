@@ -54,13 +54,16 @@ impl Application {
                 credential: s.credential.clone(),
             })
             .collect();
-        let media = MediaEngine::new(MediaSettings {
-            bind_ip: settings.rtc.bind_ip,
-            port_range: (settings.rtc.udp_port_min, settings.rtc.udp_port_max),
-            nat_1to1_ips: settings.rtc.nat_1to1_ips.clone(),
-            // The SFU itself needs no STUN/TURN: it has a public address (NAT 1:1) or is local.
-            ice_servers: Vec::new(),
-        });
+        let media = MediaEngine::new(
+            MediaSettings {
+                bind_ip: settings.rtc.bind_ip,
+                port_range: (settings.rtc.udp_port_min, settings.rtc.udp_port_max),
+                nat_1to1_ips: settings.rtc.nat_1to1_ips.clone(),
+                // The SFU itself needs no STUN/TURN: it has a public address (NAT 1:1) or is local.
+                ice_servers: Vec::new(),
+            },
+            metrics.wire.clone(),
+        );
         let keys = LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret);
         let webhooks = Webhooks::start(
             settings.webhook.urls.clone(),

@@ -445,7 +445,8 @@ async fn the_forwarded_layer_follows_the_subscribers_requested_quality() {
     bob.close().await;
 }
 
-/// Chat and data: relayed with the sender's identity; a destination list is respected.
+/// Chat and data: relayed with the sender's identity; a destination list is respected; a packet
+/// whose bytes claim another participant's identity and sid arrives stamped with the real sender.
 #[tokio::test]
 async fn chat_text_and_data_are_relayed_with_the_senders_identity() {
     let sfu = spawn_sfu().await;
@@ -495,7 +496,24 @@ async fn chat_text_and_data_are_relayed_with_the_senders_identity() {
         "{:?}",
         alice.tail()
     );
-    sfu.wait_metric("sfu_data_relayed_total", T, |v| v >= 4.0)
+    // Alice's page puts Bob's identity and sid on the wire; the others still see Alice.
+    let bob_sid = bob.wait_event("connectResolved", T).await["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice
+        .command(&format!("forge bob {bob_sid} claims to be bob"), T)
+        .await;
+    alice.wait_event("forged", T).await;
+    for page in [&mut *bob, &mut *carol] {
+        let forged = page
+            .wait_for("the forged packet", T, |v| {
+                v["event"] == "dataReceived" && v["text"] == "claims to be bob"
+            })
+            .await;
+        assert_eq!(forged["identity"], "alice", "{forged}");
+    }
+    sfu.wait_metric("sfu_data_relayed_total", T, |v| v >= 5.0)
         .await
         .unwrap();
     for page in pages {
@@ -541,6 +559,75 @@ async fn a_dropped_socket_is_followed_by_a_full_reconnect_and_media_flows_again(
         .unwrap();
     // Bob joined again over a new socket (no resume).
     assert_eq!(sfu.metric("sfu_signal_connections_total").await, Some(3.0));
+    alice.close().await;
+    bob.close().await;
+}
+
+/// Screen share is a track source of its own: the subscriber sees a `screen_share` publication
+/// beside the camera, decodes it, and sees it go when it is unpublished.
+#[tokio::test]
+async fn a_screen_share_is_published_decoded_and_unpublished_beside_the_camera() {
+    let sfu = spawn_sfu().await;
+    let mut alice = Browser::launch("publish", &sfu.ws_url(), &sfu.token("alice", "r"), 120).await;
+    alice.wait_event("connected", T).await;
+    let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(0)
+    })
+    .await;
+    alice.command("screenshare", T).await;
+    let published = alice
+        .wait_for("screen share published", T, |v| {
+            v["event"] == "localTrackPublished" && v["source"] == "screen_share"
+        })
+        .await;
+    let subscribed = bob
+        .wait_for("screen share subscribed", T, |v| {
+            v["event"] == "trackSubscribed"
+                && v["identity"] == "alice"
+                && v["source"] == "screen_share"
+        })
+        .await;
+    assert_eq!(subscribed["sid"], published["sid"], "{subscribed}");
+    assert_eq!(subscribed["kind"], "video");
+    let first = bob
+        .wait_inbound("alice", "screen_share", T, |v| {
+            v["framesDecoded"].as_u64() > Some(0) && v["frameWidth"].as_u64() == Some(1280)
+        })
+        .await;
+    let n = first["framesDecoded"].as_u64().unwrap();
+    bob.wait_inbound("alice", "screen_share", T, |v| {
+        v["framesDecoded"].as_u64() > Some(n + 10)
+    })
+    .await;
+    // The camera keeps flowing alongside.
+    let cam = bob
+        .wait_inbound("alice", "camera", T, |v| {
+            v["framesDecoded"].as_u64() > Some(0)
+        })
+        .await;
+    let c = cam["framesDecoded"].as_u64().unwrap();
+    bob.wait_inbound("alice", "camera", T, |v| {
+        v["framesDecoded"].as_u64() > Some(c + 10)
+    })
+    .await;
+    sfu.wait_metric("sfu_tracks", T, |v| v == 3.0)
+        .await
+        .unwrap();
+    alice.command("unpublish screen_share", T).await;
+    bob.wait_for("screen share unpublished", T, |v| {
+        v["event"] == "trackUnpublished"
+            && v["identity"] == "alice"
+            && v["source"] == "screen_share"
+    })
+    .await;
+    sfu.wait_metric("sfu_tracks", T, |v| v == 2.0)
+        .await
+        .unwrap();
+    assert!(!bob
+        .seen
+        .iter()
+        .any(|v| v["event"] == "trackUnpublished" && v["source"] == "camera"));
     alice.close().await;
     bob.close().await;
 }

@@ -133,6 +133,17 @@ fn harness_dir() -> PathBuf {
 
 impl Browser {
     pub async fn launch(scenario: &str, url: &str, token: &str, hold_secs: u32) -> Browser {
+        Self::launch_with_env(scenario, url, token, hold_secs, &[]).await
+    }
+
+    /// As [`Browser::launch`], with extra environment for the harness (see run.mjs).
+    pub async fn launch_with_env(
+        scenario: &str,
+        url: &str,
+        token: &str,
+        hold_secs: u32,
+        env: &[(&str, &str)],
+    ) -> Browser {
         let dir = harness_dir();
         assert!(
             dir.join("node_modules/livekit-client").exists()
@@ -143,6 +154,7 @@ impl Browser {
             .arg(dir.join("run.mjs"))
             .args([scenario, url, token, &hold_secs.to_string()])
             .current_dir(&dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
