@@ -8,16 +8,31 @@ use ppodok_tokens::livekit::VideoGrant;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Refused before any room is joined, each seen by livekit-client as `NotAllowed`: a token signed
+/// with another secret, no token at all, and a token that grants no room join.
 #[tokio::test]
-async fn a_bad_token_is_reported_as_not_allowed() {
+async fn bad_and_missing_tokens_are_reported_as_not_allowed() {
     let sfu = spawn_sfu().await;
     let forged = LivekitKeys::new("devkey", "another-secret-another-secret-another")
         .mint_access_token("alice", "", VideoGrant::join("r"), now(), 600);
-    let mut page = Browser::launch("connect", &sfu.ws_url(), &forged, 60).await;
-    let err = page.wait_event("connectError", T).await;
-    assert_eq!(err["reasonName"], "NotAllowed", "{err}");
-    assert!(!page.seen.iter().any(|v| v["event"] == "signalConnected"));
-    page.close().await;
+    let no_join = sfu.keys.mint_access_token(
+        "alice",
+        "",
+        VideoGrant {
+            room: "r".into(),
+            ..Default::default()
+        },
+        now(),
+        600,
+    );
+    for token in [forged.as_str(), "", no_join.as_str()] {
+        let mut page = Browser::launch("connect", &sfu.ws_url(), token, 60).await;
+        let err = page.wait_event("connectError", T).await;
+        assert_eq!(err["reasonName"], "NotAllowed", "token {token:?}: {err}");
+        assert!(!page.seen.iter().any(|v| v["event"] == "signalConnected"));
+        page.close().await;
+    }
+    assert_eq!(sfu.metric("sfu_participants").await, Some(0.0));
 }
 
 #[tokio::test]
