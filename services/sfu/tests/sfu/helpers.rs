@@ -78,6 +78,15 @@ impl TestSfu {
             .mint_access_token(identity, identity, VideoGrant::join(room), now(), 600)
     }
 
+    /// A valid token whose grant names `room` but does not allow joining it.
+    pub fn token_without_join(&self, identity: &str, room: &str) -> String {
+        let grant = VideoGrant {
+            room: room.into(),
+            ..Default::default()
+        };
+        self.keys.mint_access_token(identity, "", grant, now(), 600)
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.http_url()))
             .await
