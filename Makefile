@@ -26,8 +26,11 @@ tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.jso
 
 ## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379),
 ## and the SFU against livekit-client in headless Chromium.
+## The SFU's tests run one at a time: each drives two or three Chromium pages encoding video, and
+## two such tests at once on a 2-core machine starve the encoders (frame freezes that are not the SFU's).
 test: node-deps sfu-browser-deps
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu
+	$(CARGO) test -p ppodok-sfu --no-fail-fast -- --test-threads=1
 
 ## The STOMP client the API tests drive (@stomp/stompjs, pinned by package-lock.json).
 node-deps: tests/stomp/node_modules/.package-lock.json
