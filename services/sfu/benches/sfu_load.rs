@@ -523,7 +523,7 @@ async fn main() -> anyhow::Result<()> {
         MediaSettings {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_range: (0, 0),
-            nat_1to1_ips: vec![],
+            nat_1to1: Arc::from([]),
             ice_servers: vec![],
         },
         WireCounters::default(),

@@ -126,13 +126,7 @@ impl Settings {
             return Err("signal.token_refresh_secs must be non-zero".into());
         }
         for entry in &self.rtc.nat_1to1_ips {
-            let ips_parse = match entry.split_once('/') {
-                Some((public, private)) => {
-                    public.parse::<IpAddr>().is_ok() && private.parse::<IpAddr>().is_ok()
-                }
-                None => entry.parse::<IpAddr>().is_ok(),
-            };
-            if !ips_parse {
+            if crate::media::NatMapping::parse(entry).is_none() {
                 return Err(format!(
                     "rtc.nat_1to1_ips: {entry:?} is not an IP address or public/private pair"
                 ));

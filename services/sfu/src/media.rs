@@ -519,21 +519,20 @@ pub struct MediaSettings {
     pub bind_ip: IpAddr,
     /// Inclusive; (0, 0) = ephemeral ports.
     pub port_range: (u16, u16),
-    pub nat_1to1_ips: Vec<String>,
+    pub nat_1to1: Arc<[NatMapping]>,
     pub ice_servers: Vec<IceServer>,
 }
 
 /// Makes PeerConnections with the SFU's codecs, extensions and network settings.
 pub struct MediaEngine {
     settings: MediaSettings,
-    nat_1to1_ips: Arc<Vec<String>>,
     counters: WireCounters,
     next_port: AtomicU32,
 }
 
 struct Handler {
     role: Role,
-    nat_1to1_ips: Arc<Vec<String>>,
+    nat_1to1: Arc<[NatMapping]>,
     events: UnboundedSender<MediaEvent>,
     data: mpsc::Sender<IncomingData>,
 }
@@ -563,7 +562,7 @@ impl PeerConnectionEventHandler for Handler {
         };
         // `webrtc` 0.21 gathers host candidates itself and ignores its setting engine's NAT
         // 1:1 list, so the public address goes in here.
-        for candidate in nat_1to1_candidates(&init.candidate, &self.nat_1to1_ips) {
+        for candidate in nat_1to1_candidates(&init.candidate, &self.nat_1to1) {
             let init = RTCIceCandidateInit {
                 candidate,
                 ..init.clone()
@@ -648,27 +647,47 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// A local ICE candidate as clients should see it behind a 1:1 NAT. Each entry of `nat_1to1_ips`
-/// is `public` (stands for every local address) or `public/private` (stands for `private` only);
-/// a host candidate whose address an entry stands for is announced with that entry's public
-/// address instead, once per matching entry. Other candidates pass unchanged.
-pub fn nat_1to1_candidates(candidate: &str, nat_1to1_ips: &[String]) -> Vec<String> {
+/// One `rtc.nat_1to1_ips` entry: `public` stands for every local address, `public/private` for
+/// `private` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatMapping {
+    pub public: IpAddr,
+    pub private: Option<IpAddr>,
+}
+
+impl NatMapping {
+    /// `None` unless the entry is an IP address or a `public/private` pair of them.
+    pub fn parse(entry: &str) -> Option<Self> {
+        Some(match entry.split_once('/') {
+            Some((public, private)) => Self {
+                public: public.parse().ok()?,
+                private: Some(private.parse().ok()?),
+            },
+            None => Self {
+                public: entry.parse().ok()?,
+                private: None,
+            },
+        })
+    }
+}
+
+/// A local ICE candidate as clients should see it behind a 1:1 NAT: a host candidate whose
+/// address a mapping stands for is announced with that mapping's public address instead, once
+/// per matching mapping. Other candidates pass unchanged.
+pub fn nat_1to1_candidates(candidate: &str, mappings: &[NatMapping]) -> Vec<String> {
     // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> …
     let fields: Vec<&str> = candidate.split(' ').collect();
     let is_host = fields.len() >= 8 && fields[6] == "typ" && fields[7] == "host";
-    if !is_host {
+    let Some(address) = is_host.then(|| fields[4].parse::<IpAddr>().ok()).flatten() else {
         return vec![candidate.to_owned()];
-    }
-    let address = fields[4];
-    let mapped: Vec<String> = nat_1to1_ips
+    };
+    let mapped: Vec<String> = mappings
         .iter()
-        .filter_map(|entry| match entry.split_once('/') {
-            Some((public, private)) => (private == address).then_some(public),
-            None => Some(entry.as_str()),
-        })
-        .map(|public| {
+        .filter(|m| m.private.is_none_or(|private| private == address))
+        .map(|m| {
+            let public = m.public.to_string();
             let mut f = fields.clone();
-            f[4] = public;
+            f[4] = &public;
             f.join(" ")
         })
         .collect();
@@ -684,7 +703,6 @@ const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 impl MediaEngine {
     pub fn new(settings: MediaSettings, counters: WireCounters) -> Self {
         Self {
-            nat_1to1_ips: Arc::new(settings.nat_1to1_ips.clone()),
             settings,
             counters,
             next_port: AtomicU32::new(0),
@@ -795,7 +813,7 @@ impl MediaEngine {
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Handler {
                 role,
-                nat_1to1_ips: self.nat_1to1_ips.clone(),
+                nat_1to1: self.settings.nat_1to1.clone(),
                 events,
                 data,
             }))
@@ -978,20 +996,36 @@ impl Peer {
 
 #[cfg(test)]
 mod tests {
-    use super::nat_1to1_candidates;
+    use super::{nat_1to1_candidates, NatMapping};
 
     const HOST: &str = "candidate:1 1 udp 2130706431 10.0.1.5 50000 typ host";
+
+    fn nat(entries: &[&str]) -> Vec<NatMapping> {
+        entries
+            .iter()
+            .map(|e| NatMapping::parse(e).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn entries_are_an_ip_or_a_public_private_pair() {
+        assert!(NatMapping::parse("54.1.2.3").is_some());
+        assert!(NatMapping::parse("54.1.2.3/10.0.1.5").is_some());
+        assert!(NatMapping::parse("2001:db8::1").is_some());
+        for bad in ["sfu.example.com", "54.1.2.3/", "/10.0.1.5", ""] {
+            assert_eq!(NatMapping::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn host_candidates_take_the_public_address() {
         assert_eq!(
-            nat_1to1_candidates(HOST, &["54.1.2.3".into()]),
+            nat_1to1_candidates(HOST, &nat(&["54.1.2.3"])),
             vec!["candidate:1 1 udp 2130706431 54.1.2.3 50000 typ host"]
         );
         // Mapped by private address: only the matching one.
-        let both = ["54.1.2.3/10.0.1.5".to_string(), "54.9.9.9/10.0.2.7".into()];
         assert_eq!(
-            nat_1to1_candidates(HOST, &both),
+            nat_1to1_candidates(HOST, &nat(&["54.1.2.3/10.0.1.5", "54.9.9.9/10.0.2.7"])),
             vec!["candidate:1 1 udp 2130706431 54.1.2.3 50000 typ host"]
         );
     }
@@ -1000,13 +1034,13 @@ mod tests {
     fn other_candidates_and_unmapped_addresses_pass_unchanged() {
         assert_eq!(nat_1to1_candidates(HOST, &[]), vec![HOST]);
         assert_eq!(
-            nat_1to1_candidates(HOST, &["54.9.9.9/10.0.2.7".into()]),
+            nat_1to1_candidates(HOST, &nat(&["54.9.9.9/10.0.2.7"])),
             vec![HOST]
         );
         let srflx = "candidate:2 1 udp 1694498815 54.1.2.3 50000 typ srflx raddr 0.0.0.0 rport 0";
-        assert_eq!(nat_1to1_candidates(srflx, &["1.1.1.1".into()]), vec![srflx]);
+        assert_eq!(nat_1to1_candidates(srflx, &nat(&["1.1.1.1"])), vec![srflx]);
         assert_eq!(
-            nat_1to1_candidates("garbage", &["1.1.1.1".into()]),
+            nat_1to1_candidates("garbage", &nat(&["1.1.1.1"])),
             vec!["garbage"]
         );
     }

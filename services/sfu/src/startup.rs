@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::http::{route, HttpState};
 use crate::hub::Hub;
-use crate::media::{IceServer, MediaEngine, MediaSettings};
+use crate::media::{IceServer, MediaEngine, MediaSettings, NatMapping};
 use crate::metrics::Metrics;
 use crate::signal::SignalContext;
 use crate::webhook::{DeliveryPolicy, Webhooks};
@@ -58,7 +58,13 @@ impl Application {
             MediaSettings {
                 bind_ip: settings.rtc.bind_ip,
                 port_range: (settings.rtc.udp_port_min, settings.rtc.udp_port_max),
-                nat_1to1_ips: settings.rtc.nat_1to1_ips.clone(),
+                // Validated above.
+                nat_1to1: settings
+                    .rtc
+                    .nat_1to1_ips
+                    .iter()
+                    .filter_map(|entry| NatMapping::parse(entry))
+                    .collect(),
                 // The SFU itself needs no STUN/TURN: it has a public address (NAT 1:1) or is local.
                 ice_servers: Vec::new(),
             },
