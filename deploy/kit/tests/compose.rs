@@ -44,6 +44,16 @@ fn built_from(services: &serde_yaml_ng::Mapping, dockerfile: &str) -> Vec<String
         .collect()
 }
 
+/// A list of strings (ports, volumes, aliases); empty when absent.
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn environment(service: &Value) -> BTreeMap<String, String> {
     service["environment"]
         .as_mapping()
@@ -197,22 +207,15 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
                 Some(port.to_string().as_str()),
                 "{name}"
             );
-            let aliases: Vec<&str> = service["networks"]["default"]["aliases"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let aliases = strings(&service["networks"]["default"]["aliases"]);
             assert!(
                 aliases.contains(&alias.as_str()),
                 "{name}: the router's upstream `{alias}` must be its alias"
             );
             assert!(
-                service["ports"]
-                    .as_sequence()
-                    .into_iter()
-                    .flatten()
-                    .all(|p| { !p.as_str().unwrap_or("").contains(&format!(":{port}")) }),
+                strings(&service["ports"])
+                    .iter()
+                    .all(|p| !p.contains(&format!(":{port}"))),
                 "{name}: only the router is published for HTTP"
             );
         }
@@ -232,12 +235,7 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
         &env["PPODOK_SFU__RTC__UDP_PORT_MIN"],
         &env["PPODOK_SFU__RTC__UDP_PORT_MAX"],
     );
-    let published: Vec<&str> = sfu["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let published = strings(&sfu["ports"]);
     assert_eq!(published, [format!("{min}-{max}:{min}-{max}/udp")]);
     assert!(
         env["PPODOK_SFU__WEBHOOK__URLS"].starts_with(&format!("http://{api_alias}:{api_port}/"))
@@ -245,12 +243,7 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
 
     // The router serves the rendered compose config and waits for healthy upstreams.
     let router = &services["router"];
-    let volumes: Vec<&str> = router["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let volumes = strings(&router["volumes"]);
     assert!(
         volumes.contains(&"./generated/nginx.compose.conf:/etc/nginx/nginx.conf:ro"),
         "{volumes:?}"
@@ -259,12 +252,7 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
     assert!(nginx.contains(&format!("server {api_alias}:{api_port};")));
     assert!(nginx.contains(&format!("server {sfu_alias}:{sfu_port};")));
     let listen = routes()["router"]["listen_port"].as_integer().unwrap();
-    let router_ports: Vec<&str> = router["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let router_ports = strings(&router["ports"]);
     assert_eq!(
         router_ports,
         [format!("${{PPODOK_HTTP_PORT:-8000}}:{listen}")]
@@ -284,12 +272,7 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
     }
     // Monitoring is not published beyond this host.
     for (service, port) in [("prometheus", 9090), ("grafana", 3000)] {
-        let ports: Vec<&str> = services[service]["ports"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let ports = strings(&services[service]["ports"]);
         assert_eq!(ports, [format!("127.0.0.1:{port}:{port}")]);
     }
 }
