@@ -10,7 +10,7 @@ use chrono::{Duration, NaiveDateTime, NaiveTime};
 use ppodok_domain::time::local_to_utc;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set,
+    Set, TransactionTrait,
 };
 
 use crate::db::entities::{job_run, room, todo, webhook_event};
@@ -129,11 +129,13 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
                 .all(&state.db)
                 .await?;
             if !groups.is_empty() {
+                let txn = state.db.begin().await?;
                 room::Entity::delete_many()
                     .filter(room::Column::EndAt.lt(cutoff))
-                    .exec(&state.db)
+                    .exec(&txn)
                     .await?;
-                crate::rooms::invalidate(state, &groups).await;
+                crate::cache::bump_versions(&txn, &groups).await?;
+                txn.commit().await?;
             }
         }
         Job::PurgeDoneTodos => {
@@ -192,6 +194,12 @@ pub async fn warm_calendars(state: &AppState) -> anyhow::Result<usize> {
         .into_tuple()
         .all(&state.db)
         .await?;
+    // Versions before rooms: an entry must never be newer than its key (a booking that commits
+    // in between leaves this entry under the old version, where no reader looks).
+    let mut versions = HashMap::with_capacity(groups.len());
+    for g in &groups {
+        versions.insert(*g, state.calendar_cache.current_version(*g).await?);
+    }
     let rooms = crate::calendar::group_rooms(&state.db, &groups, from, to).await?;
     let mut by_group: HashMap<i64, Vec<crate::calendar::RoomView>> =
         groups.iter().map(|g| (*g, Vec::new())).collect();
@@ -200,7 +208,11 @@ pub async fn warm_calendars(state: &AppState) -> anyhow::Result<usize> {
     }
     let warmed = by_group.len();
     for (group_id, rooms) in by_group {
-        state.calendar_cache.put(group_id, from, to, rooms).await?;
+        let version = versions[&group_id];
+        state
+            .calendar_cache
+            .put(group_id, version, from, to, rooms)
+            .await;
     }
     Ok(warmed)
 }

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_identity_groups_todos;
 mod m0002_rooms_study;
 mod m0003_member_sessions;
+mod m0004_calendar_version;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_identity_groups_todos::Migration),
             Box::new(m0002_rooms_study::Migration),
             Box::new(m0003_member_sessions::Migration),
+            Box::new(m0004_calendar_version::Migration),
         ]
     }
 }

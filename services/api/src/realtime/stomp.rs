@@ -17,6 +17,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::hub::Outbound;
 use crate::error::ApiError;
+use crate::limits::Limit;
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
 
@@ -418,9 +419,16 @@ impl Connection {
                             self.recent_receipts.pop_front();
                         }
                     }
-                    let outcome = match destination.as_str() {
-                        "/app/add" => self.add(who.member_id, &frame.body).await,
-                        "/app/join" => self.join(who.member_id, &frame.body).await,
+                    let limited = self
+                        .state
+                        .limits
+                        .check(Limit::StompSendPerMember, &who.member_id.to_string())
+                        .await
+                        .map_err(|e| ApiError::from(e).public_message());
+                    let outcome = match (limited, destination.as_str()) {
+                        (Err(message), _) => Err(message),
+                        (Ok(()), "/app/add") => self.add(who.member_id, &frame.body).await,
+                        (Ok(()), "/app/join") => self.join(who.member_id, &frame.body).await,
                         _ => return Err(fatal("보낼 수 없는 destination이에요.")),
                     };
                     if let Err(message) = outcome {
