@@ -16,8 +16,11 @@ use sea_orm::{
 use crate::db::entities::{job_run, room, todo, webhook_event};
 use crate::db::is_unique_violation;
 use crate::state::AppState;
+use sea_orm::Iterable;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Every variant is scheduled: the scheduler walks `Job::iter()` (derived, so a new job cannot be
+/// forgotten the way `StopIdleTimers` was from a hand-written list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sea_orm::EnumIter)]
 pub enum Job {
     ClosePresence,
     ExpireRooms,
@@ -28,14 +31,6 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
-        Job::ClosePresence,
-        Job::ExpireRooms,
-        Job::PurgeDoneTodos,
-        Job::WarmCalendars,
-        Job::PurgeWebhookEvents,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Job::ClosePresence => "close_presence",
@@ -222,7 +217,7 @@ pub async fn scheduler(state: web::Data<AppState>, tick: StdDuration) {
     let owner = uuid::Uuid::new_v4().simple().to_string();
     let mut handled: HashMap<Job, String> = HashMap::new();
     loop {
-        for job in Job::ALL {
+        for job in Job::iter() {
             let period = job.period_key(&state, state.clock.now_naive());
             if handled.get(&job) == Some(&period) {
                 continue;

@@ -224,6 +224,24 @@ pub async fn exit(
     let room = attendance::find_room(&state, body.room_id).await?;
     let now = state.clock.now_naive();
     if now < room.start_at {
+        // Leaving before the start closes my presence with nothing credited (it used to stay open
+        // and be credited the whole room later). The contract still answers data null.
+        match attendance::client_exit(&state, me.id(), room.id, now).await {
+            Ok(_) => {
+                attendance::announce(
+                    &state,
+                    room.group_id,
+                    me.id(),
+                    room.id,
+                    Source::Client,
+                    false,
+                )
+                .await
+            }
+            // Not entered (or not booked): nothing to close.
+            Err(ApiError::BadRequest(_)) => {}
+            Err(e) => return Err(e),
+        }
         return Ok(envelope::created(Option::<HistoryResponse>::None));
     }
     let exited = attendance::client_exit(&state, me.id(), room.id, now).await?;
