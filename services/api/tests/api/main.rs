@@ -11,6 +11,7 @@ mod cache;
 mod groups;
 mod jobs;
 mod limits;
+mod migrations;
 mod ops;
 mod rankings;
 mod redis_faults;
