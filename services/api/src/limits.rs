@@ -89,6 +89,10 @@ pub struct LimitSettings {
     pub invite_code_per_ip: Budget,
     pub booking_per_member: Budget,
     pub stomp_send_per_member: Budget,
+    /// Todos one member may hold (across groups); more is a 400.
+    pub todos_per_member: u64,
+    /// STOMP sessions one member may hold open on one replica; more get an ERROR frame.
+    pub stomp_sessions_per_member: usize,
     /// Password hashes (argon2, 19 MiB each) computed at once; 0 = half the cores, at least 1.
     pub password_hash_concurrency: usize,
     /// Requests that may wait for a hashing slot; more get 429 at once.

@@ -178,7 +178,12 @@ impl Connection {
             Err(fatal) => return self.fail(fatal).await,
         };
         let hub = self.state.realtime.hub.clone();
-        let mut reg = hub.register(who.member_id, &who.sid);
+        let cap = self.state.settings.limits.stomp_sessions_per_member;
+        let Some(mut reg) = hub.register_capped(who.member_id, &who.sid, cap) else {
+            return self
+                .fail(Fatal::new("동시에 열 수 있는 실시간 연결 수를 넘었어요."))
+                .await;
+        };
         let result = self.serve(&who, &mut reg, send_every, expect_every).await;
         hub.unregister(reg.id);
         match result {

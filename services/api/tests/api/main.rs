@@ -8,6 +8,7 @@ mod authorization_matrix;
 mod bad_input;
 mod binary;
 mod cache;
+mod caps;
 mod groups;
 mod jobs;
 mod limits;
