@@ -225,7 +225,7 @@ async fn a_wrong_password_flood_keeps_memory_and_latency_bounded() {
         ("PPODOK__LIMITS__LOGIN_PER_IP__BURST", "1000"),
         ("PPODOK__LIMITS__GROUP_PASSWORD_PER_IP__BURST", "1000"),
         ("PPODOK__LIMITS__GROUP_PASSWORD_PER_MEMBER__BURST", "3"),
-        ("PPODOK__LIMITS__GROUP_PASSWORD_PER_MEMBER__PER_SECS", "9"),
+        ("PPODOK__LIMITS__GROUP_PASSWORD_PER_MEMBER__PER_SECS", "30"),
     ])
     .await;
     let http = reqwest::Client::new();
@@ -286,8 +286,13 @@ async fn a_wrong_password_flood_keeps_memory_and_latency_bounded() {
         assert_eq!(body["code"], "fail");
     }
     let peak = app.peak_rss_mib();
-    assert!(peak < 300.0, "peak RSS {peak:.0} MiB");
     latencies.sort();
+    eprintln!(
+        "wrong-password flood: peak RSS {peak:.0} MiB, {} bystander reads, max {:?}",
+        latencies.len(),
+        latencies.last()
+    );
+    assert!(peak < 300.0, "peak RSS {peak:.0} MiB");
     assert!(latencies.len() >= 10, "{} bystander reads", latencies.len());
     let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
     assert!(
@@ -296,7 +301,8 @@ async fn a_wrong_password_flood_keeps_memory_and_latency_bounded() {
         latencies.len()
     );
 
-    // One member's budget: wrong guesses until it is spent, then 429 even for the right password,
+    // One member's budget (3 per 30 s, one back every 10 s, longer than a guess takes even on a
+    // loaded machine): wrong guesses until it is spent, then 429 even for the right password,
     // which works again once the window lets one attempt through.
     let one = &guessers[0];
     let mut spent = false;
@@ -324,7 +330,7 @@ async fn a_wrong_password_flood_keeps_memory_and_latency_bounded() {
     )
     .await;
     assert_limited(&locked);
-    let joined = eventually(Duration::from_secs(10), || {
+    let joined = eventually(Duration::from_secs(25), || {
         let (http, url) = (http.clone(), join_url.clone());
         async move {
             post_raw(
