@@ -223,28 +223,17 @@ pub async fn exit(
 ) -> ApiResult<HttpResponse> {
     let room = attendance::find_room(&state, body.room_id, me.id()).await?;
     let now = state.clock.now_naive();
-    if now < room.start_at {
-        // Leaving before the start closes my presence with nothing credited (it used to stay open
-        // and be credited the whole room later). The contract still answers data null.
-        match attendance::client_exit(&state, me.id(), room.id, now).await {
-            Ok(_) => {
-                attendance::announce(
-                    &state,
-                    room.group_id,
-                    me.id(),
-                    room.id,
-                    Source::Client,
-                    false,
-                )
-                .await
-            }
-            // Not entered (or not booked): nothing to close.
-            Err(ApiError::BadRequest(_)) => {}
-            Err(e) => return Err(e),
+    // Leaving before the start closes my presence with nothing credited (it used to stay open and
+    // be credited the whole room later); the contract still answers data null there.
+    let early = now < room.start_at;
+    let exited = match attendance::client_exit(&state, me.id(), room.id, now).await {
+        Ok(exited) => exited,
+        // Not entered (or not booked) before the start: nothing to close.
+        Err(ApiError::BadRequest(_)) if early => {
+            return Ok(envelope::created(Option::<HistoryResponse>::None))
         }
-        return Ok(envelope::created(Option::<HistoryResponse>::None));
-    }
-    let exited = attendance::client_exit(&state, me.id(), room.id, now).await?;
+        Err(e) => return Err(e),
+    };
     attendance::announce(
         &state,
         room.group_id,
@@ -254,6 +243,9 @@ pub async fn exit(
         false,
     )
     .await;
+    if early {
+        return Ok(envelope::created(Option::<HistoryResponse>::None));
+    }
     Ok(envelope::created(HistoryResponse {
         enter_time: exited.entered_at.map(|t| local(&state, t)),
         exit_time: Some(local(&state, exited.exited_at)),

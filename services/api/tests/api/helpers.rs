@@ -303,7 +303,14 @@ impl Reply {
 impl TestApp {
     /// A second API process on the same database, Redis and clock (another replica).
     pub async fn spawn_replica(&self) -> TestApp {
-        let base = start_server(self.settings.clone(), self.clock.clone()).await;
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// A replica whose settings differ from this app's by `adjust`.
+    pub async fn spawn_replica_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        let base = start_server(settings, self.clock.clone()).await;
         let db = Database::connect(self.store.database_url.clone())
             .await
             .expect("test db connection");

@@ -10,8 +10,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::{
-    eventually, local_string, slot_after, spawn_app_with, start_server, Backend, PrivateRedis,
-    TcpProxy, TestApp,
+    eventually, local_string, slot_after, spawn_app_with, Backend, PrivateRedis, TcpProxy, TestApp,
 };
 use crate::stomp_support::StompJs;
 
@@ -88,19 +87,13 @@ async fn calendars_and_sessions_survive_a_redis_restart_and_a_replica_cut_off_af
     // a replica used to die between commit and invalidation.
     let upstream: &'static str = Box::leak(format!("127.0.0.1:{}", redis.port).into_boxed_str());
     let proxy = TcpProxy::start(upstream).await;
-    let mut settings = one.settings.clone();
-    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
-    settings.limits.enabled = false;
-    let three_base = start_server(settings, one.clock.clone()).await;
-    let three = TestApp {
-        base: three_base,
-        http: reqwest::Client::new(),
-        db: one.db.clone(),
-        kakao: one.kakao.clone(),
-        clock: one.clock.clone(),
-        settings: one.settings.clone(),
-        store: one.store.shared(),
-    };
+    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    let three = one
+        .spawn_replica_with(|s| {
+            s.redis.url = proxied;
+            s.limits.enabled = false;
+        })
+        .await;
     assert_eq!(rooms_seen(&three, &path, &t.access).await, 1);
     proxy.cut();
     let began = Instant::now();
@@ -127,17 +120,7 @@ async fn a_redis_stall_answers_fast_and_its_events_arrive_when_redis_returns() {
     let redis = PrivateRedis::start().await;
     let one = app_on(&redis).await;
     // Replica two has its rate limits off: its bookings need no Redis before they commit.
-    let mut unlimited = one.settings.clone();
-    unlimited.limits.enabled = false;
-    let two = TestApp {
-        base: start_server(unlimited, one.clock.clone()).await,
-        http: reqwest::Client::new(),
-        db: one.db.clone(),
-        kakao: one.kakao.clone(),
-        clock: one.clock.clone(),
-        settings: one.settings.clone(),
-        store: one.store.shared(),
-    };
+    let two = one.spawn_replica_with(|s| s.limits.enabled = false).await;
     let t = one.dev_login("stall").await;
     let (g, _) = one.create_group(&t.access, "멈춤", None).await;
     let path = calendar_path(&one, g);
