@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         .env("PPODOK__SERVER__PORT", "0")
         .env("PPODOK__DATABASE__URL", &db_url)
         .env("PPODOK__JOBS__ENABLED", "false")
+        .env("PPODOK__LIMITS__ENABLED", "false")
         .env("PPODOK__TELEMETRY__FILTER", "error")
         .env(
             "PPODOK__AUTH__JWT_SECRET",

@@ -216,12 +216,20 @@ pub async fn close_dangling(
     Ok(closed)
 }
 
-/// The room a reservation-holder may attend, or 404.
-pub async fn find_room(state: &AppState, room_id: i64) -> ApiResult<room::Model> {
-    room::Entity::find_by_id(room_id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| crate::rooms::room_not_found(room_id))
+/// A room of one of my groups, or 404: a room of a group I am not in answers exactly like a
+/// missing one, so outsiders cannot probe which rooms exist.
+pub async fn find_room(state: &AppState, room_id: i64, member_id: i64) -> ApiResult<room::Model> {
+    let room = room::Entity::find_by_id(room_id).one(&state.db).await?;
+    match room {
+        Some(r)
+            if crate::membership::membership_of(&state.db, r.group_id, member_id)
+                .await?
+                .is_some() =>
+        {
+            Ok(r)
+        }
+        _ => Err(crate::rooms::room_not_found(room_id)),
+    }
 }
 
 /// Presence changes go to the group's presence topic (never the calendar topic).

@@ -1,10 +1,14 @@
 //! The calendar cache: group calendars keyed by everything that changes the answer (group,
 //! window, and the group's calendar version), computed once per key however many readers miss
-//! together, invalidated after commit by bumping the group's version.
+//! together.
 //!
-//! Bumping a version instead of deleting keys means a computation that raced a booking stores its
-//! result under the old version, where no reader will look again; entries age out by TTL.
-//! Redis when configured (shared by replicas), in-process otherwise.
+//! The version is a column of the group, bumped in the same transaction as every change to its
+//! rooms (`bump_versions`), and read from the database on each read. So no Redis loss (restarted
+//! empty, unreachable, a replica that died right after its commit) can make an old entry current
+//! again: versions never go back, and a commit is never without its bump. A computation that raced
+//! a booking stores its result under the old version, where no reader will look again; entries
+//! age out by TTL. Redis when configured (shared by replicas; reads bypass it while it is down),
+//! in-process otherwise.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,15 +17,18 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use fred::prelude::*;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use tokio::sync::OnceCell;
 
 use crate::calendar::RoomView;
+use crate::redis_link::RedisLink;
 
 type Rooms = Arc<Vec<RoomView>>;
 
 const MEMORY_MAX_ENTRIES: usize = 20_000;
 
 pub struct CalendarCache {
+    db: DatabaseConnection,
     store: Store,
     ttl: Duration,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Rooms>>>>,
@@ -34,14 +41,28 @@ pub struct CalendarCache {
 }
 
 enum Store {
-    Memory(Mutex<MemoryStore>),
-    Redis { client: Client, prefix: String },
+    Memory(Mutex<Entries>),
+    Redis {
+        link: Arc<RedisLink>,
+        prefix: String,
+    },
 }
 
-#[derive(Default)]
-struct MemoryStore {
-    versions: HashMap<i64, u64>,
-    entries: Entries,
+/// Bumps the calendar version of the groups. Call inside the transaction that changes their rooms.
+pub async fn bump_versions<C: ConnectionTrait>(db: &C, group_ids: &[i64]) -> Result<(), DbErr> {
+    if group_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = group_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    db.execute_unprepared(&format!(
+        "UPDATE study_groups SET calendar_version = calendar_version + 1 WHERE id IN ({ids})"
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Entries with an expiry, bounded in number.
@@ -70,19 +91,25 @@ impl Entries {
 }
 
 impl CalendarCache {
-    pub fn in_memory(ttl: Duration, metrics: &crate::metrics::Metrics) -> Self {
-        Self::with_store(Store::Memory(Mutex::default()), ttl, metrics)
+    pub fn in_memory(
+        db: DatabaseConnection,
+        ttl: Duration,
+        metrics: &crate::metrics::Metrics,
+    ) -> Self {
+        Self::with_store(db, Store::Memory(Mutex::default()), ttl, metrics)
     }
 
     pub fn redis(
-        client: Client,
+        db: DatabaseConnection,
+        link: Arc<RedisLink>,
         prefix: &str,
         ttl: Duration,
         metrics: &crate::metrics::Metrics,
     ) -> Self {
         Self::with_store(
+            db,
             Store::Redis {
-                client,
+                link,
                 prefix: prefix.to_owned(),
             },
             ttl,
@@ -90,8 +117,14 @@ impl CalendarCache {
         )
     }
 
-    fn with_store(store: Store, ttl: Duration, metrics: &crate::metrics::Metrics) -> Self {
+    fn with_store(
+        db: DatabaseConnection,
+        store: Store,
+        ttl: Duration,
+        metrics: &crate::metrics::Metrics,
+    ) -> Self {
         Self {
+            db,
             store,
             ttl,
             inflight: Mutex::default(),
@@ -101,23 +134,23 @@ impl CalendarCache {
         }
     }
 
-    async fn version(&self, group_id: i64) -> anyhow::Result<u64> {
-        match &self.store {
-            Store::Memory(m) => Ok(m
-                .lock()
-                .expect("cache poisoned")
-                .versions
-                .get(&group_id)
-                .copied()
-                .unwrap_or(0)),
-            Store::Redis { client, prefix } => {
-                let v: Option<u64> = client.get(format!("{prefix}calver:{group_id}")).await?;
-                Ok(v.unwrap_or(0))
-            }
-        }
+    async fn version(&self, group_id: i64) -> Result<i64, DbErr> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one(Statement::from_sql_and_values(
+                backend,
+                "SELECT calendar_version AS v FROM study_groups WHERE id = ?",
+                [group_id.into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64>("", "v")?,
+            None => -1,
+        })
     }
 
-    fn key(&self, group_id: i64, version: u64, from: NaiveDateTime, to: NaiveDateTime) -> String {
+    fn key(&self, group_id: i64, version: i64, from: NaiveDateTime, to: NaiveDateTime) -> String {
         let prefix = match &self.store {
             Store::Memory(_) => "",
             Store::Redis { prefix, .. } => prefix.as_str(),
@@ -129,50 +162,56 @@ impl CalendarCache {
         )
     }
 
-    async fn load(&self, key: &str) -> anyhow::Result<Option<Rooms>> {
+    /// A cached entry, if any. Redis failures are misses (the caller computes from the database).
+    async fn load(&self, key: &str) -> Option<Rooms> {
         match &self.store {
-            Store::Memory(m) => Ok(m.lock().expect("cache poisoned").entries.get(key)),
-            Store::Redis { client, .. } => {
+            Store::Memory(m) => m.lock().expect("cache poisoned").get(key),
+            Store::Redis { link, .. } => {
                 if let Some(hit) = self.near.lock().expect("cache poisoned").get(key) {
-                    return Ok(Some(hit));
+                    return Some(hit);
                 }
-                let raw: Option<String> = client.get(key).await?;
-                let Some(json) = raw else { return Ok(None) };
-                let rooms: Rooms = Arc::new(serde_json::from_str(&json)?);
+                let raw: Option<String> = match link.run(|c| async move { c.get(key).await }).await
+                {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "calendar cache read skipped");
+                        return None;
+                    }
+                };
+                let rooms: Rooms = Arc::new(serde_json::from_str(&raw?).ok()?);
                 self.near
                     .lock()
                     .expect("cache poisoned")
                     .put(key, &rooms, self.ttl);
-                Ok(Some(rooms))
+                Some(rooms)
             }
         }
     }
 
-    async fn save(&self, key: &str, rooms: &Rooms) -> anyhow::Result<()> {
+    async fn save(&self, key: &str, rooms: &Rooms) {
         match &self.store {
-            Store::Memory(m) => m
-                .lock()
-                .expect("cache poisoned")
-                .entries
-                .put(key, rooms, self.ttl),
-            Store::Redis { client, .. } => {
+            Store::Memory(m) => m.lock().expect("cache poisoned").put(key, rooms, self.ttl),
+            Store::Redis { link, .. } => {
                 self.near
                     .lock()
                     .expect("cache poisoned")
                     .put(key, rooms, self.ttl);
-                let json = serde_json::to_string(rooms.as_ref())?;
-                let _: () = client
-                    .set(
-                        key,
-                        json,
-                        Some(Expiration::EX(self.ttl.as_secs().max(1) as i64)),
-                        None,
-                        false,
-                    )
-                    .await?;
+                let json = match serde_json::to_string(rooms.as_ref()) {
+                    Ok(j) => j,
+                    Err(e) => return tracing::warn!(error = %e, "calendar not serialisable"),
+                };
+                let ttl = self.ttl.as_secs().max(1) as i64;
+                let written = link
+                    .run(|c| async move {
+                        c.set::<(), _, _>(key, json, Some(Expiration::EX(ttl)), None, false)
+                            .await
+                    })
+                    .await;
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "calendar cache write skipped");
+                }
             }
         }
-        Ok(())
     }
 
     /// The calendar of `group_id` in `[from, to]`: from the cache, or computed once by `compute`
@@ -191,7 +230,7 @@ impl CalendarCache {
         // The version is read before the database, so a result can never be newer than its key.
         let version = self.version(group_id).await?;
         let key = self.key(group_id, version, from, to);
-        if let Some(hit) = self.load(&key).await? {
+        if let Some(hit) = self.load(&key).await {
             self.hits.inc();
             return Ok(hit);
         }
@@ -202,21 +241,25 @@ impl CalendarCache {
             .entry(key.clone())
             .or_insert_with(|| Arc::new(OnceCell::new()))
             .clone();
+        let computed = std::sync::atomic::AtomicBool::new(false);
         let result = cell
             .get_or_try_init(|| async {
                 // A waiter that lost the race to an earlier leader finds its stored result here.
-                if let Some(hit) = self.load(&key).await? {
+                if let Some(hit) = self.load(&key).await {
                     return Ok::<Rooms, anyhow::Error>(hit);
                 }
+                computed.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.computations.inc();
                 let rooms = Arc::new(compute().await?);
-                if let Err(e) = self.save(&key, &rooms).await {
-                    tracing::warn!(error = %e, "calendar cache write failed");
-                }
+                self.save(&key, &rooms).await;
                 Ok(rooms)
             })
             .await
             .cloned();
+        // Readers that waited for another's computation were served by the cache too.
+        if result.is_ok() && !computed.load(std::sync::atomic::Ordering::Relaxed) {
+            self.hits.inc();
+        }
         self.inflight
             .lock()
             .expect("inflight poisoned")
@@ -225,33 +268,21 @@ impl CalendarCache {
     }
 
     /// Stores a freshly computed calendar (the warm-up job) under the group's current version.
+    /// Read the version before computing, so the entry can never be newer than its key.
     pub async fn put(
         &self,
         group_id: i64,
+        version: i64,
         from: NaiveDateTime,
         to: NaiveDateTime,
         rooms: Vec<RoomView>,
-    ) -> anyhow::Result<()> {
-        let version = self.version(group_id).await?;
+    ) {
         self.save(&self.key(group_id, version, from, to), &Arc::new(rooms))
             .await
     }
 
-    /// Invalidates every cached window of the groups. Call after the change has committed.
-    pub async fn invalidate(&self, group_ids: &[i64]) -> anyhow::Result<()> {
-        match &self.store {
-            Store::Memory(m) => {
-                let mut m = m.lock().expect("cache poisoned");
-                for g in group_ids {
-                    *m.versions.entry(*g).or_insert(0) += 1;
-                }
-            }
-            Store::Redis { client, prefix } => {
-                for g in group_ids {
-                    let _: u64 = client.incr(format!("{prefix}calver:{g}")).await?;
-                }
-            }
-        }
-        Ok(())
+    /// The group's current calendar version (read it before computing an entry to `put`).
+    pub async fn current_version(&self, group_id: i64) -> Result<i64, DbErr> {
+        self.version(group_id).await
     }
 }

@@ -21,6 +21,7 @@ pub struct Settings {
     pub livekit: LivekitSettings,
     pub cors: CorsSettings,
     pub telemetry: TelemetrySettings,
+    pub limits: crate::limits::LimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +45,10 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     pub url: String,
     pub key_prefix: String,
+    /// Longest a request waits on one Redis command before treating Redis as down.
+    pub command_timeout_millis: u64,
+    /// After a failure, Redis is skipped (degraded or 503 at once) this long before it is tried again.
+    pub retry_after_millis: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

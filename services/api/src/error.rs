@@ -36,6 +36,9 @@ pub enum ApiError {
     Upstream(String),
     #[error("service unavailable")]
     Unavailable,
+    /// A rate limit's budget is spent; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -43,6 +46,31 @@ pub enum ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         ApiError::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        match e {
+            crate::limits::LimitError::Limited { retry_after } => ApiError::TooManyRequests {
+                // Whole seconds, rounded up: a client that waits that long is let through.
+                retry_after_secs: retry_after.as_millis().div_ceil(1000).max(1) as u64,
+            },
+            crate::limits::LimitError::Unavailable => ApiError::Unavailable,
+        }
+    }
+}
+
+impl From<crate::passwords::PasswordError> for ApiError {
+    fn from(e: crate::passwords::PasswordError) -> Self {
+        match e {
+            crate::passwords::PasswordError::Busy => ApiError::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            crate::passwords::PasswordError::Failed(m) => {
+                ApiError::Internal(anyhow::anyhow!("password hashing: {m}"))
+            }
+        }
     }
 }
 
@@ -90,6 +118,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => ("fail", "허용되지 않은 메서드예요.".into()),
             ApiError::PayloadTooLarge => ("fail", "요청 본문이 너무 커요.".into()),
             ApiError::Unavailable => ("fail", "서비스를 사용할 수 없어요.".into()),
+            ApiError::TooManyRequests { .. } => (
+                "fail",
+                "요청이 너무 많아요. 잠시 후 다시 시도해 주세요.".into(),
+            ),
             ApiError::Internal(_) => ("fail", MSG_INTERNAL.into()),
             ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Upstream(m) => {
                 ("fail", m.clone())
@@ -112,6 +144,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,7 +155,17 @@ impl ResponseError for ApiError {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let (code, message) = self.code_and_message();
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::TooManyRequests { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::Unavailable => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
             code,
             message: &message,
         })

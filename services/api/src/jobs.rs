@@ -10,14 +10,17 @@ use chrono::{Duration, NaiveDateTime, NaiveTime};
 use ppodok_domain::time::local_to_utc;
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set,
+    Set, TransactionTrait,
 };
 
 use crate::db::entities::{job_run, room, todo, webhook_event};
 use crate::db::is_unique_violation;
 use crate::state::AppState;
+use sea_orm::Iterable;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Every variant is scheduled: the scheduler walks `Job::iter()` (derived, so a new job cannot be
+/// forgotten the way `StopIdleTimers` was from a hand-written list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sea_orm::EnumIter)]
 pub enum Job {
     ClosePresence,
     ExpireRooms,
@@ -28,14 +31,6 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
-        Job::ClosePresence,
-        Job::ExpireRooms,
-        Job::PurgeDoneTodos,
-        Job::WarmCalendars,
-        Job::PurgeWebhookEvents,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Job::ClosePresence => "close_presence",
@@ -129,11 +124,13 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
                 .all(&state.db)
                 .await?;
             if !groups.is_empty() {
+                let txn = state.db.begin().await?;
                 room::Entity::delete_many()
                     .filter(room::Column::EndAt.lt(cutoff))
-                    .exec(&state.db)
+                    .exec(&txn)
                     .await?;
-                crate::rooms::invalidate(state, &groups).await;
+                crate::cache::bump_versions(&txn, &groups).await?;
+                txn.commit().await?;
             }
         }
         Job::PurgeDoneTodos => {
@@ -192,6 +189,12 @@ pub async fn warm_calendars(state: &AppState) -> anyhow::Result<usize> {
         .into_tuple()
         .all(&state.db)
         .await?;
+    // Versions before rooms: an entry must never be newer than its key (a booking that commits
+    // in between leaves this entry under the old version, where no reader looks).
+    let mut versions = HashMap::with_capacity(groups.len());
+    for g in &groups {
+        versions.insert(*g, state.calendar_cache.current_version(*g).await?);
+    }
     let rooms = crate::calendar::group_rooms(&state.db, &groups, from, to).await?;
     let mut by_group: HashMap<i64, Vec<crate::calendar::RoomView>> =
         groups.iter().map(|g| (*g, Vec::new())).collect();
@@ -200,7 +203,11 @@ pub async fn warm_calendars(state: &AppState) -> anyhow::Result<usize> {
     }
     let warmed = by_group.len();
     for (group_id, rooms) in by_group {
-        state.calendar_cache.put(group_id, from, to, rooms).await?;
+        let version = versions[&group_id];
+        state
+            .calendar_cache
+            .put(group_id, version, from, to, rooms)
+            .await;
     }
     Ok(warmed)
 }
@@ -210,7 +217,7 @@ pub async fn scheduler(state: web::Data<AppState>, tick: StdDuration) {
     let owner = uuid::Uuid::new_v4().simple().to_string();
     let mut handled: HashMap<Job, String> = HashMap::new();
     loop {
-        for job in Job::ALL {
+        for job in Job::iter() {
             let period = job.period_key(&state, state.clock.now_naive());
             if handled.get(&job) == Some(&period) {
                 continue;

@@ -174,6 +174,8 @@ pub async fn leave<C: ConnectionTrait>(
         .filter(membership::Column::GroupId.is_in(ids.clone()))
         .exec(db)
         .await?;
+    // Profiles and seats on the calendars change with the member's departure.
+    crate::cache::bump_versions(db, &ids).await?;
 
     let remaining: HashMap<i64, i64> = membership::Entity::find()
         .select_only()

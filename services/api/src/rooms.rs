@@ -57,6 +57,16 @@ pub async fn reservation_of<C: sea_orm::ConnectionTrait>(
         .await
 }
 
+async fn limit_bookings(state: &AppState, member_id: i64) -> ApiResult<()> {
+    Ok(state
+        .limits
+        .check(
+            crate::limits::Limit::BookingPerMember,
+            &member_id.to_string(),
+        )
+        .await?)
+}
+
 /// Validates a requested slot start (service-zone local time) and returns it in UTC.
 pub fn slot_start_utc(state: &AppState, start_local: NaiveDateTime) -> ApiResult<NaiveDateTime> {
     if !state.grid.is_slot_start(start_local) {
@@ -94,6 +104,7 @@ pub async fn book(
     group_id: i64,
     start: NaiveDateTime,
 ) -> ApiResult<Booked> {
+    limit_bookings(state, member_id).await?;
     require_member(state, group_id, member_id).await?;
     let end = state.grid.room_end(start);
     let (room_id, newly_booked) = state
@@ -148,16 +159,16 @@ pub async fn book(
                 .insert(txn)
                 .await;
                 match inserted {
-                    Ok(_) => Ok((room_id, true)),
+                    Ok(_) => {
+                        crate::cache::bump_versions(txn, &[group_id]).await?;
+                        Ok((room_id, true))
+                    }
                     Err(e) if is_unique_violation(&e) => Ok((room_id, false)),
                     Err(e) => Err(e.into()),
                 }
             })
         })
         .await?;
-    if newly_booked {
-        invalidate(state, &[group_id]).await;
-    }
     let room = calendar::room_view(&state.db, room_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booked room {room_id} vanished")))?;
@@ -169,10 +180,17 @@ pub async fn book(
 
 /// Cancels my reservation in `room_id`; the room goes with its last reservation. Idempotent.
 pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult<Cancelled> {
+    limit_bookings(state, member_id).await?;
     let Some(found) = room::Entity::find_by_id(room_id).one(&state.db).await? else {
         return Ok(Cancelled::NotBooked(None));
     };
-    require_member(state, found.group_id, member_id).await?;
+    // A room of a group I am not in answers like a missing one (nothing to cancel, data null).
+    if crate::membership::membership_of(&state.db, found.group_id, member_id)
+        .await?
+        .is_none()
+    {
+        return Ok(Cancelled::NotBooked(None));
+    }
     let now = state.clock.now_naive();
     let group_id = found.group_id;
     let outcome = state
@@ -194,6 +212,7 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
                     .filter(reservation::Column::MemberId.eq(member_id))
                     .exec(txn)
                     .await?;
+                crate::cache::bump_versions(txn, &[group_id]).await?;
                 let left = reservation::Entity::find()
                     .filter(reservation::Column::RoomId.eq(room_id))
                     .count(txn)
@@ -222,7 +241,6 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
             calendar::room_view(&state.db, room_id).await?,
         )),
         Some(Cancelled::StillOpen(_)) => {
-            invalidate(state, &[group_id]).await;
             let view = calendar::room_view(&state.db, room_id).await?;
             Ok(match view {
                 Some(v) => {
@@ -237,7 +255,6 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
             group_id,
             start_at,
         }) => {
-            invalidate(state, &[group_id]).await;
             broadcast_removed(state, group_id, start_at).await;
             Ok(Cancelled::Removed {
                 room_id,
@@ -246,13 +263,6 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
             })
         }
         Some(other) => Ok(other),
-    }
-}
-
-/// Invalidates calendars after a committed change. A failure is logged: entries then age out by TTL.
-pub async fn invalidate(state: &AppState, group_ids: &[i64]) {
-    if let Err(e) = state.calendar_cache.invalidate(group_ids).await {
-        tracing::error!(error = %e, ?group_ids, "calendar cache invalidation failed");
     }
 }
 
@@ -279,13 +289,13 @@ pub async fn broadcast_removed(state: &AppState, group_id: i64, start_at: NaiveD
         .await;
 }
 
-/// After a leave or withdrawal committed: caches, seat changes and membership revocations.
+/// After a leave or withdrawal committed: seat changes and membership revocations (the calendar
+/// versions were bumped by the leave itself).
 pub async fn after_leaving(
     state: &AppState,
     member_id: i64,
     effects: &crate::membership::LeaveEffects,
 ) {
-    invalidate(state, &effects.groups).await;
     match calendar::with_members(&state.db, effects.changed_rooms.clone()).await {
         Ok(rooms) => {
             for room in &rooms {

@@ -3,10 +3,8 @@
 //! A login opens a session `sid` that remembers the `jti` of the one refresh token that may be used
 //! next. Rotation swaps it atomically; presenting an older refresh token of the family means it was
 //! stolen or replayed, so the whole session is revoked. Access tokens carry the `sid` and die with
-//! it, which is how logout and withdrawal take effect at once. Redis when configured (shared by
-//! every replica), the database otherwise (sessions survive restarts and are shared too).
-
-use fred::prelude::*;
+//! it, which is how logout and withdrawal take effect at once. Always in the database, also when
+//! Redis is configured: sessions survive a Redis restart or outage and are shared by replicas.
 
 use crate::db::entities::member_session;
 
@@ -20,21 +18,11 @@ pub enum Rotation {
     Unknown,
 }
 
-pub enum SessionStore {
-    Redis(RedisSessions),
-    Database(DatabaseSessions),
-}
+pub struct SessionStore(DatabaseSessions);
 
 impl SessionStore {
     pub fn database(db: sea_orm::DatabaseConnection) -> Self {
-        Self::Database(DatabaseSessions { db })
-    }
-
-    pub fn redis(client: Client, key_prefix: &str) -> Self {
-        Self::Redis(RedisSessions {
-            client,
-            prefix: key_prefix.to_owned(),
-        })
+        Self(DatabaseSessions { db })
     }
 
     pub async fn open(
@@ -44,10 +32,7 @@ impl SessionStore {
         jti: &str,
         ttl_secs: i64,
     ) -> anyhow::Result<()> {
-        match self {
-            Self::Redis(r) => r.open(member_id, sid, jti, ttl_secs).await,
-            Self::Database(d) => d.open(member_id, sid, jti, ttl_secs).await,
-        }
+        self.0.open(member_id, sid, jti, ttl_secs).await
     }
 
     pub async fn rotate(
@@ -58,143 +43,21 @@ impl SessionStore {
         new_jti: &str,
         ttl_secs: i64,
     ) -> anyhow::Result<Rotation> {
-        match self {
-            Self::Redis(r) => {
-                r.rotate(member_id, sid, presented_jti, new_jti, ttl_secs)
-                    .await
-            }
-            Self::Database(d) => {
-                d.rotate(member_id, sid, presented_jti, new_jti, ttl_secs)
-                    .await
-            }
-        }
+        self.0
+            .rotate(member_id, sid, presented_jti, new_jti, ttl_secs)
+            .await
     }
 
     pub async fn is_active(&self, member_id: i64, sid: &str) -> anyhow::Result<bool> {
-        match self {
-            Self::Redis(r) => r.is_active(member_id, sid).await,
-            Self::Database(d) => d.is_active(member_id, sid).await,
-        }
+        self.0.is_active(member_id, sid).await
     }
 
-    pub async fn revoke(&self, member_id: i64, sid: &str) -> anyhow::Result<()> {
-        match self {
-            Self::Redis(r) => r.revoke(member_id, sid).await,
-            Self::Database(d) => d.revoke(sid).await,
-        }
+    pub async fn revoke(&self, _member_id: i64, sid: &str) -> anyhow::Result<()> {
+        self.0.revoke(sid).await
     }
 
     pub async fn revoke_member(&self, member_id: i64) -> anyhow::Result<()> {
-        match self {
-            Self::Redis(r) => r.revoke_member(member_id).await,
-            Self::Database(d) => d.revoke_member(member_id).await,
-        }
-    }
-}
-
-pub struct RedisSessions {
-    client: Client,
-    prefix: String,
-}
-
-/// Compare-and-swap of the current refresh `jti`; a mismatch revokes the session.
-/// Returns 1 rotated, 2 reused (revoked), 0 unknown.
-const ROTATE_SCRIPT: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-if v == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
-  return 1
-end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[4])
-return 2
-"#;
-
-impl RedisSessions {
-    fn session_key(&self, sid: &str) -> String {
-        format!("{}session:{sid}", self.prefix)
-    }
-
-    fn member_key(&self, member_id: i64) -> String {
-        format!("{}member-sessions:{member_id}", self.prefix)
-    }
-
-    /// Value stored per session: the member binds the session, the jti is the current token.
-    fn value(member_id: i64, jti: &str) -> String {
-        format!("{member_id}:{jti}")
-    }
-
-    async fn open(
-        &self,
-        member_id: i64,
-        sid: &str,
-        jti: &str,
-        ttl_secs: i64,
-    ) -> anyhow::Result<()> {
-        let pipe = self.client.pipeline();
-        let _: () = pipe
-            .set(
-                self.session_key(sid),
-                Self::value(member_id, jti),
-                Some(Expiration::EX(ttl_secs)),
-                None,
-                false,
-            )
-            .await?;
-        let _: () = pipe.sadd(self.member_key(member_id), sid).await?;
-        let _: () = pipe
-            .expire(self.member_key(member_id), ttl_secs, None)
-            .await?;
-        let _: Vec<Value> = pipe.all().await?;
-        Ok(())
-    }
-
-    async fn rotate(
-        &self,
-        member_id: i64,
-        sid: &str,
-        presented: &str,
-        new_jti: &str,
-        ttl_secs: i64,
-    ) -> anyhow::Result<Rotation> {
-        let outcome: i64 = self
-            .client
-            .eval(
-                ROTATE_SCRIPT,
-                vec![self.session_key(sid), self.member_key(member_id)],
-                vec![
-                    Self::value(member_id, presented),
-                    Self::value(member_id, new_jti),
-                    ttl_secs.to_string(),
-                    sid.to_owned(),
-                ],
-            )
-            .await?;
-        Ok(match outcome {
-            1 => Rotation::Rotated,
-            2 => Rotation::Reused,
-            _ => Rotation::Unknown,
-        })
-    }
-
-    async fn is_active(&self, member_id: i64, sid: &str) -> anyhow::Result<bool> {
-        let v: Option<String> = self.client.get(self.session_key(sid)).await?;
-        Ok(v.is_some_and(|v| v.split(':').next() == Some(member_id.to_string().as_str())))
-    }
-
-    async fn revoke(&self, member_id: i64, sid: &str) -> anyhow::Result<()> {
-        let _: i64 = self.client.del(self.session_key(sid)).await?;
-        let _: i64 = self.client.srem(self.member_key(member_id), sid).await?;
-        Ok(())
-    }
-
-    async fn revoke_member(&self, member_id: i64) -> anyhow::Result<()> {
-        let sids: Vec<String> = self.client.smembers(self.member_key(member_id)).await?;
-        let mut keys: Vec<String> = sids.iter().map(|s| self.session_key(s)).collect();
-        keys.push(self.member_key(member_id));
-        let _: i64 = self.client.del(keys).await?;
-        Ok(())
+        self.0.revoke_member(member_id).await
     }
 }
 

@@ -23,6 +23,7 @@ use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
 use crate::outbox::UnlinkWorker;
 use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Realtime};
+use crate::redis_link::RedisLink;
 use crate::routes;
 use crate::sessions::SessionStore;
 use crate::state::AppState;
@@ -34,20 +35,25 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
-async fn connect_redis(url: &str) -> anyhow::Result<Client> {
-    let config = Config::from_url(url)?;
+async fn connect_redis(settings: &crate::config::RedisSettings) -> anyhow::Result<RedisLink> {
+    let timeout = Duration::from_millis(settings.command_timeout_millis.max(1));
+    let config = Config::from_url(&settings.url)?;
     let client = Builder::from_config(config)
         .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(5);
-            c.internal_command_timeout = Duration::from_secs(5);
+            c.connection_timeout = timeout.max(Duration::from_secs(1));
+            c.internal_command_timeout = timeout.max(Duration::from_secs(1));
         })
         .with_performance_config(|p| {
-            p.default_command_timeout = Duration::from_secs(5);
+            p.default_command_timeout = timeout;
         })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
         .build()?;
     client.init().await?;
-    Ok(client)
+    Ok(RedisLink::new(
+        client,
+        timeout,
+        Duration::from_millis(settings.retry_after_millis),
+    ))
 }
 
 fn cors(origins: &[String]) -> Cors {
@@ -91,14 +97,11 @@ impl Application {
         let statements = metrics.db_statements.clone();
         db.set_metric_callback(move |_| statements.inc());
         let redis = if settings.uses_redis() {
-            Some(connect_redis(&settings.redis.url).await?)
+            Some(Arc::new(connect_redis(&settings.redis).await?))
         } else {
             None
         };
-        let sessions = match &redis {
-            Some(client) => SessionStore::redis(client.clone(), &settings.redis.key_prefix),
-            None => SessionStore::database(db.clone()),
-        };
+        let sessions = SessionStore::database(db.clone());
         let secret = if settings.auth.jwt_secret.is_empty() {
             tracing::warn!("auth.jwt_secret is empty: using a random secret, tokens will not survive a restart");
             use rand::RngCore;
@@ -128,28 +131,49 @@ impl Application {
 
         let cache_ttl = Duration::from_secs(settings.cache.calendar_ttl_secs);
         let calendar_cache = match &redis {
-            Some(client) => CalendarCache::redis(
-                client.clone(),
+            Some(link) => CalendarCache::redis(
+                db.clone(),
+                link.clone(),
                 &settings.redis.key_prefix,
                 cache_ttl,
                 &metrics,
             ),
-            None => CalendarCache::in_memory(cache_ttl, &metrics),
+            None => CalendarCache::in_memory(db.clone(), cache_ttl, &metrics),
         };
         let livekit = (!settings.livekit.api_secret.is_empty())
             .then(|| LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret));
         let hub = Arc::new(Hub::new(RealtimeMetrics::register(metrics.registry())));
         let realtime = match &redis {
-            Some(client) => {
+            Some(link) => {
                 let channel = format!("{}realtime", settings.redis.key_prefix);
+                let origin = uuid::Uuid::new_v4().simple().to_string();
                 background.push(
-                    crate::realtime::listen(&settings.redis.url, channel.clone(), hub.clone())
-                        .await?,
+                    crate::realtime::listen(
+                        &settings.redis.url,
+                        channel.clone(),
+                        origin.clone(),
+                        hub.clone(),
+                    )
+                    .await?,
                 );
-                Realtime::redis(hub, client.clone(), channel)
+                let bus_metrics = crate::realtime::BusMetrics::register(metrics.registry());
+                let realtime = Realtime::redis(hub, link.clone(), channel, origin, bus_metrics);
+                background.extend(realtime.retry_pending(Duration::from_millis(100)));
+                realtime
             }
             None => Realtime::local(hub),
         };
+        let limits = crate::limits::RateLimiter::new(
+            settings.limits.clone(),
+            redis
+                .clone()
+                .map(|link| (link, settings.redis.key_prefix.clone())),
+            metrics.registry(),
+        );
+        let passwords = crate::passwords::Passwords::new(
+            settings.limits.password_hash_concurrency,
+            settings.limits.password_hash_queue,
+        );
         let state = web::Data::new(AppState {
             db,
             redis,
@@ -165,6 +189,8 @@ impl Application {
             calendar_cache,
             realtime,
             livekit,
+            limits,
+            passwords,
             settings: settings.clone(),
         });
 

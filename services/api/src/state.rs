@@ -15,7 +15,7 @@ use crate::sessions::SessionStore;
 
 pub struct AppState {
     pub db: DatabaseConnection,
-    pub redis: Option<fred::prelude::Client>,
+    pub redis: Option<Arc<crate::redis_link::RedisLink>>,
     pub sessions: SessionStore,
     pub tokens: MemberTokenCodec,
     pub kakao: KakaoClient,
@@ -32,5 +32,9 @@ pub struct AppState {
     pub realtime: crate::realtime::Realtime,
     /// LiveKit key pair shared with the SFU (None when no secret is configured).
     pub livekit: Option<ppodok_tokens::livekit::LivekitKeys>,
+    /// Rate limits (per client IP or member).
+    pub limits: crate::limits::RateLimiter,
+    /// Bounded argon2 hashing of group passwords.
+    pub passwords: crate::passwords::Passwords,
     pub settings: Settings,
 }

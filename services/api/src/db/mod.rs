@@ -40,6 +40,9 @@ pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Database
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
     }
     crate::migration::Migrator::up(&db, None).await?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::MySql {
+        crate::migration::ensure_utf8mb4(&db, "seaql_migrations").await?;
+    }
     Ok(db)
 }
 

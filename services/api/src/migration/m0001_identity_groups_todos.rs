@@ -2,6 +2,7 @@
 //! and the default public group.
 
 use super::{id, timestamp};
+use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
@@ -114,7 +115,8 @@ fn fk_cascade(
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(Members::Table)
                 .col(id(Members::Id))
@@ -135,7 +137,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ux_members_provider_user")
                 .table(Members::Table)
@@ -146,7 +149,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(StudyGroups::Table)
                 .col(id(StudyGroups::Id))
@@ -168,7 +172,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ux_study_groups_invite_code")
                 .table(StudyGroups::Table)
@@ -178,7 +183,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(Memberships::Table)
                 .col(id(Memberships::Id))
@@ -207,7 +213,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ux_memberships_group_member")
                 .table(Memberships::Table)
@@ -217,7 +224,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_memberships_member")
                 .table(Memberships::Table)
@@ -226,7 +234,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(Ranks::Table)
                 .col(id(Ranks::Id))
@@ -253,7 +262,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ux_ranks_group_member")
                 .table(Ranks::Table)
@@ -263,7 +273,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_ranks_group_duration")
                 .table(Ranks::Table)
@@ -273,7 +284,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(Todos::Table)
                 .col(id(Todos::Id))
@@ -297,7 +309,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_todos_member_group")
                 .table(Todos::Table)
@@ -307,7 +320,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
         // The daily purge of done todos scans only done rows.
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_todos_done_at")
                 .table(Todos::Table)
@@ -317,7 +331,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(PushClients::Table)
                 .col(id(PushClients::Id))
@@ -343,7 +358,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ux_push_clients_token_key")
                 .table(PushClients::Table)
@@ -352,7 +368,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_push_clients_member")
                 .table(PushClients::Table)
@@ -361,7 +378,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(KakaoUnlinkOutbox::Table)
                 .col(id(KakaoUnlinkOutbox::Id))
@@ -392,7 +410,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_kakao_unlink_outbox_due")
                 .table(KakaoUnlinkOutbox::Table)
@@ -402,6 +421,19 @@ impl MigrationTrait for Migration {
         .await?;
 
         // The default public group (id 1): no owner, so nobody can edit it; never deleted.
+        // Seeded once, also when a previous run stopped right after seeding it.
+        let seeded = m
+            .get_connection()
+            .query_one(sea_orm::Statement::from_sql_and_values(
+                m.get_database_backend(),
+                "SELECT id FROM study_groups WHERE id = ?",
+                [ppodok_domain::DEFAULT_GROUP_ID.into()],
+            ))
+            .await?
+            .is_some();
+        if seeded {
+            return Ok(());
+        }
         let now = chrono::Utc::now().naive_utc();
         let code = ppodok_domain::invite::generate_invite_code(&mut rand::rngs::OsRng);
         m.exec_stmt(

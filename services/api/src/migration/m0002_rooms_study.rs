@@ -141,14 +141,20 @@ fn index(
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // SQLite adds one column per ALTER.
-        m.alter_table(
+        super::add_column(
+            m,
+            "members",
+            "time_zone",
             Table::alter()
                 .table(Members::Table)
                 .add_column(ColumnDef::new(Members::TimeZone).string_len(64).null())
                 .to_owned(),
         )
         .await?;
-        m.alter_table(
+        super::add_column(
+            m,
+            "members",
+            "day_boundary_minutes",
             Table::alter()
                 .table(Members::Table)
                 .add_column(ColumnDef::new(Members::DayBoundaryMinutes).integer().null())
@@ -156,7 +162,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(Rooms::Table)
                 .col(id(Rooms::Id))
@@ -174,22 +181,29 @@ impl MigrationTrait for Migration {
         )
         .await?;
         // One room per slot of a group: concurrent first bookings cannot make two.
-        m.create_index(index(
-            "ux_rooms_group_start",
-            Rooms::Table,
-            vec![Rooms::GroupId.into_iden(), Rooms::StartAt.into_iden()],
-            true,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ux_rooms_group_start",
+                Rooms::Table,
+                vec![Rooms::GroupId.into_iden(), Rooms::StartAt.into_iden()],
+                true,
+            ),
+        )
         .await?;
-        m.create_index(index(
-            "ix_rooms_end",
-            Rooms::Table,
-            vec![Rooms::EndAt.into_iden()],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_rooms_end",
+                Rooms::Table,
+                vec![Rooms::EndAt.into_iden()],
+                false,
+            ),
+        )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(Reservations::Table)
                 .col(id(Reservations::Id))
@@ -245,39 +259,49 @@ impl MigrationTrait for Migration {
         )
         .await?;
         // One reservation per member and room: a retried join is not a second booking.
-        m.create_index(index(
-            "ux_reservations_room_member",
-            Reservations::Table,
-            vec![
-                Reservations::RoomId.into_iden(),
-                Reservations::MemberId.into_iden(),
-            ],
-            true,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ux_reservations_room_member",
+                Reservations::Table,
+                vec![
+                    Reservations::RoomId.into_iden(),
+                    Reservations::MemberId.into_iden(),
+                ],
+                true,
+            ),
+        )
         .await?;
-        m.create_index(index(
-            "ix_reservations_member_start",
-            Reservations::Table,
-            vec![
-                Reservations::MemberId.into_iden(),
-                Reservations::StartAt.into_iden(),
-            ],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_reservations_member_start",
+                Reservations::Table,
+                vec![
+                    Reservations::MemberId.into_iden(),
+                    Reservations::StartAt.into_iden(),
+                ],
+                false,
+            ),
+        )
         .await?;
-        m.create_index(index(
-            "ix_reservations_present_end",
-            Reservations::Table,
-            vec![
-                Reservations::PresentSince.into_iden(),
-                Reservations::EndAt.into_iden(),
-            ],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_reservations_present_end",
+                Reservations::Table,
+                vec![
+                    Reservations::PresentSince.into_iden(),
+                    Reservations::EndAt.into_iden(),
+                ],
+                false,
+            ),
+        )
         .await?;
 
         // Credited study: history survives rooms, groups and memberships, so no foreign keys but the member.
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(StudyRecords::Table)
                 .col(id(StudyRecords::Id))
@@ -309,18 +333,22 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "ix_study_records_member_start",
-            StudyRecords::Table,
-            vec![
-                StudyRecords::MemberId.into_iden(),
-                StudyRecords::StartedAt.into_iden(),
-            ],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_study_records_member_start",
+                StudyRecords::Table,
+                vec![
+                    StudyRecords::MemberId.into_iden(),
+                    StudyRecords::StartedAt.into_iden(),
+                ],
+                false,
+            ),
+        )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(StudyTotals::Table)
                 .col(id(StudyTotals::Id))
@@ -358,43 +386,53 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "ux_study_totals_period_member",
-            StudyTotals::Table,
-            vec![
-                StudyTotals::GroupId.into_iden(),
-                StudyTotals::PeriodKind.into_iden(),
-                StudyTotals::PeriodStart.into_iden(),
-                StudyTotals::MemberId.into_iden(),
-            ],
-            true,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ux_study_totals_period_member",
+                StudyTotals::Table,
+                vec![
+                    StudyTotals::GroupId.into_iden(),
+                    StudyTotals::PeriodKind.into_iden(),
+                    StudyTotals::PeriodStart.into_iden(),
+                    StudyTotals::MemberId.into_iden(),
+                ],
+                true,
+            ),
+        )
         .await?;
         // Top-N and "my rank" of a period are index range scans on this.
-        m.create_index(index(
-            "ix_study_totals_ranking",
-            StudyTotals::Table,
-            vec![
-                StudyTotals::GroupId.into_iden(),
-                StudyTotals::PeriodKind.into_iden(),
-                StudyTotals::PeriodStart.into_iden(),
-                StudyTotals::DurationMs.into_iden(),
-            ],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_study_totals_ranking",
+                StudyTotals::Table,
+                vec![
+                    StudyTotals::GroupId.into_iden(),
+                    StudyTotals::PeriodKind.into_iden(),
+                    StudyTotals::PeriodStart.into_iden(),
+                    StudyTotals::DurationMs.into_iden(),
+                ],
+                false,
+            ),
+        )
         .await?;
-        m.create_index(index(
-            "ix_study_totals_member",
-            StudyTotals::Table,
-            vec![
-                StudyTotals::MemberId.into_iden(),
-                StudyTotals::GroupId.into_iden(),
-            ],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_study_totals_member",
+                StudyTotals::Table,
+                vec![
+                    StudyTotals::MemberId.into_iden(),
+                    StudyTotals::GroupId.into_iden(),
+                ],
+                false,
+            ),
+        )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(FocusTimers::Table)
                 .col(
@@ -422,7 +460,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(JobRuns::Table)
                 .col(ColumnDef::new(JobRuns::JobName).string_len(64).not_null())
@@ -439,7 +478,8 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(WebhookEvents::Table)
                 .col(
@@ -452,12 +492,15 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index(
-            "ix_webhook_events_received",
-            WebhookEvents::Table,
-            vec![WebhookEvents::ReceivedAt.into_iden()],
-            false,
-        ))
+        super::create_index(
+            m,
+            index(
+                "ix_webhook_events_received",
+                WebhookEvents::Table,
+                vec![WebhookEvents::ReceivedAt.into_iden()],
+                false,
+            ),
+        )
         .await?;
         Ok(())
     }

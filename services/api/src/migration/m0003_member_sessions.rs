@@ -24,7 +24,8 @@ enum MemberSessions {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.create_table(
+        super::create_table(
+            m,
             Table::create()
                 .table(MemberSessions::Table)
                 .col(
@@ -47,7 +48,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(
+        super::create_index(
+            m,
             Index::create()
                 .name("ix_member_sessions_member")
                 .table(MemberSessions::Table)

@@ -36,6 +36,8 @@ struct HubState {
     sessions: HashMap<u64, SessionEntry>,
     /// topic → session → subscription ids
     topics: HashMap<Arc<str>, HashMap<u64, Vec<Arc<str>>>>,
+    /// member → sessions open on this process
+    per_member: HashMap<i64, usize>,
 }
 
 pub struct Hub {
@@ -61,10 +63,22 @@ impl Hub {
     }
 
     pub fn register(&self, member_id: i64, sid: &str) -> Registration {
+        self.register_capped(member_id, sid, usize::MAX)
+            .expect("no cap")
+    }
+
+    /// Registers a session unless the member already has `cap` open on this process.
+    pub fn register_capped(&self, member_id: i64, sid: &str, cap: usize) -> Option<Registration> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let (close, closed) = watch::channel(None);
-        self.state.write().expect("hub poisoned").sessions.insert(
+        let mut st = self.state.write().expect("hub poisoned");
+        let open = st.per_member.entry(member_id).or_insert(0);
+        if *open >= cap {
+            return None;
+        }
+        *open += 1;
+        st.sessions.insert(
             id,
             SessionEntry {
                 member_id,
@@ -74,13 +88,19 @@ impl Hub {
             },
         );
         self.metrics.sessions.inc();
-        Registration { id, rx, closed }
+        Some(Registration { id, rx, closed })
     }
 
     pub fn unregister(&self, id: u64) {
         let mut st = self.state.write().expect("hub poisoned");
-        if st.sessions.remove(&id).is_some() {
+        if let Some(gone) = st.sessions.remove(&id) {
             self.metrics.sessions.dec();
+            if let Some(open) = st.per_member.get_mut(&gone.member_id) {
+                *open -= 1;
+                if *open == 0 {
+                    st.per_member.remove(&gone.member_id);
+                }
+            }
         }
         let mut removed = 0;
         st.topics.retain(|_, subs| {

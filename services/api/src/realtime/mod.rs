@@ -1,17 +1,26 @@
-//! Realtime: the STOMP endpoint and cross-replica fan-out. Events go through a bus — Redis pub/sub
-//! when configured (every replica, the publisher included, receives them and fans out to its own
-//! sessions), in-process otherwise.
+//! Realtime: the STOMP endpoint and cross-replica fan-out. An event reaches this process's own
+//! sessions at once; with Redis it is also published on a channel every replica listens to (each
+//! ignores what it published itself). A publish that fails (Redis unreachable or stalled) is kept,
+//! in order, in a bounded queue that a background task sends once Redis answers again, so the other
+//! replicas' subscribers get the event late rather than never (`realtime_publish_dropped_total`
+//! counts what overflowed the queue).
 
 pub mod hub;
 pub mod metrics;
 pub mod stomp;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::redis_link::RedisLink;
 use hub::Hub;
+
+/// Events kept while Redis cannot take them; older ones are dropped beyond this.
+pub const MAX_PENDING_EVENTS: usize = 10_000;
 
 /// What travels between replicas.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,40 +39,153 @@ pub enum Event {
     RevokeSession { sid: String },
 }
 
+/// An event on the wire, tagged with the replica that published it.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    origin: String,
+    #[serde(flatten)]
+    event: Event,
+}
+
 pub struct Realtime {
     pub hub: Arc<Hub>,
-    redis: Option<(Client, String)>,
+    bus: Option<Arc<Bus>>,
+}
+
+struct Bus {
+    link: Arc<RedisLink>,
+    channel: String,
+    origin: String,
+    /// Serialised events not yet accepted by Redis, oldest first.
+    pending: Mutex<VecDeque<String>>,
+    metrics: BusMetrics,
+}
+
+#[derive(Clone)]
+pub struct BusMetrics {
+    pub pending: prometheus::IntGauge,
+    pub dropped: prometheus::IntCounter,
+    pub retried: prometheus::IntCounter,
+}
+
+impl BusMetrics {
+    pub fn register(registry: &prometheus::Registry) -> Self {
+        let m = Self {
+            pending: prometheus::IntGauge::new(
+                "realtime_publish_pending",
+                "Events waiting for Redis to come back",
+            )
+            .expect("static metric"),
+            dropped: prometheus::IntCounter::new(
+                "realtime_publish_dropped_total",
+                "Events dropped because the pending queue was full",
+            )
+            .expect("static metric"),
+            retried: prometheus::IntCounter::new(
+                "realtime_publish_retried_total",
+                "Events published late, after Redis came back",
+            )
+            .expect("static metric"),
+        };
+        for c in [
+            Box::new(m.pending.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.dropped.clone()),
+            Box::new(m.retried.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        m
+    }
 }
 
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-impl Realtime {
-    pub fn local(hub: Arc<Hub>) -> Self {
-        Self { hub, redis: None }
+impl Bus {
+    fn enqueue(&self, payload: String) {
+        let mut q = self.pending.lock().expect("pending poisoned");
+        if q.len() >= MAX_PENDING_EVENTS {
+            q.pop_front();
+            self.metrics.dropped.inc();
+        }
+        q.push_back(payload);
+        self.metrics.pending.set(q.len() as i64);
     }
 
-    /// Publishes through Redis on `channel`; `listen` must run for events to come back in.
-    pub fn redis(hub: Arc<Hub>, client: Client, channel: String) -> Self {
+    async fn send(&self, payload: String) -> bool {
+        let channel = self.channel.as_str();
+        self.link
+            .run(|c| async move { c.publish::<i64, _, _>(channel, payload).await })
+            .await
+            .is_ok()
+    }
+
+    /// Sends queued events in order until the queue is empty or Redis fails again.
+    async fn flush(&self) {
+        loop {
+            let Some(next) = self
+                .pending
+                .lock()
+                .expect("pending poisoned")
+                .front()
+                .cloned()
+            else {
+                return;
+            };
+            if !self.link.is_up() && !self.link.ping().await {
+                return;
+            }
+            if !self.send(next).await {
+                return;
+            }
+            let mut q = self.pending.lock().expect("pending poisoned");
+            q.pop_front();
+            self.metrics.pending.set(q.len() as i64);
+            self.metrics.retried.inc();
+        }
+    }
+}
+
+impl Realtime {
+    pub fn local(hub: Arc<Hub>) -> Self {
+        Self { hub, bus: None }
+    }
+
+    /// Publishes through Redis on `channel`; `listen` (with the same `origin`) must run for other
+    /// replicas' events to come in, and `retry_pending` for failed publishes to be sent later.
+    pub fn redis(
+        hub: Arc<Hub>,
+        link: Arc<RedisLink>,
+        channel: String,
+        origin: String,
+        metrics: BusMetrics,
+    ) -> Self {
         Self {
             hub,
-            redis: Some((client, channel)),
+            bus: Some(Arc::new(Bus {
+                link,
+                channel,
+                origin,
+                pending: Mutex::default(),
+                metrics,
+            })),
         }
     }
 
     pub async fn emit(&self, event: Event) {
-        match &self.redis {
-            None => self.hub.apply(&event),
-            Some((client, channel)) => {
-                let payload = serde_json::to_string(&event).expect("events serialize");
-                let sent: Result<i64, _> = client.publish(channel.as_str(), payload).await;
-                if let Err(e) = sent {
-                    // The event still reaches this replica's own sessions.
-                    tracing::error!(error = %e, "realtime publish failed; delivering locally only");
-                    self.hub.apply(&event);
-                }
-            }
+        self.hub.apply(&event);
+        let Some(bus) = &self.bus else { return };
+        let payload = serde_json::to_string(&Wire {
+            origin: bus.origin.clone(),
+            event,
+        })
+        .expect("events serialize");
+        // Behind queued events, a new one waits its turn: replicas see events in publish order.
+        let queued = !bus.pending.lock().expect("pending poisoned").is_empty();
+        if queued || !bus.send(payload.clone()).await {
+            tracing::warn!("realtime publish deferred until Redis answers");
+            bus.enqueue(payload);
         }
     }
 
@@ -77,16 +199,29 @@ impl Realtime {
         })
         .await;
     }
+
+    /// Sends deferred publishes whenever Redis answers again, until aborted.
+    pub fn retry_pending(&self, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let bus = self.bus.clone()?;
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                bus.flush().await;
+            }
+        }))
+    }
 }
 
 /// Subscribes to the replica channel and applies every event to the local hub, until dropped.
+/// Events this replica published itself (`origin`) were applied when emitted and are skipped.
 pub async fn listen(
     url: &str,
     channel: String,
+    origin: String,
     hub: Arc<Hub>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let subscriber = Builder::from_config(Config::from_url(url)?)
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
         .build_subscriber_client()?;
     subscriber.init().await?;
     let _resubscribe = subscriber.manage_subscriptions();
@@ -100,8 +235,9 @@ pub async fn listen(
                     let Some(text) = message.value.as_str() else {
                         continue;
                     };
-                    match serde_json::from_str::<Event>(&text) {
-                        Ok(event) => hub.apply(&event),
+                    match serde_json::from_str::<Wire>(&text) {
+                        Ok(wire) if wire.origin == origin => {}
+                        Ok(wire) => hub.apply(&wire.event),
                         Err(e) => tracing::warn!(error = %e, "undecodable realtime event"),
                     }
                 }

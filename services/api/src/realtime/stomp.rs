@@ -17,6 +17,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::hub::Outbound;
 use crate::error::ApiError;
+use crate::limits::Limit;
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
 
@@ -177,7 +178,12 @@ impl Connection {
             Err(fatal) => return self.fail(fatal).await,
         };
         let hub = self.state.realtime.hub.clone();
-        let mut reg = hub.register(who.member_id, &who.sid);
+        let cap = self.state.settings.limits.stomp_sessions_per_member;
+        let Some(mut reg) = hub.register_capped(who.member_id, &who.sid, cap) else {
+            return self
+                .fail(Fatal::new("동시에 열 수 있는 실시간 연결 수를 넘었어요."))
+                .await;
+        };
         let result = self.serve(&who, &mut reg, send_every, expect_every).await;
         hub.unregister(reg.id);
         match result {
@@ -418,9 +424,16 @@ impl Connection {
                             self.recent_receipts.pop_front();
                         }
                     }
-                    let outcome = match destination.as_str() {
-                        "/app/add" => self.add(who.member_id, &frame.body).await,
-                        "/app/join" => self.join(who.member_id, &frame.body).await,
+                    let limited = self
+                        .state
+                        .limits
+                        .check(Limit::StompSendPerMember, &who.member_id.to_string())
+                        .await
+                        .map_err(|e| ApiError::from(e).public_message());
+                    let outcome = match (limited, destination.as_str()) {
+                        (Err(message), _) => Err(message),
+                        (Ok(()), "/app/add") => self.add(who.member_id, &frame.body).await,
+                        (Ok(()), "/app/join") => self.join(who.member_id, &frame.body).await,
                         _ => return Err(fatal("보낼 수 없는 destination이에요.")),
                     };
                     if let Err(message) = outcome {
@@ -479,7 +492,7 @@ impl Connection {
     async fn join(&self, member_id: i64, body: &[u8]) -> Result<(), String> {
         let p: JoinPayload =
             serde_json::from_slice(body).map_err(|_| crate::error::MSG_BAD_REQUEST.to_owned())?;
-        let room = crate::attendance::find_room(&self.state, p.room_id)
+        let room = crate::attendance::find_room(&self.state, p.room_id, member_id)
             .await
             .map_err(|e| e.public_message())?;
         if room.group_id != p.group_id {

@@ -1,10 +1,6 @@
 //! Study groups: browse, create, join (by id or invite code), colour, edit, leave.
 
-use actix_web::{web, HttpResponse};
-use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
-    Argon2,
-};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ppodok_domain::{invite, validate, DEFAULT_GROUP_ID};
 use sea_orm::{
     sea_query::{Expr, Query},
@@ -19,6 +15,7 @@ use crate::db::entities::{membership, study_group};
 use crate::db::{is_foreign_key_violation, is_unique_violation, now_utc};
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::{client_ip, Limit};
 use crate::membership::{join, leave, membership_of};
 use crate::routes::parse_optional_json;
 use crate::state::AppState;
@@ -61,34 +58,32 @@ async fn find_group(state: &AppState, id: i64) -> ApiResult<study_group::Model> 
         .ok_or_else(|| ApiError::group_not_found(id))
 }
 
-async fn hash_password(password: String) -> ApiResult<String> {
-    web::block(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("blocking pool: {e}"))?
-    .map_err(ApiError::Internal)
+/// Takes one unit of a member-keyed and of an IP-keyed limit (429 when either is spent).
+async fn limit_member_and_ip(
+    state: &AppState,
+    req: &HttpRequest,
+    member_id: i64,
+    per_member: Limit,
+    per_ip: Limit,
+) -> ApiResult<()> {
+    state
+        .limits
+        .check(per_member, &member_id.to_string())
+        .await?;
+    let ip = client_ip(req, state.limits.settings().trust_forwarded_for);
+    Ok(state.limits.check(per_ip, &ip).await?)
 }
 
-async fn password_matches(hash: Option<String>, candidate: Option<String>) -> ApiResult<bool> {
-    let (Some(hash), Some(candidate)) = (hash, candidate) else {
-        return Ok(false);
-    };
-    web::block(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(candidate.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
+/// Invite codes are secrets worth guessing: look-ups and joins by code are limited.
+async fn limit_invite_codes(state: &AppState, req: &HttpRequest, member_id: i64) -> ApiResult<()> {
+    limit_member_and_ip(
+        state,
+        req,
+        member_id,
+        Limit::InviteCodePerMember,
+        Limit::InviteCodePerIp,
+    )
     .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking pool: {e}")))
 }
 
 /// Groups I am not in (invite codes are not shown).
@@ -137,9 +132,11 @@ pub struct InviteQuery {
     security(("bearer" = [])))]
 pub async fn invite_preview(
     state: web::Data<AppState>,
+    req: HttpRequest,
     me: CurrentMember,
     q: web::Query<InviteQuery>,
 ) -> ApiResult<HttpResponse> {
+    limit_invite_codes(&state, &req, me.id()).await?;
     let group = group_by_invite(&state, &q.path).await?;
     if membership_of(&state.db, group.id, me.id()).await?.is_some() {
         return Err(ApiError::BadRequest(MSG_ALREADY_JOINED.into()));
@@ -182,7 +179,7 @@ pub async fn create(
     let name = validate::group_name(&body.group_name)?;
     let password = validate::group_password(body.secret, body.password.as_deref())?;
     let password_hash = match password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => Some(state.passwords.hash(p).await?),
         None => None,
     };
     let member_id = me.id();
@@ -233,6 +230,7 @@ pub struct JoinRequest {
     security(("bearer" = [])))]
 pub async fn join_by_id(
     state: web::Data<AppState>,
+    req: HttpRequest,
     me: CurrentMember,
     path: web::Path<i64>,
     body: web::Bytes,
@@ -243,8 +241,21 @@ pub async fn join_by_id(
     if let Some(m) = membership_of(&state.db, group.id, me.id()).await? {
         return Ok(envelope::created(response(&group, m.color, true)));
     }
+    if group.is_secret {
+        limit_member_and_ip(
+            &state,
+            &req,
+            me.id(),
+            Limit::GroupPasswordPerMember,
+            Limit::GroupPasswordPerIp,
+        )
+        .await?;
+    }
     if group.is_secret
-        && !password_matches(group.password_hash.clone(), body.and_then(|b| b.password)).await?
+        && !state
+            .passwords
+            .matches(group.password_hash.clone(), body.and_then(|b| b.password))
+            .await?
     {
         return Err(ApiError::BadRequest(MSG_WRONG_PASSWORD.into()));
     }
@@ -297,9 +308,11 @@ pub struct JoinByInviteRequest {
     security(("bearer" = [])))]
 pub async fn join_by_invite(
     state: web::Data<AppState>,
+    req: HttpRequest,
     me: CurrentMember,
     body: web::Json<JoinByInviteRequest>,
 ) -> ApiResult<HttpResponse> {
+    limit_invite_codes(&state, &req, me.id()).await?;
     let group = group_by_invite(&state, &body.path).await?;
     if membership_of(&state.db, group.id, me.id()).await?.is_some() {
         return Err(ApiError::BadRequest(MSG_ALREADY_JOINED.into()));
@@ -340,7 +353,7 @@ pub async fn edit(
         (true, None) if group.password_hash.is_some() => group.password_hash.clone(),
         (true, given) => {
             let p = validate::group_password(true, given)?.expect("secret password validated");
-            Some(hash_password(p).await?)
+            Some(state.passwords.hash(p).await?)
         }
     };
     let color = membership_of(&state.db, group.id, me.id())

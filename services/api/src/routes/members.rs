@@ -16,6 +16,7 @@ use crate::db::{is_unique_violation, now_utc};
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::kakao::KakaoError;
+use crate::limits::{client_ip, Limit};
 use crate::membership;
 use crate::sessions::Rotation;
 use crate::state::AppState;
@@ -134,14 +135,22 @@ async fn find_or_create(state: &AppState, account: NewAccount) -> ApiResult<i64>
     }
 }
 
+/// Takes one unit of an IP-keyed rate limit (429 when spent).
+pub async fn limit_by_ip(state: &AppState, req: &HttpRequest, limit: Limit) -> ApiResult<()> {
+    let ip = client_ip(req, state.limits.settings().trust_forwarded_for);
+    Ok(state.limits.check(limit, &ip).await?)
+}
+
 /// Sign in with a Kakao authorisation code.
 #[utoipa::path(post, path = "/api/v1/members/login", tag = "members", request_body = LoginRequest,
     responses((status = 200, description = "token pair", body = TokenPair),
               (status = 400, description = "Kakao refused the code"), (status = 502, description = "Kakao unreachable")))]
 pub async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
+    limit_by_ip(&state, &req, Limit::LoginPerIp).await?;
     let code = body.auth_code.trim();
     if code.is_empty() || code.len() > 1024 {
         return Err(ApiError::BadRequest("인가 코드가 올바르지 않아요.".into()));
@@ -193,8 +202,10 @@ pub async fn login(
     responses((status = 200, description = "token pair", body = TokenPair)))]
 pub async fn dev_login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<DevLoginRequest>,
 ) -> ApiResult<HttpResponse> {
+    limit_by_ip(&state, &req, Limit::LoginPerIp).await?;
     let name = validate::member_name(&body.name)?;
     let member_id = find_or_create(
         &state,
@@ -217,6 +228,7 @@ pub async fn dev_login(
     responses((status = 201, description = "new token pair", body = TokenPair),
               (status = 400, description = "INVALID REFRESH TOKEN")))]
 pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    limit_by_ip(&state, &req, Limit::RefreshPerIp).await?;
     let presented = req
         .headers()
         .get(REFRESH_HEADER)

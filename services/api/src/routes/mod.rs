@@ -16,8 +16,65 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, MSG_BAD_REQUEST};
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// 405 in the envelope, with `Allow` listing the resource's methods as the OpenAPI document
+/// declares them (the document is generated from the same handlers).
+async fn method_not_allowed(req: HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Some(allow) = req.match_pattern().and_then(|p| allowed_methods(&p)) {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, value);
+        }
+    }
+    response
+}
+
+/// The methods of a route pattern (`/api/v1/members/{groupId:\\d+}` → its document path).
+fn allowed_methods(pattern: &str) -> Option<&'static str> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        use utoipa::OpenApi;
+        crate::openapi::ApiDoc::openapi()
+            .paths
+            .paths
+            .into_iter()
+            .map(|(path, item)| {
+                let methods: Vec<&str> = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                (path, methods.join(", "))
+            })
+            .collect()
+    });
+    // Drop the regex of `{name:regex}` segments.
+    let mut path = String::with_capacity(pattern.len());
+    let (mut in_name, mut in_regex) = (false, false);
+    for c in pattern.chars() {
+        match c {
+            '{' if !in_name => {
+                in_name = true;
+                path.push(c);
+            }
+            ':' if in_name => in_regex = true,
+            '}' if in_name => {
+                (in_name, in_regex) = (false, false);
+                path.push(c);
+            }
+            _ if in_regex => {}
+            _ => path.push(c),
+        }
+    }
+    table.get(&path).map(String::as_str)
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

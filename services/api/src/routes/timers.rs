@@ -63,9 +63,15 @@ fn response(state: &AppState, v: TimerView, now: DateTime<Utc>) -> TimerResponse
     }
 }
 
-/// Timer state changes go to the group's timer topic (never the calendar topic).
+/// Timer state changes go to the group's timer topic (never the calendar topic), while I am a
+/// member: a timer started in a group I have left since stays private.
 async fn announce(state: &AppState, member_id: i64, timer: &TimerResponse) {
     if let Some(group_id) = timer.group_id {
+        match crate::membership::membership_of(&state.db, group_id, member_id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(error = %e, "timer announcement skipped"),
+        }
         let body = serde_json::json!({ "memberId": member_id, "timer": timer });
         state
             .realtime

@@ -2,7 +2,9 @@
 
 use actix_web::{web, HttpResponse};
 use ppodok_domain::validate;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -80,7 +82,7 @@ pub struct AddTodoRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/todos", tag = "todos", request_body = AddTodoRequest,
-    responses((status = 201, body = TodoResponse), (status = 403, description = "not a member")),
+    responses((status = 201, body = TodoResponse), (status = 400, description = "invalid, or the member's todo cap is reached"), (status = 403, description = "not a member")),
     security(("bearer" = [])))]
 pub async fn add(
     state: web::Data<AppState>,
@@ -89,6 +91,16 @@ pub async fn add(
 ) -> ApiResult<HttpResponse> {
     let content = validate::todo_content(&body.content)?;
     require_member(&state, body.group_id, me.id()).await?;
+    let cap = state.settings.limits.todos_per_member;
+    let held = todo::Entity::find()
+        .filter(todo::Column::MemberId.eq(me.id()))
+        .count(&state.db)
+        .await?;
+    if held >= cap {
+        return Err(ApiError::BadRequest(format!(
+            "할 일은 {cap}개까지 만들 수 있어요."
+        )));
+    }
     let now = now_utc();
     let created = todo::ActiveModel {
         group_id: Set(body.group_id),

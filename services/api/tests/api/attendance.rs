@@ -205,10 +205,6 @@ async fn times_are_clamped_to_the_room_window(backend: Backend) {
         local_string(b.start),
         "early entry counts from the start"
     );
-    b.at(-1);
-    let r = b.exit().await;
-    r.assert_status(201);
-    assert!(r.data().is_null(), "leaving before the start does nothing");
     b.at(10);
     b.exit().await.assert_status(201);
     b.at(20);
@@ -297,6 +293,41 @@ async fn a_member_who_vanishes_is_closed_at_the_room_end(backend: Backend) {
     b.assert_credited(20).await;
 }
 
+async fn leaving_before_the_start_credits_nothing(backend: Backend) {
+    let b = booked_room(backend, true).await;
+    b.at(-12);
+    b.enter().await.assert_status(201);
+    b.at(-10);
+    let r = b.exit().await;
+    r.assert_status(201);
+    assert!(r.data().is_null(), "{}", r.body);
+    assert_eq!(
+        b.app
+            .count(
+                "reservations",
+                "present_since IS NOT NULL OR client_present = true"
+            )
+            .await,
+        0,
+        "the early exit closed the presence"
+    );
+    // Entering again inside the window credits only what is inside it.
+    b.at(5);
+    b.enter().await.assert_status(201);
+    b.at(10);
+    b.exit().await.assert_status(201);
+    // The room ends and the presence job runs: nothing more is credited.
+    let metric = "ppodok_api_job_runs_total{job=\"close_presence\"}";
+    let runs = b.app.metric(metric).await;
+    b.at(31);
+    let ran = eventually(std::time::Duration::from_secs(10), || async {
+        b.app.metric(metric).await > runs
+    })
+    .await;
+    assert!(ran, "the presence job ran after the room ended");
+    b.assert_credited(5).await;
+}
+
 async fn the_sfu_leaving_closes_a_client_that_never_said_goodbye(backend: Backend) {
     let b = booked_room(backend, false).await;
     b.at(1);
@@ -346,6 +377,7 @@ on_both_backends!(
     presence_webhooks_alone_credit_time,
     client_and_webhook_for_the_same_interval_count_once,
     a_member_who_vanishes_is_closed_at_the_room_end,
+    leaving_before_the_start_credits_nothing,
     the_sfu_leaving_closes_a_client_that_never_said_goodbye,
     webhooks_need_the_shared_secret,
 );

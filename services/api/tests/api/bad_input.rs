@@ -474,3 +474,61 @@ on_both_backends!(
     bad_input_gets_the_documented_4xx_envelope,
     secret_group_with_missing_password_body_is_a_400_not_a_500
 );
+
+/// Every documented path answers a method it lacks with 405 in the envelope and an `Allow` header
+/// naming exactly the methods the document declares for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_405_carries_allow() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc: Value = app
+        .http
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() > 20, "{} documented paths", paths.len());
+    for (path, item) in paths {
+        let documented: std::collections::BTreeSet<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+            .map(|k| k.to_uppercase())
+            .collect();
+        let missing = ["PUT", "DELETE", "PATCH", "GET"]
+            .into_iter()
+            .find(|m| !documented.contains(*m))
+            .expect("some method is not documented");
+        let concrete = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        let resp = app
+            .http
+            .request(
+                Method::from_bytes(missing.as_bytes()).unwrap(),
+                app.url(&concrete),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{missing} {concrete}");
+        let allow: std::collections::BTreeSet<String> = resp
+            .headers()
+            .get("Allow")
+            .unwrap_or_else(|| panic!("{missing} {concrete}: no Allow"))
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        assert_eq!(allow, documented, "{concrete}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "fail", "{concrete}");
+    }
+}

@@ -125,6 +125,10 @@ impl TestStore {
         s.kakao.unlink_poll_secs = 1;
         s.kakao.unlink_backoff_base_ms = 50;
         s.livekit.api_secret = LIVEKIT_SECRET.into();
+        // Every test logs in from 127.0.0.1 many times; the limit tests set their own budgets.
+        s.limits.login_per_ip.burst = 100_000;
+        s.limits.refresh_per_ip.burst = 100_000;
+        s.limits.booking_per_member.burst = 100_000;
         s
     }
 }
@@ -299,7 +303,14 @@ impl Reply {
 impl TestApp {
     /// A second API process on the same database, Redis and clock (another replica).
     pub async fn spawn_replica(&self) -> TestApp {
-        let base = start_server(self.settings.clone(), self.clock.clone()).await;
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// A replica whose settings differ from this app's by `adjust`.
+    pub async fn spawn_replica_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        let base = start_server(settings, self.clock.clone()).await;
         let db = Database::connect(self.store.database_url.clone())
             .await
             .expect("test db connection");
@@ -758,4 +769,79 @@ pub fn metric_value(text: &str, name: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A `redis-server` of the test's own on a free port, which the test may stop, resume and restart
+/// (never the shared one). Killed when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Self::spawn(port).await;
+        Self { port, child }
+    }
+
+    async fn spawn(port: u16) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let up = eventually(std::time::Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "private redis-server listens on {port}");
+        child
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// SIGSTOP: the server keeps its sockets but answers nothing (a stall).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Kills the server and starts an empty one on the same port.
+    pub async fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port).await;
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -5,13 +5,11 @@ use chrono::Duration;
 use crate::helpers::{eventually, spawn_app_with, Backend};
 use crate::on_both_backends;
 
-const JOBS: [&str; 5] = [
-    "close_presence",
-    "expire_rooms",
-    "purge_done_todos",
-    "warm_calendars",
-    "purge_webhook_events",
-];
+/// Every job of the enum, enumerated from it (not a copied list that could miss one).
+fn jobs() -> Vec<&'static str> {
+    use sea_orm::Iterable;
+    ppodok_api::jobs::Job::iter().map(|j| j.name()).collect()
+}
 
 async fn each_job_runs_once_per_period_across_two_replicas(backend: Backend) {
     let one = spawn_app_with(backend, |s| {
@@ -31,12 +29,13 @@ async fn each_job_runs_once_per_period_across_two_replicas(backend: Backend) {
         // Wait until every job has completed the current period somewhere.
         let done = eventually(std::time::Duration::from_secs(20), || async {
             one.count("job_runs", "completed_at IS NULL").await == 0
-                && one.count("job_runs", "1 = 1").await >= (JOBS.len() * (p + 1)) as i64
+                && one.count("job_runs", "1 = 1").await >= (jobs().len() * (p + 1)) as i64
         })
         .await;
         assert!(done, "period {p} completed");
     }
-    for job in JOBS {
+    assert!(jobs().contains(&"stop_idle_timers"));
+    for job in jobs() {
         let completed = one
             .count(
                 "job_runs",
@@ -140,7 +139,45 @@ async fn purge_clears_todos_done_before_today(backend: Backend) {
     assert_eq!(app.count("todos", "content = 'open'").await, 1);
 }
 
+/// The scheduler itself stops a timer left running, at the idle cap.
+async fn the_scheduler_stops_an_idle_timer_at_the_cap(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.jobs.tick_millis = 10;
+        s.study.timer_idle_cap_minutes = 60;
+    })
+    .await;
+    let t = app.dev_login("idle").await;
+    app.post(
+        "/api/v1/timers/start",
+        &t.access,
+        serde_json::json!({ "groupId": 1 }),
+    )
+    .await
+    .assert_status(201);
+    app.clock.advance(Duration::hours(3));
+    let stopped = eventually(std::time::Duration::from_secs(10), || async {
+        app.get("/api/v1/timers/current", &t.access)
+            .await
+            .data()
+            .is_null()
+    })
+    .await;
+    assert!(stopped, "the idle timer was stopped by the job");
+    let member = app.member_id(&t.access).await;
+    assert_eq!(
+        app.sum(
+            "study_records",
+            "duration_ms",
+            &format!("member_id = {member}")
+        )
+        .await,
+        3_600_000,
+        "credited up to the cap"
+    );
+}
+
 on_both_backends!(
+    the_scheduler_stops_an_idle_timer_at_the_cap,
     each_job_runs_once_per_period_across_two_replicas,
     a_period_left_by_a_dead_replica_is_run_by_another,
     purge_clears_todos_done_before_today,

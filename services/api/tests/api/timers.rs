@@ -199,7 +199,12 @@ async fn timer_refusals(backend: Backend) {
 }
 
 async fn an_idle_timer_stops_counting_at_the_cap(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.study.timer_idle_cap_minutes = 60).await;
+    // The sweep is called directly here (the scheduler's run of it is tested in jobs.rs).
+    let app = spawn_app_with(backend, |s| {
+        s.study.timer_idle_cap_minutes = 60;
+        s.jobs.enabled = false;
+    })
+    .await;
     app.clock.set(kst(2026, 3, 4, 9, 0));
     let t = app.dev_login("forgetful").await;
     let busy = app.dev_login("busy").await;

@@ -51,9 +51,10 @@ async fn video_tokens_are_minted_only_for_booked_members_in_the_window(backend: 
     app.send(Method::POST, &path, Some(&groupmate.access), None)
         .await
         .assert_fail(403);
+    // An outsider cannot tell a foreign room from a missing one.
     app.send(Method::POST, &path, Some(&stranger.access), None)
         .await
-        .assert_fail(403);
+        .assert_fail(404);
     app.send(
         Method::POST,
         "/api/v1/rooms/987654/video-token",
@@ -62,6 +63,16 @@ async fn video_tokens_are_minted_only_for_booked_members_in_the_window(backend: 
     )
     .await
     .assert_fail(404);
+    for method in [Method::POST, Method::PATCH] {
+        app.send(
+            method,
+            "/api/v1/rooms/histories",
+            Some(&stranger.access),
+            Some(serde_json::json!({ "roomId": room })),
+        )
+        .await
+        .assert_fail(404);
+    }
     app.clock.set(start + Duration::minutes(25));
     app.send(Method::POST, &path, Some(&me.access), None)
         .await
