@@ -15,6 +15,7 @@ mod rankings;
 mod rooms;
 mod stats;
 mod stomp;
+mod stomp_browser;
 mod stomp_support;
 mod study_support;
 mod timers;
