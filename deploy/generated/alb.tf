@@ -2,7 +2,7 @@
 # change routes.toml and run `cargo run -p ppodok-deploy-render`.
 #
 # Media (WebRTC UDP) goes straight to the SFU nodes, never through this router.
-# Not exposed publicly (answered 404 by the router): /metrics, /metrics/*
+# Not exposed publicly (answered 404 by the router): /metrics, /metrics/*, /socket.io, /socket.io/*
 
 terraform {
   required_providers {
@@ -107,7 +107,7 @@ resource "aws_lb_listener_rule" "denied" {
 
   condition {
     path_pattern {
-      values = ["/metrics", "/metrics/*"]
+      values = ["/metrics", "/metrics/*", "/socket.io", "/socket.io/*"]
     }
   }
 }

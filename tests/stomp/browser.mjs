@@ -70,6 +70,8 @@ async function main() {
   browser = await puppeteer.launch({
     executablePath: chromiumPath(),
     headless: true,
+    // Over a pipe, Chromium exits when this process dies (the tests kill it on drop).
+    pipe: true,
     userDataDir: profile,
     args: [
       '--headless',

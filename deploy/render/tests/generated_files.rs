@@ -61,6 +61,7 @@ fn real_routes_send_each_path_where_the_design_says() {
         ("/rtcx", "web"),
         ("/metrics", "denied"),
         ("/metrics/anything", "denied"),
+        ("/socket.io/", "denied"),
     ];
     for (path, want) in expected {
         assert_eq!(destination(path), want, "{path}");

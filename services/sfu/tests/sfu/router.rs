@@ -333,6 +333,10 @@ async fn the_web_clients_video_flow_works_through_the_router_and_refuses_the_res
         StatusCode::OK,
         "the SFU still answers the rest of /video"
     );
+    for denied in ["/socket.io/?EIO=4&transport=polling", "/metrics"] {
+        let (status, _) = get(denied.into(), vec![]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{denied}");
+    }
 
     // In Chromium, each page served by the router keeps its token in the client's cookie, asks
     // /video/api/url and /video/getToken as the old client does (identity = its nickname), joins
