@@ -71,6 +71,8 @@ impl Router {
         ppodok_deploy_render::validate(&table).expect("still valid on local ports");
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, ppodok_deploy_render::render_nginx(&table)).unwrap();
+        // One process (no master and workers), so killing it on drop leaves nothing behind:
+        // orphaned workers would keep every descriptor this test inherited open.
         let child = Command::new(NGINX)
             .arg("-p")
             .arg(&dir)
@@ -80,7 +82,7 @@ impl Router {
             .arg(dir.join("error.log"))
             .arg("-g")
             .arg(format!(
-                "daemon off; pid {};",
+                "daemon off; master_process off; pid {};",
                 dir.join("nginx.pid").display()
             ))
             .stdout(Stdio::null())
