@@ -67,6 +67,7 @@ async function finish(code) {
 async function main() {
   server = await serve();
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ppodok-stomp-chromium-'));
+  process.on('exit', () => fs.rmSync(profile, { recursive: true, force: true }));
   browser = await puppeteer.launch({
     executablePath: chromiumPath(),
     headless: true,
@@ -84,7 +85,6 @@ async function main() {
       '--disable-sync',
     ],
   });
-  process.on('exit', () => fs.rmSync(profile, { recursive: true, force: true }));
   const page = await browser.newPage();
   page.on('pageerror', (e) => process.stderr.write(`page error: ${e.message}\n`));
   if (process.env.STOMP_BROWSER_LOG) page.on('console', (m) => process.stderr.write(`page: ${m.text()}\n`));
@@ -97,17 +97,22 @@ async function main() {
     window.session = window.startSession(window.StompJs, makeSocket, config, window.emitEvent, window.sessionOver);
   }, config);
 
-  const lines = readline.createInterface({ input: process.stdin });
-  lines.on('line', (line) => {
-    const command = JSON.parse(line);
-    page.evaluate((command) => window.session.command(command), command).catch(() => {});
-  });
-  lines.on('close', () => {
-    page.evaluate(() => window.session.stop()).catch(() => {}).finally(() => finish(0));
-  });
+  return page;
 }
 
-main().catch((e) => {
+// Commands wait for the page; stdin closing (the test dropped this client, perhaps before the
+// page was up) ends the run promptly, whatever the page does.
+const started = main();
+const lines = readline.createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  const command = JSON.parse(line);
+  started.then((page) => page.evaluate((command) => window.session.command(command), command)).catch(() => {});
+});
+lines.on('close', () => {
+  setTimeout(() => finish(0), 5000).unref();
+  started.then((page) => page.evaluate(() => window.session.stop())).catch(() => {}).finally(() => finish(0));
+});
+started.catch((e) => {
   emit({ type: 'fatal', message: String(e?.stack ?? e) });
   finish(1);
 });

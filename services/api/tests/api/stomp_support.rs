@@ -88,7 +88,9 @@ impl StompJs {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+            // A browser runner is left to finish when its stdin closes (it closes Chromium and
+            // removes the profile); killing it would leave the profile behind.
+            .kill_on_drop(runner == "client.mjs")
             .spawn()
             .expect("node is installed");
         let stdin = child.stdin.take().unwrap();
