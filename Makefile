@@ -24,8 +24,9 @@ sfu-browser-deps: tests/sfu-browser/node_modules/.package-lock.json
 tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.json tests/sfu-browser/package-lock.json
 	npm ci --prefix tests/sfu-browser --no-audit --no-fund
 
-## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379),
-## and the SFU against livekit-client in headless Chromium.
+## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379)
+## (STOMP also with @stomp/stompjs inside headless Chromium), the SFU against livekit-client in
+## headless Chromium, and the old client's video flow through nginx rendered from deploy/routes.toml.
 ## The SFU's tests run one at a time: each drives two or three Chromium pages encoding video, and
 ## two such tests at once on a 2-core machine starve the encoders (frame freezes that are not the SFU's).
 ## The deploy kit's checks run last: they start the API and SFU binaries the two steps before

@@ -2,7 +2,7 @@
 # change routes.toml and run `cargo run -p ppodok-deploy-render`.
 #
 # Media (WebRTC UDP) goes straight to the SFU nodes, never through this router.
-# Not exposed publicly (answered 404 by the router): /metrics, /metrics/*
+# Not exposed publicly (answered 404 by the router): /metrics, /metrics/*, /socket.io, /socket.io/*
 
 terraform {
   required_providers {
@@ -65,6 +65,19 @@ resource "aws_lb_target_group" "sfu" {
   }
 }
 
+resource "aws_lb_target_group" "web" {
+  name        = "ppodok-web"
+  port        = 8081
+  protocol    = "HTTP"
+  target_type = "ip"
+  vpc_id      = var.vpc_id
+
+  health_check {
+    path    = "/"
+    matcher = "200"
+  }
+}
+
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.router.arn
   port              = 80
@@ -73,7 +86,7 @@ resource "aws_lb_listener" "http" {
   # Everything no rule matches.
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.api.arn
+    target_group_arn = aws_lb_target_group.web.arn
   }
 }
 
@@ -94,7 +107,7 @@ resource "aws_lb_listener_rule" "denied" {
 
   condition {
     path_pattern {
-      values = ["/metrics", "/metrics/*"]
+      values = ["/metrics", "/metrics/*", "/socket.io", "/socket.io/*"]
     }
   }
 }
@@ -112,6 +125,22 @@ resource "aws_lb_listener_rule" "sfu_signalling" {
   condition {
     path_pattern {
       values = ["/rtc", "/rtc/*"]
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "api_legacy_video" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 15
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/video/api/url", "/video/getToken"]
     }
   }
 }
@@ -146,6 +175,54 @@ resource "aws_lb_listener_rule" "api_stomp" {
   condition {
     path_pattern {
       values = ["/bbodok-websocket", "/bbodok-websocket/*"]
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "api_v1" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 40
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/api", "/api/*"]
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "api_ops" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 50
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/health", "/ready", "/api-docs", "/api-docs/*"]
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "api_swagger_ui" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 60
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/swagger-ui", "/swagger-ui/*"]
     }
   }
 }

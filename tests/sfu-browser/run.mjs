@@ -4,7 +4,13 @@
 //   node run.mjs <scenario> <ws-url> <token> [hold-seconds]
 //
 // Environment: SFU_BROWSER_LOG=1 forwards the client's debug log; SFU_BROWSER_HIDE_CANDIDATES=1
-// keeps the page's ICE candidates from the server.
+// keeps the page's ICE candidates from the server. SFU_BROWSER_ORIGIN=<http origin> loads the
+// page from there (a router serving this harness page and livekit-client.umd.js as static files)
+// instead of the harness's own server. SFU_BROWSER_LEGACY='{"cookie","roomName","identity","name"}'
+// makes the page do what the existing web client does: keep the access token in its
+// `accessToken` cookie, ask its own origin's GET /video/api/url for the SFU URL and
+// GET /video/getToken?identity=&name=&roomName= for the token (the ws-url and token arguments
+// are then ignored), reporting {"event":"legacyToken","status":N,"identity":…,"url":…}.
 //
 // Scenarios:
 //   connect  room.connect(); report SignalConnected / Connected or the ConnectionError, then stay
@@ -343,6 +349,16 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
   }
 }
 
+// Runs inside the page: the existing client's token flow, same-origin with its cookie.
+async function legacyToken({ cookie, roomName, identity, name }) {
+  document.cookie = `accessToken=${cookie}; path=/`;
+  const { url } = await (await fetch('/video/api/url')).json();
+  const query = new URLSearchParams({ identity, name, roomName });
+  const res = await fetch(`/video/getToken?${query}`);
+  const body = await res.json().catch(() => ({}));
+  return { status: res.status, identity: body.identity, accessToken: body.accessToken, url };
+}
+
 async function main() {
   const server = await serve();
   const { port } = server.address();
@@ -400,13 +416,20 @@ async function main() {
     });
     tab.on('pageerror', (err) => emit({ event: 'pageError', message: String(err) }));
     await tab.exposeFunction('emit', (obj) => emit(obj));
-    await tab.goto(`http://127.0.0.1:${port}/`);
+    await tab.goto(`${process.env.SFU_BROWSER_ORIGIN ?? `http://127.0.0.1:${port}`}/`);
     emit({ event: 'ready' });
+    let [url, accessToken] = [wsUrl, token];
+    if (process.env.SFU_BROWSER_LEGACY) {
+      const got = await tab.evaluate(legacyToken, JSON.parse(process.env.SFU_BROWSER_LEGACY));
+      emit({ event: 'legacyToken', status: got.status, identity: got.identity, url: got.url });
+      if (got.status !== 200) return;
+      [url, accessToken] = [got.url, got.accessToken];
+    }
     await tab.evaluate(
       inPage,
       scenario,
-      wsUrl,
-      token,
+      url,
+      accessToken,
       Boolean(process.env.SFU_BROWSER_LOG),
       Boolean(process.env.SFU_BROWSER_HIDE_CANDIDATES),
     );

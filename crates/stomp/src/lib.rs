@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+pub mod subprotocol;
+
 /// Bounds that keep a frame from costing more than it should.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

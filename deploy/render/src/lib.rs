@@ -14,7 +14,7 @@ use std::fmt;
 pub use alb::{alb_path_patterns, render_alb};
 pub use ingress::{path_type, render_ingress};
 pub use model::{
-    Action, DeniedPaths, PathPattern, Route, RouteTable, RouterSettings, Rule, Target,
+    Action, DeniedPaths, PathPattern, Route, RouteTable, RouterSettings, Rule, Target, TargetKind,
     DENIED_ROUTE_NAME,
 };
 pub use nginx::{nginx_locations, render_nginx, render_nginx_compose};

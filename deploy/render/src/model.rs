@@ -26,17 +26,36 @@ pub struct RouterSettings {
     pub default_target: String,
 }
 
-/// A service the router forwards to.
+/// A service the router forwards to, or a directory of static files (a built web client).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub name: String,
+    #[serde(default)]
+    pub kind: TargetKind,
+    /// Static targets: the directory nginx serves the files from (absolute). The ALB and
+    /// Kubernetes forward to `service_name`:`port` instead, a file server holding the same files.
+    #[serde(default)]
+    pub root: Option<String>,
     pub port: u16,
     pub health_path: String,
     #[serde(default = "default_upstream_host")]
     pub upstream_host: String,
     /// ALB target group name, Kubernetes Service name, and the network alias in compose.yaml.
     pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// An HTTP service: every router proxies to it.
+    #[default]
+    Service,
+    /// Built files (a single-page app): nginx serves them from `root`, answering any path that
+    /// is not a file with `index.html` so the app's own routes load; the ALB and Kubernetes
+    /// forward to a file server. Serving the web client from the router's origin lets its
+    /// cookies reach the API.
+    Static,
 }
 
 fn default_upstream_host() -> String {

@@ -3,7 +3,27 @@
 use std::fmt::{self, Write};
 
 use crate::header_comment;
-use crate::model::{Action, PathPattern, Route, RouteTable, Target};
+use crate::model::{Action, PathPattern, Route, RouteTable, Target, TargetKind};
+
+/// What a built web client ships, by extension.
+const STATIC_TYPES: &[(&str, &str)] = &[
+    ("text/html", "html"),
+    ("text/css", "css"),
+    ("text/javascript", "js mjs"),
+    ("application/json", "json map"),
+    ("application/manifest+json", "webmanifest"),
+    ("application/wasm", "wasm"),
+    ("image/svg+xml", "svg"),
+    ("image/png", "png"),
+    ("image/jpeg", "jpg jpeg"),
+    ("image/gif", "gif"),
+    ("image/webp", "webp"),
+    ("image/x-icon", "ico"),
+    ("font/woff", "woff"),
+    ("font/woff2", "woff2"),
+    ("audio/mpeg", "mp3"),
+    ("video/mp4", "mp4"),
+];
 
 /// Idle upstream connections nginx keeps open per worker.
 const UPSTREAM_KEEPALIVE: u32 = 16;
@@ -54,8 +74,25 @@ fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
     writeln!(out, "        default upgrade;")?;
     writeln!(out, "        ''      close;")?;
     writeln!(out, "    }}")?;
+    if table.targets.iter().any(|t| t.kind == TargetKind::Static) {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "    # Content types of the static files (self-contained: no mime.types next to this file)."
+        )?;
+        writeln!(out, "    types {{")?;
+        for (mime, extensions) in STATIC_TYPES {
+            writeln!(out, "        {mime} {extensions};")?;
+        }
+        writeln!(out, "    }}")?;
+        writeln!(out, "    default_type application/octet-stream;")?;
+    }
 
-    for target in &table.targets {
+    for target in table
+        .targets
+        .iter()
+        .filter(|t| t.kind == TargetKind::Service)
+    {
         writeln!(out)?;
         writeln!(out, "    # health check path: {}", target.health_path)?;
         writeln!(out, "    upstream {} {{", target.name)?;
@@ -152,9 +189,16 @@ fn write_proxy(
     idle_timeout_seconds: u32,
 ) -> fmt::Result {
     const INDENT: &str = "            ";
+    if let (TargetKind::Static, Some(root)) = (target.kind, &target.root) {
+        // A single-page app: a path that is no file gets index.html, so the app's own
+        // routes (an invite link, say) load and route in the page.
+        writeln!(out, "{INDENT}root \"{root}\";")?;
+        return writeln!(out, "{INDENT}try_files $uri /index.html =404;");
+    }
     writeln!(out, "{INDENT}proxy_pass http://{};", target.name)?;
     writeln!(out, "{INDENT}proxy_http_version 1.1;")?;
-    writeln!(out, "{INDENT}proxy_set_header Host $host;")?;
+    // $http_host keeps the port, so a service can compare a browser's Origin with it.
+    writeln!(out, "{INDENT}proxy_set_header Host $http_host;")?;
     writeln!(out, "{INDENT}proxy_set_header X-Real-IP $remote_addr;")?;
     writeln!(
         out,
@@ -260,6 +304,33 @@ mod tests {
         assert!(position("= /rtc") < position("= /status"));
         assert!(position("= /status") < position("= /bbodok-websocket"));
         assert!(position("= /bbodok-websocket") < position("/"));
+    }
+
+    #[test]
+    fn a_static_target_is_served_from_its_root_with_the_app_fallback() {
+        let mut table = sample_table();
+        table.targets.push(crate::Target {
+            name: "web".into(),
+            kind: TargetKind::Static,
+            root: Some("/srv/ppodok web".into()),
+            port: 8081,
+            health_path: "/".into(),
+            upstream_host: "127.0.0.1".into(),
+            service_name: "ppodok-web".into(),
+        });
+        table.router.default_target = "web".into();
+        let config = render_nginx(&table);
+        let block = location_block(&config, "/");
+        assert!(block.contains("root \"/srv/ppodok web\";"), "{block}");
+        assert!(
+            block.contains("try_files $uri /index.html =404;"),
+            "{block}"
+        );
+        assert!(!block.contains("proxy_pass"), "{block}");
+        assert!(!config.contains("upstream web"), "no upstream for files");
+        assert!(config.contains("        text/html html;\n"), "{config}");
+        assert!(!render_nginx(&sample_table()).contains("types {"));
+        assert!(location_block(&config, "= /rtc").contains("proxy_pass http://sfu;"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::alb::alb_path_patterns;
-use crate::model::{PathPattern, RouteTable, DENIED_ROUTE_NAME};
+use crate::model::{PathPattern, RouteTable, TargetKind, DENIED_ROUTE_NAME};
 
 /// AWS accepts listener rule priorities in this range.
 const ALB_PRIORITIES: std::ops::RangeInclusive<u32> = 1..=50_000;
@@ -82,6 +82,16 @@ pub enum ValidationError {
     IdleTimeoutOutOfRange {
         seconds: u32,
     },
+    /// A static target needs an absolute `root`; a service has none.
+    StaticRoot {
+        target: String,
+        reason: &'static str,
+    },
+    /// Files cannot answer a WebSocket upgrade.
+    WebSocketToStatic {
+        route: String,
+        target: String,
+    },
 }
 
 impl fmt::Display for ValidationError {
@@ -146,6 +156,11 @@ impl fmt::Display for ValidationError {
                  after it on the ALB; give `{specific_route}` a lower priority number"
             ),
             Self::InvalidPort { what } => write!(f, "{what} has port 0"),
+            Self::StaticRoot { target, reason } => write!(f, "target `{target}` {reason}"),
+            Self::WebSocketToStatic { route, target } => write!(
+                f,
+                "`{route}` is a WebSocket rule but `{target}` is a static target"
+            ),
             Self::IdleTimeoutOutOfRange { seconds } => write!(
                 f,
                 "idle_timeout_seconds is {seconds}; the ALB accepts {}..={}",
@@ -264,6 +279,23 @@ fn check_targets(table: &RouteTable, errors: &mut Vec<ValidationError>) {
                 reason,
             });
         }
+        let root_problem = match (target.kind, target.root.as_deref()) {
+            (TargetKind::Static, None) => Some("is static and needs `root`, the files' directory"),
+            (TargetKind::Static, Some(root)) if !root.starts_with('/') => {
+                Some("has a `root` that is not an absolute path")
+            }
+            (TargetKind::Static, Some(root)) if root.contains(['"', ';', '{', '}', '\n']) => {
+                Some("has a `root` nginx cannot hold (quote, `;`, brace or newline)")
+            }
+            (TargetKind::Service, Some(_)) => Some("is a service; only static targets have `root`"),
+            _ => None,
+        };
+        if let Some(reason) = root_problem {
+            errors.push(ValidationError::StaticRoot {
+                target: target.name.clone(),
+                reason,
+            });
+        }
         if target.port == 0 {
             errors.push(ValidationError::InvalidPort {
                 what: format!("target `{}`", target.name),
@@ -294,11 +326,18 @@ fn check_rule_names_and_targets(table: &RouteTable, errors: &mut Vec<ValidationE
                 reason,
             });
         }
-        if table.target(&rule.target).is_none() {
-            errors.push(ValidationError::UnknownTarget {
+        match table.target(&rule.target) {
+            None => errors.push(ValidationError::UnknownTarget {
                 route: rule.name.clone(),
                 target: rule.target.clone(),
-            });
+            }),
+            Some(target) if rule.websocket && target.kind == TargetKind::Static => {
+                errors.push(ValidationError::WebSocketToStatic {
+                    route: rule.name.clone(),
+                    target: rule.target.clone(),
+                });
+            }
+            Some(_) => {}
         }
     }
 }
@@ -748,6 +787,40 @@ mod tests {
         let errors = errors_after(|table| table.rules[0].name = DENIED_ROUTE_NAME.into());
         assert!(errors.contains(&ValidationError::DuplicateRuleName {
             name: DENIED_ROUTE_NAME.into()
+        }));
+    }
+
+    #[test]
+    fn static_targets_need_an_absolute_root_and_no_websocket() {
+        let web = |root: Option<&str>| crate::Target {
+            name: "web".into(),
+            kind: TargetKind::Static,
+            root: root.map(str::to_owned),
+            port: 8081,
+            health_path: "/".into(),
+            upstream_host: "127.0.0.1".into(),
+            service_name: "ppodok-web".into(),
+        };
+        assert!(errors_after(|table| table.targets.push(web(Some("/srv/web")))).is_empty());
+        for root in [None, Some("srv/web"), Some("/srv/web;")] {
+            let errors = errors_after(|table| table.targets.push(web(root)));
+            assert!(
+                matches!(errors.as_slice(), [ValidationError::StaticRoot { .. }]),
+                "{root:?}: {errors:?}"
+            );
+        }
+        let errors = errors_after(|table| table.targets[0].root = Some("/srv/api".into()));
+        assert!(matches!(
+            errors.as_slice(),
+            [ValidationError::StaticRoot { .. }]
+        ));
+        let errors = errors_after(|table| {
+            table.targets.push(web(Some("/srv/web")));
+            rule_mut(table, "sfu_signalling").target = "web".into();
+        });
+        assert!(errors.contains(&ValidationError::WebSocketToStatic {
+            route: "sfu_signalling".into(),
+            target: "web".into()
         }));
     }
 

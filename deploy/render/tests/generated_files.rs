@@ -51,9 +51,17 @@ fn real_routes_send_each_path_where_the_design_says() {
         ("/ready", "api"),
         ("/swagger-ui/index.html", "api"),
         ("/api-docs/openapi.json", "api"),
-        ("/rtcx", "api"),
+        ("/video/api/url", "api"),
+        ("/video/getToken", "api"),
+        ("/video/getToken/x", "sfu"),
+        ("/", "web"),
+        ("/invite/Q7vTz2LmK9", "web"),
+        ("/assets/index.js", "web"),
+        ("/apix", "web"),
+        ("/rtcx", "web"),
         ("/metrics", "denied"),
         ("/metrics/anything", "denied"),
+        ("/socket.io/", "denied"),
     ];
     for (path, want) in expected {
         assert_eq!(destination(path), want, "{path}");
@@ -68,6 +76,9 @@ fn real_targets_listen_where_the_services_do() {
     let sfu = table.target("sfu").expect("sfu target");
     assert_eq!((sfu.port, sfu.health_path.as_str()), (7880, "/health"));
     assert_eq!(table.router.idle_timeout_seconds, 60);
+    let web = table.target("web").expect("web target");
+    assert_eq!(web.kind, ppodok_deploy_render::TargetKind::Static);
+    assert_eq!(table.router.default_target, "web");
     assert!(table
         .rules
         .iter()

@@ -27,5 +27,6 @@ pub mod startup;
 pub mod state;
 pub mod study;
 pub mod timers;
+pub mod video;
 pub mod views;
 pub mod webhooks;

@@ -5,7 +5,9 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::routes::{clients, groups, health, history, members, rankings, rooms, timers, todos};
+use crate::routes::{
+    clients, groups, health, history, legacy_video, members, rankings, rooms, timers, todos,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +22,7 @@ use crate::routes::{clients, groups, health, history, members, rankings, rooms, 
         clients::register,
         rooms::group_calendar, rooms::my_calendar, rooms::nearest, rooms::book, rooms::cancel,
         rooms::enter, rooms::exit, rooms::sfu_webhook, rooms::video_token,
+        legacy_video::sfu_url, legacy_video::token,
         history::server_time, history::get_settings, history::patch_settings,
         history::durations, history::summary, history::heatmap,
         rankings::ranks, rankings::rankings,
@@ -27,7 +30,8 @@ use crate::routes::{clients, groups, health, history, members, rankings, rooms, 
     ),
     modifiers(&BearerAuth),
     tags((name = "members"), (name = "groups"), (name = "todos"), (name = "push"), (name = "rooms"), (name = "ops"),
-        (name = "study"), (name = "rankings"), (name = "timers"))
+        (name = "study"), (name = "rankings"), (name = "timers"),
+        (name = "video", description = "the old Node video server's endpoints, for the existing web client"))
 )]
 pub struct ApiDoc;
 

@@ -105,7 +105,26 @@ fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
         && req.headers().contains_key(header::SEC_WEBSOCKET_KEY)
 }
 
+/// True when the client offers a WebSocket subprotocol. LiveKit signalling has none, and a
+/// browser aborts a handshake whose answer names none of its offers, so such a client gets a
+/// prompt 400 instead of a 101 it would reject.
+fn offers_subprotocol(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .map_or(true, |s| s.split(',').any(|p| !p.trim().is_empty()))
+        })
+}
+
 fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> {
+    if offers_subprotocol(&req) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "unsupported WebSocket subprotocol: LiveKit signalling uses none",
+        );
+    }
     let claims = match admit(&state, &req) {
         Ok(claims) => claims,
         Err(res) => return *res,

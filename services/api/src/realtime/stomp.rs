@@ -3,14 +3,16 @@
 //! CONNECT carries the access token in the `Authorization` native header. Topics: `/topic/{groupId}`
 //! (calendar: room upserts and tombstones, the contract's shape), `/topic/{groupId}/presence` (who
 //! is in which room), and `/user/queue/errors` (this session's failures). Client messages:
-//! `/app/add` and `/app/join`, on the same booking operations as the HTTP endpoints.
+//! `/app/add` and `/app/join`, on the same booking operations as the HTTP endpoints. The handshake
+//! answers the highest offered `v1x.stomp` subprotocol it speaks (browsers abort otherwise).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use actix_ws::AggregatedMessage;
 use futures::StreamExt;
+use ppodok_stomp::subprotocol::{self, Negotiation};
 use ppodok_stomp::{parse_message, Command, Frame, Item, Limits};
 use serde::Deserialize;
 use tokio::time::{sleep_until, Instant};
@@ -38,7 +40,27 @@ pub async fn endpoint(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    let offered = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok());
+    let protocol = match subprotocol::negotiate(offered) {
+        Negotiation::NoneOffered => None,
+        Negotiation::Chosen(protocol) => Some(protocol),
+        Negotiation::Refused => {
+            return Err(ApiError::BadRequest(
+                "지원하지 않는 WebSocket 하위 프로토콜이에요. (v12.stomp, v11.stomp)".into(),
+            )
+            .into())
+        }
+    };
+    let (mut response, ws, stream) = actix_ws::handle(&req, body)?;
+    if let Some(protocol) = protocol {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            header::HeaderValue::from_static(protocol),
+        );
+    }
     let max = limits().max_frame_bytes;
     let stream = stream
         .max_frame_size(max)

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod groups;
 pub mod health;
 pub mod history;
+pub mod legacy_video;
 pub mod members;
 pub mod rankings;
 pub mod rooms;
@@ -185,6 +186,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
             .route(web::patch().to(rooms::exit)),
     )
     .service(resource("/api/v1/internal/sfu/webhook").route(web::post().to(rooms::sfu_webhook)))
+    .service(resource("/video/api/url").route(web::get().to(legacy_video::sfu_url)))
+    .service(resource("/video/getToken").route(web::get().to(legacy_video::token)))
     .service(
         web::resource(crate::realtime::stomp::ENDPOINT)
             .route(web::get().to(crate::realtime::stomp::endpoint)),

@@ -14,6 +14,7 @@ use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
+use crate::video;
 use crate::views::{local, room_response, RoomResponse};
 
 fn parse_local(state: &AppState, name: &str, value: &str) -> ApiResult<NaiveDateTime> {
@@ -385,35 +386,12 @@ pub async fn video_token(
     me: CurrentMember,
     path: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let room = attendance::find_room(&state, path.into_inner(), me.id()).await?;
-    if rooms::reservation_of(&state.db, room.id, me.id())
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::Forbidden);
-    }
-    let now = state.clock.now_naive();
-    let opens =
-        room.start_at - chrono::Duration::minutes(state.settings.livekit.join_before_minutes);
-    if now < opens || now >= room.end_at {
-        return Err(ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()));
-    }
-    let keys = state.livekit.as_ref().ok_or(ApiError::Unavailable)?;
-    let identity = me.id().to_string();
-    let room_name = room.id.to_string();
-    // Token times are checked by the SFU against the real clock.
-    let issued = chrono::Utc::now().timestamp();
-    let ttl = state.settings.livekit.token_ttl_secs;
-    let grant = ppodok_tokens::livekit::VideoGrant::join(&room_name);
-    let token = keys.mint_access_token(&identity, &me.member.name, grant, issued, ttl);
-    let expires_at = chrono::DateTime::from_timestamp(issued + ttl, 0)
-        .unwrap_or_default()
-        .naive_utc();
+    let minted = video::issue(&state, &me.member, path.into_inner()).await?;
     Ok(envelope::ok(VideoTokenResponse {
-        token,
+        token: minted.token,
         url: state.settings.livekit.sfu_url.clone(),
-        identity,
-        room_name,
-        expires_at: local(&state, expires_at),
+        identity: minted.identity,
+        room_name: minted.room_name,
+        expires_at: local(&state, minted.expires_at),
     }))
 }

@@ -96,6 +96,65 @@ async fn invite_codes_are_generated_unique_and_join_without_password(backend: Ba
     .assert_message("이미 가입한 그룹입니다.");
 }
 
+/// The existing web client proposes a 10-character code at creation and shows its own invite
+/// link at once: a strong, unused code is kept and that link works; a weak or taken one is
+/// replaced by a server code, which the response carries.
+async fn a_strong_client_code_is_kept_and_a_weak_or_taken_one_replaced(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let owner = app.dev_login("code-chooser").await;
+    let friend = app.dev_login("code-follower").await;
+    let create = |name: &'static str, path: &'static str| {
+        let app = &app;
+        let token = owner.access.clone();
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/groups",
+                    &token,
+                    json!({ "groupName": name, "secret": false, "password": null, "path": path }),
+                )
+                .await;
+            r.assert_status(201);
+            r.data()["path"].as_str().unwrap().to_owned()
+        }
+    };
+    let strong = "Q7vTz2LmK9";
+    assert_eq!(create("클라이언트 코드", strong).await, strong);
+    let p = app
+        .get(
+            &format!("/api/v1/groups/path?path={strong}"),
+            &friend.access,
+        )
+        .await;
+    p.assert_status(200);
+    assert_eq!(p.data()["groupName"], "클라이언트 코드");
+    app.post(
+        "/api/v1/groups/path",
+        &friend.access,
+        json!({ "path": strong }),
+    )
+    .await
+    .assert_status(201);
+
+    for weak in ["Q7vTz2LmK", "Q7vTz2LmK9-", "Q7vTz2 LmK9", strong] {
+        let code = create("약한 코드", weak).await;
+        assert_ne!(code, weak, "{weak} is replaced");
+        assert_eq!(code.len(), 16, "a server code for {weak}");
+        assert!(code.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let p = app
+            .get(&format!("/api/v1/groups/path?path={code}"), &friend.access)
+            .await;
+        p.assert_status(200);
+        assert_eq!(p.data()["groupName"], "약한 코드");
+    }
+    // The taken code still leads to the first group only.
+    assert_eq!(
+        app.count("study_groups", &format!("invite_code = '{strong}'"))
+            .await,
+        1
+    );
+}
+
 async fn colour_and_owner_edit(backend: Backend) {
     let app = spawn_app(backend).await;
     let owner = app.dev_login("painter").await;
@@ -323,6 +382,7 @@ async fn last_two_members_leaving_at_once_delete_the_group(backend: Backend) {
 on_both_backends!(
     secret_groups_store_a_hash_and_need_the_password,
     invite_codes_are_generated_unique_and_join_without_password,
+    a_strong_client_code_is_kept_and_a_weak_or_taken_one_replaced,
     colour_and_owner_edit,
     leaving_passes_ownership_and_deletes_emptied_groups,
     rejoining_starts_a_fresh_rank_and_todo_list,

@@ -19,6 +19,7 @@ mod redis_faults;
 mod rooms;
 mod stats;
 mod stomp;
+mod stomp_browser;
 mod stomp_support;
 mod study_support;
 mod timers;

@@ -70,6 +70,8 @@ async fn health_metrics_and_openapi(backend: Backend) {
         "/api/v1/groups/all",
         "/api/v1/todos",
         "/api/v1/clients",
+        "/video/api/url",
+        "/video/getToken",
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }

@@ -5,9 +5,15 @@ use serde_json::json;
 
 use crate::helpers::{local_string, slot_after, spawn_app, Backend};
 use crate::on_both_backends;
-use crate::stomp_support::{RawStomp, StompJs};
+use crate::stomp_support::{RawStomp, StompJs, Via};
 
 async fn stompjs_sees_bookings_toggles_and_the_tombstone(backend: Backend) {
+    bookings_toggles_and_the_tombstone_via(backend, Via::Node).await
+}
+
+/// Connect with a token, subscribe, a live booking from HTTP, the `/app/join` toggle, the
+/// tombstone and `/app/add`, with the session run `via` Node or a browser.
+pub async fn bookings_toggles_and_the_tombstone_via(backend: Backend, via: Via) {
     let app = spawn_app(backend).await;
     let a = app.dev_login("stomp-a").await;
     let b = app.dev_login("stomp-b").await;
@@ -18,10 +24,15 @@ async fn stompjs_sees_bookings_toggles_and_the_tombstone(backend: Backend) {
     let (g, _) = app.create_group(&a.access, "실시간", None).await;
     app.join(&b.access, g, None).await.assert_status(201);
     let topic = format!("/topic/{g}");
-    let mut client = StompJs::connect(&app, Some(&a.access), &[&topic])
+    let mut client = StompJs::connect_via(via, &app, Some(&a.access), &[&topic])
         .await
         .ready()
         .await;
+    let expected_protocol = match via {
+        Via::Node | Via::BrowserOffering([]) => "",
+        Via::Browser | Via::BrowserOffering(_) => "v12.stomp",
+    };
+    assert_eq!(client.protocol(), Some(expected_protocol));
 
     // A booking over HTTP by someone else reaches the subscriber.
     let start = slot_after(app.clock.now(), Duration::hours(2));
@@ -120,6 +131,10 @@ async fn a_booking_on_one_replica_reaches_a_subscriber_on_another() {
 }
 
 async fn refused_connects_get_an_error(backend: Backend) {
+    refused_connects_get_an_error_via(backend, Via::Node).await
+}
+
+pub async fn refused_connects_get_an_error_via(backend: Backend, via: Via) {
     let app = spawn_app(backend).await;
     let t = app.dev_login("refused").await;
     let member = app.member_id(&t.access).await;
@@ -141,13 +156,13 @@ async fn refused_connects_get_an_error(backend: Backend) {
         Some(expired),
         Some(t.refresh.clone()),
     ] {
-        let mut client = StompJs::connect(&app, token.as_deref(), &[]).await;
+        let mut client = StompJs::connect_via(via, &app, token.as_deref(), &[]).await;
         let event = client.next_of("error").await.expect("ERROR frame");
         assert_eq!(event["message"], "인증이 필요해요.", "{token:?}");
         assert!(client.next_of("closed").await.is_some());
     }
     // The real token connects.
-    StompJs::connect(&app, Some(&t.access), &[])
+    StompJs::connect_via(via, &app, Some(&t.access), &[])
         .await
         .ready()
         .await

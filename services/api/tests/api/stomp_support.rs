@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::TestApp;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+const BROWSER_WAIT: Duration = Duration::from_secs(30);
 
 fn script() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/stomp");
@@ -27,8 +28,24 @@ pub fn ws_url(app: &TestApp) -> String {
     format!("{}/bbodok-websocket", app.base.replace("http://", "ws://"))
 }
 
-/// A `@stomp/stompjs` client in a Node process.
+/// Where the `@stomp/stompjs` session runs, and what it offers as WebSocket subprotocols.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    /// Node with `ws`: offers no subprotocol.
+    Node,
+    /// Headless Chromium, stompjs opening the socket itself: offers `v10.stomp, v11.stomp,
+    /// v12.stomp`, as the existing web client does, and the browser enforces the answer.
+    Browser,
+    /// Headless Chromium offering exactly these subprotocols (none if empty).
+    BrowserOffering(&'static [&'static str]),
+}
+
+/// A `@stomp/stompjs` client in a Node process (itself, or driving a Chromium page).
 pub struct StompJs {
+    /// How long `next` waits for an event (a browser starts slower under a loaded test run).
+    wait: Duration,
+    /// The subprotocol the socket settled on, from the `connected` event ("" = none).
+    protocol: Option<String>,
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -38,31 +55,75 @@ impl StompJs {
     /// Connects with `token` and subscribes to `destinations`; waits until every subscription is
     /// acknowledged by a RECEIPT (or returns early on an error, see `next`).
     pub async fn connect(app: &TestApp, token: Option<&str>, destinations: &[&str]) -> Self {
-        let config = json!({ "url": ws_url(app), "token": token, "subscribe": destinations });
+        Self::connect_via(Via::Node, app, token, destinations).await
+    }
+
+    /// As `connect`, with the session run `via` Node or a browser.
+    pub async fn connect_via(
+        via: Via,
+        app: &TestApp,
+        token: Option<&str>,
+        destinations: &[&str],
+    ) -> Self {
+        let mut config = json!({ "url": ws_url(app), "token": token, "subscribe": destinations });
+        let runner = match via {
+            Via::Node => "client.mjs",
+            Via::Browser => "browser.mjs",
+            Via::BrowserOffering(protocols) => {
+                config["protocols"] = json!(protocols);
+                "browser.mjs"
+            }
+        };
+        if runner == "browser.mjs" {
+            assert!(
+                script()
+                    .with_file_name("node_modules/puppeteer-core")
+                    .exists(),
+                "run `npm ci --prefix tests/stomp` (make test does) before the browser STOMP tests"
+            );
+        }
         let mut child = Command::new("node")
-            .arg(script())
+            .arg(script().with_file_name(runner))
             .arg(config.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+            // A browser runner is left to finish when its stdin closes (it closes Chromium and
+            // removes the profile); killing it would leave the profile behind.
+            .kill_on_drop(runner == "client.mjs")
             .spawn()
             .expect("node is installed");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let wait = if runner == "browser.mjs" {
+            BROWSER_WAIT
+        } else {
+            WAIT
+        };
         Self {
+            wait,
+            protocol: None,
             child,
             stdin,
             stdout,
         }
     }
 
-    /// The next event the client printed, or None when it ended or `WAIT` passed.
+    /// The next event the client printed, or None when it ended or the wait passed.
     pub async fn next(&mut self) -> Option<Value> {
-        match tokio::time::timeout(WAIT, self.stdout.next_line()).await {
-            Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).expect("client prints JSON")),
-            _ => None,
+        let event: Value = match tokio::time::timeout(self.wait, self.stdout.next_line()).await {
+            Ok(Ok(Some(line))) => serde_json::from_str(&line).expect("client prints JSON"),
+            _ => return None,
+        };
+        if event["type"] == "connected" {
+            self.protocol = event["protocol"].as_str().map(str::to_owned);
         }
+        Some(event)
+    }
+
+    /// The WebSocket subprotocol of the connected session ("" when none was agreed).
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
     }
 
     /// Skips events until one of `kind` arrives (None if the stream ends first).
@@ -71,6 +132,7 @@ impl StompJs {
             if event["type"] == kind {
                 return Some(event);
             }
+            assert_ne!(event["type"], "fatal", "the STOMP client harness failed");
             if event["type"] == "error" || event["type"] == "closed" {
                 return if kind == event["type"] {
                     Some(event)

@@ -115,3 +115,31 @@ async fn rtc_v1_is_404_with_cors_so_the_client_falls_back() {
         .unwrap();
     assert_eq!(plain.status(), StatusCode::NOT_FOUND);
 }
+
+/// LiveKit signalling has no subprotocol: a client offering one gets a prompt 400 (a browser
+/// would abort a 101 naming none of its offers), a client offering none is upgraded as before.
+#[tokio::test]
+async fn rtc_refuses_a_websocket_subprotocol_offer() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let sfu = spawn_sfu().await;
+    let url = format!(
+        "{}/rtc?access_token={}&protocol=16",
+        sfu.ws_url(),
+        sfu.token("proto", "r1")
+    );
+    for offer in ["mqtt", "v12.stomp, mqtt"] {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", offer.parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Err(WsError::Http(res)) => assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{offer}"),
+            other => panic!("{offer}: expected a refused handshake, got {other:?}"),
+        }
+    }
+    let (ws, res) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("no offer: upgraded");
+    assert!(!res.headers().contains_key("sec-websocket-protocol"));
+    drop(ws);
+}

@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_sfu_with, Browser};
 
 const T: Duration = Duration::from_secs(30);
-const LIVEKIT_SECRET: &str = "e2e-livekit-secret-e2e-livekit-secret-0123";
+pub(crate) const LIVEKIT_SECRET: &str = "e2e-livekit-secret-e2e-livekit-secret-0123";
 
-struct TestApi {
-    base: String,
-    clock: Clock,
+pub(crate) struct TestApi {
+    pub(crate) base: String,
+    pub(crate) clock: Clock,
     http: reqwest::Client,
     _db: TempFile,
 }
@@ -35,6 +35,14 @@ impl TestApi {
     /// The API with day-long rooms in UTC (one room from 00:00 to 24:00), so that the real
     /// time, which the SFU stamps on its webhooks, is inside the window of today's room.
     async fn spawn(clock: Clock) -> TestApi {
+        Self::spawn_with(clock, |_| {}).await
+    }
+
+    /// As `spawn`, with the settings adjusted first.
+    pub(crate) async fn spawn_with(
+        clock: Clock,
+        adjust: impl FnOnce(&mut ppodok_api::config::Settings),
+    ) -> TestApi {
         let file = std::env::temp_dir().join(format!(
             "ppodok-sfu-e2e-{}.sqlite",
             uuid::Uuid::new_v4().simple()
@@ -51,6 +59,7 @@ impl TestApi {
         s.rooms.study_minutes = 24 * 60;
         s.livekit.api_key = "devkey".into();
         s.livekit.api_secret = LIVEKIT_SECRET.into();
+        adjust(&mut s);
         let app = Api::build_with_clock(s, clock.clone())
             .await
             .expect("the API builds");
@@ -64,7 +73,13 @@ impl TestApi {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Value {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Value {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
@@ -82,7 +97,7 @@ impl TestApi {
     }
 
     /// The HTTP status of a call expected to be refused.
-    async fn status(&self, method: reqwest::Method, path: &str, token: &str) -> u16 {
+    pub(crate) async fn status(&self, method: reqwest::Method, path: &str, token: &str) -> u16 {
         self.http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
@@ -93,7 +108,7 @@ impl TestApi {
             .as_u16()
     }
 
-    async fn dev_login(&self, name: &str) -> String {
+    pub(crate) async fn dev_login(&self, name: &str) -> String {
         let data = self
             .call(
                 reqwest::Method::POST,
