@@ -3,5 +3,7 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod loss;
+mod resume;
+mod server_api;
 mod signal;
 mod with_api;
