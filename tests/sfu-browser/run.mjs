@@ -17,7 +17,8 @@
 // {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
 // {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
 // {"event":"participantConnected"|"participantDisconnected","identity":…},
-// {"event":"reconnecting"}, {"event":"reconnected","sid":…} (the local sid: kept by a resume),
+// {"event":"reconnecting"} (a full rejoin), {"event":"signalReconnecting"} (a resume: signalling
+// only), {"event":"reconnected","sid":…} (the local sid: kept by a resume),
 // {"event":"disconnected","reason":N,"reasonName":"…"},
 // {"event":"trackSubscribed"|"trackUnsubscribed"|"trackUnpublished"|"trackMuted"|"trackUnmuted",
 //  "identity":…,"kind":…,"source":…,"sid":…} (remote tracks),
@@ -142,6 +143,7 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
     window.emit({ event: 'disconnected', reason, reasonName: LK.DisconnectReason[reason] }),
   );
   room.on(LK.RoomEvent.Reconnecting, () => window.emit({ event: 'reconnecting' }));
+  room.on(LK.RoomEvent.SignalReconnecting, () => window.emit({ event: 'signalReconnecting' }));
   room.on(LK.RoomEvent.Reconnected, () =>
     window.emit({ event: 'reconnected', sid: room.localParticipant.sid }),
   );

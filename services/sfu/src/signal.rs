@@ -23,6 +23,7 @@ use crate::media::{
     DownTrack, IncomingData, IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role,
 };
 use crate::metrics::Metrics;
+use crate::negotiation::{Negotiation, Step};
 use crate::router::{run_downtrack, DownSettings, Source};
 
 /// The version reported to clients. livekit-client refuses an empty one and switches features
@@ -171,10 +172,8 @@ struct Session<S> {
     subscriber: Option<Peer>,
     publisher: Option<Peer>,
     pending: HashMap<Role, Vec<String>>,
-    offer_id: u32,
-    /// A subscriber offer awaits its answer; changes meanwhile wait for the next offer.
-    offer_in_flight: bool,
-    need_offer: bool,
+    /// The subscriber offer/answer exchange and each downtrack's place in it.
+    negotiation: Negotiation,
     downtracks: HashMap<String, Downtrack>,
     /// Tracks whose media arrived, by the client's cid → track sid.
     receiving: HashMap<String, String>,
@@ -192,8 +191,6 @@ struct Downtrack {
     source: Arc<Source>,
     down: DownTrack,
     settings: watch::Sender<DownSettings>,
-    /// Included in an offer already sent.
-    offered: bool,
 }
 
 fn decode_request(frame: WsMessage) -> Result<Option<In>, String> {
@@ -262,9 +259,7 @@ where
         subscriber: None,
         publisher: None,
         pending: HashMap::new(),
-        offer_id: 0,
-        offer_in_flight: false,
-        need_offer: false,
+        negotiation: Negotiation::new(),
         downtracks: HashMap::new(),
         receiving: HashMap::new(),
         media_tx,
@@ -438,17 +433,22 @@ where
             return Err(());
         }
         self.subscriber = Some(peer);
-        self.renegotiate().await
+        let step = self.negotiation.changed();
+        self.take(step).await
     }
 
-    /// Sends a new subscriber offer, or, if one is awaiting its answer, sends it after that.
-    async fn renegotiate(&mut self) -> Result<(), ()> {
-        if self.offer_in_flight {
-            self.need_offer = true;
-            return Ok(());
+    /// Carries out what the negotiation asked for.
+    async fn take(&mut self, step: Step) -> Result<(), ()> {
+        match step {
+            Step::SendOffer(id) => self.send_offer(id).await,
+            Step::Wait => Ok(()),
         }
+    }
+
+    async fn send_offer(&mut self, id: u32) -> Result<(), ()> {
         let Some(peer) = self.subscriber.as_ref() else {
-            return Ok(());
+            tracing::error!(sid = %self.sid, "an offer without a subscriber PeerConnection");
+            return Err(());
         };
         let sdp = match peer.create_offer().await {
             Ok(sdp) => sdp,
@@ -457,13 +457,6 @@ where
                 return Err(());
             }
         };
-        for d in self.downtracks.values_mut() {
-            d.offered = true;
-        }
-        self.need_offer = false;
-        self.offer_in_flight = true;
-        self.offer_id += 1;
-        let id = self.offer_id;
         self.send(Out::Offer(lk::SessionDescription {
             r#type: "offer".into(),
             sdp,
@@ -501,16 +494,17 @@ where
             self.ctx.metrics.clone(),
         ));
         tracing::info!(sid = %self.sid, track = %source.track_sid, from = %source.participant_sid, "subscribed");
+        let source_sid = source.track_sid.clone();
         self.downtracks.insert(
             source.track_sid.clone(),
             Downtrack {
                 source,
                 down,
                 settings,
-                offered: false,
             },
         );
-        self.renegotiate().await
+        let step = self.negotiation.track_added(&source_sid);
+        self.take(step).await
     }
 
     async fn unsubscribe(&mut self, track_sid: &str) -> Result<(), ()> {
@@ -524,7 +518,8 @@ where
             }
         }
         tracing::info!(sid = %self.sid, track = %track_sid, "unsubscribed");
-        self.renegotiate().await
+        let step = self.negotiation.track_removed(track_sid);
+        self.take(step).await
     }
 
     async fn event_loop(
@@ -720,8 +715,8 @@ where
                     tracing::warn!(sid = %self.sid, "answer without a subscriber offer");
                     return Ok(());
                 };
-                if !self.offer_in_flight || (desc.id != 0 && desc.id != self.offer_id) {
-                    tracing::warn!(sid = %self.sid, got = desc.id, want = self.offer_id, "answer to a stale offer ignored");
+                if let Err(stale) = self.negotiation.accepts(desc.id) {
+                    tracing::warn!(sid = %self.sid, got = stale.got, want = ?stale.want, "answer to a stale offer ignored");
                     self.ctx
                         .metrics
                         .bad_input
@@ -729,12 +724,10 @@ where
                         .inc();
                     return Ok(());
                 }
-                match sub.apply_answer(&desc.sdp).await {
+                let applied = match sub.apply_answer(&desc.sdp).await {
                     Ok(()) => {
                         self.flush_candidates(Role::Subscriber).await;
-                        for d in self.downtracks.values().filter(|d| d.offered) {
-                            d.settings.send_modify(|s| s.negotiated = true);
-                        }
+                        true
                     }
                     Err(e) => {
                         self.ctx
@@ -742,12 +735,18 @@ where
                             .bad_input
                             .with_label_values(&["answer"])
                             .inc();
-                        tracing::warn!(sid = %self.sid, error = %e, "subscriber answer refused")
+                        tracing::warn!(sid = %self.sid, error = %e, "subscriber answer refused");
+                        false
+                    }
+                };
+                let done = self.negotiation.answered(applied);
+                for track in &done.negotiated {
+                    if let Some(d) = self.downtracks.get(track) {
+                        d.settings.send_modify(|s| s.negotiated = true);
                     }
                 }
-                self.offer_in_flight = false;
-                if self.need_offer {
-                    self.renegotiate().await?;
+                if let Some(step) = done.next {
+                    self.take(step).await?;
                 }
             }
             In::Trickle(t) => {

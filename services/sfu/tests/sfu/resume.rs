@@ -177,18 +177,22 @@ async fn in_the_browser_a_dropped_signal_socket_resumes_and_video_keeps_flowing(
     let sid = resolved["sid"].as_str().unwrap().to_owned();
     let mut bob = Browser::launch("connect", &sfu.ws_url(), &sfu.token("bob", "r"), 120).await;
     bob.wait_event("connected", T).await;
-    let first = bob
+    // Measured once decoding is steady: the start of a subscription has stalls of its own (the
+    // first layer switches wait for keyframes).
+    let steady = bob
         .wait_inbound("alice", "camera", T, |v| {
-            v["framesDecoded"].as_u64() > Some(0)
+            v["framesDecoded"].as_u64() > Some(120)
         })
         .await;
     let from = bob.seen.len();
-    let n = first["framesDecoded"].as_u64().unwrap();
+    let n = steady["framesDecoded"].as_u64().unwrap();
 
     // The publisher's signalling drops; its media path does not.
     assert!(sfu.hub.drop_connection("r", "alice"));
-    alice.wait_event("reconnecting", T).await;
+    // A resume: livekit-client reports SignalReconnecting (not a full Reconnecting).
+    alice.wait_event("signalReconnecting", T).await;
     let back = alice.wait_event("reconnected", T).await;
+    assert!(!alice.seen.iter().any(|v| v["event"] == "reconnecting"));
     assert_eq!(back["sid"], sid.as_str(), "a resume keeps the sid: {back}");
     assert!(!alice.seen.iter().any(|v| v["event"] == "disconnected"));
     // Bob's video keeps decoding well past the resume.
@@ -213,8 +217,14 @@ async fn in_the_browser_a_dropped_signal_socket_resumes_and_video_keeps_flowing(
     // After the grace period: a clean full rejoin, without waiting out a timeout.
     assert!(sfu.hub.expire_connection("r", "alice"));
     let skip = alice.seen.len();
+    // It tries to resume, is told to rejoin, and does so at once.
     let start = alice
-        .wait_for("reconnecting again", T, |v| {
+        .wait_for("signal lost again", T, |v| {
+            v["event"] == "signalReconnecting" && v["t"].as_i64() > back["t"].as_i64()
+        })
+        .await;
+    alice
+        .wait_for("full reconnect", T, |v| {
             v["event"] == "reconnecting" && v["t"].as_i64() > back["t"].as_i64()
         })
         .await;
