@@ -205,33 +205,24 @@ impl Hub {
     /// Drops the signalling socket of `identity` in `room` as a network failure would (operations
     /// and tests). False if no such participant.
     pub fn drop_connection(&self, room: &str, identity: &str) -> bool {
-        let mut inner = self.lock();
-        let Some((sid, _)) = inner
-            .core
-            .members(room)
-            .into_iter()
-            .find(|(_, id)| id == identity)
-        else {
-            return false;
-        };
-        self.send_to(&mut inner, &sid, SessionCommand::Drop);
-        true
+        self.command_identity(room, identity, SessionCommand::Drop)
     }
 
     /// Drops the signalling socket of `identity` and makes its session leave at once, as when
     /// the resume grace period has passed (operations and tests). False if no such participant.
     pub fn expire_connection(&self, room: &str, identity: &str) -> bool {
+        self.command_identity(room, identity, SessionCommand::Expire)
+    }
+
+    fn command_identity(&self, room: &str, identity: &str, cmd: SessionCommand) -> bool {
         let mut inner = self.lock();
-        let Some((sid, _)) = inner
-            .core
-            .members(room)
-            .into_iter()
-            .find(|(_, id)| id == identity)
-        else {
+        let Some(sid) = inner.core.find_sid(room, identity).ok() else {
             return false;
         };
-        inner.resumers.remove(&sid);
-        self.send_to(&mut inner, &sid, SessionCommand::Expire);
+        if matches!(cmd, SessionCommand::Expire) {
+            inner.resumers.remove(&sid);
+        }
+        self.send_to(&mut inner, &sid, cmd);
         true
     }
 

@@ -239,6 +239,7 @@ impl Browser {
                 (v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line
             })
             .await;
+        // A later identical command must wait for its own completion.
         self.seen.retain(|v| {
             !((v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line)
         });
@@ -247,23 +248,8 @@ impl Browser {
 
     /// Sends one harness command (see run.mjs) and waits for it to complete in the page.
     pub async fn command(&mut self, line: &str, within: Duration) {
-        use tokio::io::AsyncWriteExt;
-        let stdin = self.child.stdin.as_mut().expect("stdin is open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("harness stdin");
-        stdin.flush().await.expect("harness stdin");
-        let done = self
-            .wait_for(line, within, |v| {
-                (v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line
-            })
-            .await;
+        let done = self.command_outcome(line, within).await;
         assert_eq!(done["event"], "cmdDone", "{done}");
-        // A later identical command must wait for its own completion.
-        self.seen.retain(|v| {
-            !((v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line)
-        });
     }
 
     /// Inbound stats lines for a remote `identity`'s `source` that satisfy `pred`, waiting for
