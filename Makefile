@@ -28,9 +28,12 @@ tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.jso
 ## and the SFU against livekit-client in headless Chromium.
 ## The SFU's tests run one at a time: each drives two or three Chromium pages encoding video, and
 ## two such tests at once on a 2-core machine starve the encoders (frame freezes that are not the SFU's).
+## The deploy kit's checks run last: they start the API and SFU binaries the two steps before
+## built (promtool, docker-compose from Debian; no Docker engine needed).
 test: node-deps sfu-browser-deps
-	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu
+	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu --exclude ppodok-deploy-kit
 	$(CARGO) test -p ppodok-sfu --no-fail-fast -- --test-threads=1
+	$(CARGO) test -p ppodok-deploy-kit --no-fail-fast
 
 ## The STOMP client the API tests drive (@stomp/stompjs, pinned by package-lock.json).
 node-deps: tests/stomp/node_modules/.package-lock.json
