@@ -117,7 +117,8 @@ const MAX_BACKLOG: usize = 1024;
 /// The session's signalling link: the socket is apart from the session, which outlives it for
 /// the resume grace period.
 enum Link<S> {
-    Attached(WebSocketStream<S>),
+    // Boxed: one per session, and it keeps the detached states small.
+    Attached(Box<WebSocketStream<S>>),
     /// The socket dropped without a leave; the client may resume until `until`. What the
     /// session sends meanwhile waits in `backlog`, delivered after the `ReconnectResponse`.
     Detached {
@@ -251,7 +252,7 @@ where
         ctx.hub.accept_resumes(&joined.me.sid, resume_tx);
     }
     let mut session = Session {
-        link: Link::Attached(ws),
+        link: Link::Attached(Box::new(ws)),
         room: grant.room.clone(),
         sid: joined.me.sid.clone(),
         identity: claims.sub.clone(),
@@ -324,7 +325,7 @@ where
         peer.close().await;
     }
     if let Link::Attached(mut ws) = std::mem::replace(&mut session.link, Link::Closed) {
-        let _ = ws.close(None).await;
+        let _ = (*ws).close(None).await;
     }
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, ?reason, "participant left");
 }
@@ -386,7 +387,7 @@ where
             tracing::error!(sid = %self.sid, "a resumed socket of another type");
             return Ok(());
         };
-        let backlog = match std::mem::replace(&mut self.link, Link::Attached(*ws)) {
+        let backlog = match std::mem::replace(&mut self.link, Link::Attached(ws)) {
             Link::Detached { backlog, .. } => backlog,
             // Resumed before the old socket was noticed gone: the old one is dropped.
             Link::Attached(_) | Link::Closed => Vec::new(),
