@@ -23,7 +23,9 @@
 // {"event":"localTrackPublished","kind":"video","source":"camera","sid":"TR_…"},
 // {"event":"trackPublished","identity":"alice",…} (a remote participant's publication),
 // {"event":"participantConnected"|"participantDisconnected","identity":…},
-// {"event":"reconnecting"|"reconnected"}, {"event":"disconnected","reason":N,"reasonName":"…"},
+// {"event":"reconnecting"} (a full rejoin), {"event":"signalReconnecting"} (a resume: signalling
+// only), {"event":"reconnected","sid":…} (the local sid: kept by a resume),
+// {"event":"disconnected","reason":N,"reasonName":"…"},
 // {"event":"trackSubscribed"|"trackUnsubscribed"|"trackUnpublished"|"trackMuted"|"trackUnmuted",
 //  "identity":…,"kind":…,"source":…,"sid":…} (remote tracks),
 // {"event":"inbound","identity":…,"source":…,"kind":…,"sinceConnectMs":…,"framesDecoded":…,
@@ -39,9 +41,13 @@
 //   text <text> (sendText on topic lk.chat), data <identity|*> <text> (publishData, reliable),
 //   forge <identity> <sid> <text> (publishData to everyone, with the bytes on the wire claiming
 //   to come from <identity>/<sid>: reports {"event":"forged","bytes":N} once sent),
+//   setMetadata <text>, setName <text>, setAttributes <key> <value> (the local participant's
+//   self-updates; cmdDone/cmdError carry "ms", how long the call took),
 //   screenshare (publishes a moving 1280x720 canvas as the screen_share source: headless Chromium
 //   has no screen to capture), mute/unmute/unpublish screen_share.
 // Received: {"event":"chatMessage"|"textReceived"|"dataReceived","identity":…,"text":…}.
+// Changes: {"event":"metadataChanged"|"nameChanged"|"attributesChanged","identity":…,"local":…,
+//  "metadata":…,"name":…,"attributes":{…}}, {"event":"roomMetadataChanged","metadata":…}.
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -143,7 +149,10 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
     window.emit({ event: 'disconnected', reason, reasonName: LK.DisconnectReason[reason] }),
   );
   room.on(LK.RoomEvent.Reconnecting, () => window.emit({ event: 'reconnecting' }));
-  room.on(LK.RoomEvent.Reconnected, () => window.emit({ event: 'reconnected' }));
+  room.on(LK.RoomEvent.SignalReconnecting, () => window.emit({ event: 'signalReconnecting' }));
+  room.on(LK.RoomEvent.Reconnected, () =>
+    window.emit({ event: 'reconnected', sid: room.localParticipant.sid }),
+  );
   room.on(LK.RoomEvent.ParticipantConnected, (p) =>
     window.emit({ event: 'participantConnected', identity: p.identity }),
   );
@@ -186,6 +195,21 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
   room.on(LK.RoomEvent.TrackUnmuted, (pub, participant) => {
     if (participant !== room.localParticipant) remote('trackUnmuted')(undefined, pub, participant);
   });
+  const changed = (event) => (participant) =>
+    window.emit({
+      event,
+      identity: participant.identity,
+      local: participant === room.localParticipant,
+      metadata: participant.metadata,
+      name: participant.name,
+      attributes: participant.attributes,
+    });
+  room.on(LK.RoomEvent.ParticipantMetadataChanged, (_prev, p) => changed('metadataChanged')(p));
+  room.on(LK.RoomEvent.ParticipantNameChanged, (_name, p) => changed('nameChanged')(p));
+  room.on(LK.RoomEvent.ParticipantAttributesChanged, (_attrs, p) => changed('attributesChanged')(p));
+  room.on(LK.RoomEvent.RoomMetadataChanged, (metadata) =>
+    window.emit({ event: 'roomMetadataChanged', metadata }),
+  );
   room.on(LK.RoomEvent.ChatMessage, (msg, participant) =>
     window.emit({ event: 'chatMessage', identity: participant && participant.identity, text: msg.message }),
   );
@@ -204,6 +228,12 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
   window.__cmd = async (line) => {
     const [cmd, arg] = line.trim().split(/\s+/);
     const rest = line.trim().split(/\s+/).slice(1).join(' ');
+    if (cmd === 'setMetadata') return void (await room.localParticipant.setMetadata(rest));
+    if (cmd === 'setName') return void (await room.localParticipant.setName(rest));
+    if (cmd === 'setAttributes') {
+      const [, key, value] = line.trim().split(/\s+/);
+      return void (await room.localParticipant.setAttributes({ [key]: value ?? '' }));
+    }
     if (cmd === 'chat') return void (await room.localParticipant.sendChatMessage(rest));
     if (cmd === 'text') return void (await room.localParticipant.sendText(rest, { topic: 'lk.chat' }));
     if (cmd === 'data') {
@@ -400,10 +430,13 @@ async function main() {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       if (!tab || !line.trim()) continue;
+      const started = Date.now();
       tab
         .evaluate((l) => window.__cmd(l), line)
-        .then(() => emit({ event: 'cmdDone', cmd: line }))
-        .catch((e) => emit({ event: 'cmdError', cmd: line, message: String(e && e.message) }));
+        .then(() => emit({ event: 'cmdDone', cmd: line, ms: Date.now() - started }))
+        .catch((e) =>
+          emit({ event: 'cmdError', cmd: line, ms: Date.now() - started, message: String(e && e.message) }),
+        );
     }
   });
   process.stdin.on('end', () => finish(0));

@@ -101,6 +101,15 @@ pub struct VideoGrant {
     pub can_update_own_metadata: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hidden: bool,
+    /// Server API: manage participants and tracks of `room` (RoomService).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_admin: bool,
+    /// Server API: list rooms.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_list: bool,
+    /// Server API: create and delete rooms.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_create: bool,
 }
 
 impl VideoGrant {
@@ -136,7 +145,8 @@ impl VideoGrant {
 pub struct AccessClaims {
     /// The API key that signed it.
     pub iss: String,
-    /// The participant identity.
+    /// The participant identity (absent from server API tokens).
+    #[serde(default)]
     pub sub: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -195,18 +205,7 @@ impl LivekitKeys {
     /// [`ACCESS_TOKEN_LEEWAY_SECS`] of leeway; then that the token grants joining a named room as
     /// a named identity.
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, AccessError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&self.api_key]);
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.validate_nbf = true;
-        validation.leeway = ACCESS_TOKEN_LEEWAY_SECS;
-        let claims = jsonwebtoken::decode::<AccessClaims>(
-            token.trim(),
-            &DecodingKey::from_secret(&self.api_secret),
-            &validation,
-        )
-        .map_err(|_| AccessError::Invalid)?
-        .claims;
+        let claims = self.verify_signed(token)?;
         let grant = claims.video.as_ref().ok_or(AccessError::NoRoomJoin)?;
         if !grant.room_join {
             return Err(AccessError::NoRoomJoin);
@@ -218,6 +217,27 @@ impl LivekitKeys {
             return Err(AccessError::NoIdentity);
         }
         Ok(claims)
+    }
+
+    /// A server API token: signature, issuer and validity as [`Self::verify_access_token`], no
+    /// room join needed (what it may do is read from its grant by the caller).
+    pub fn verify_api_token(&self, token: &str) -> Result<AccessClaims, AccessError> {
+        self.verify_signed(token)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, AccessError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.api_key]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.validate_nbf = true;
+        validation.leeway = ACCESS_TOKEN_LEEWAY_SECS;
+        jsonwebtoken::decode::<AccessClaims>(
+            token.trim(),
+            &DecodingKey::from_secret(&self.api_secret),
+            &validation,
+        )
+        .map(|data| data.claims)
+        .map_err(|_| AccessError::Invalid)
     }
 }
 
@@ -352,6 +372,23 @@ mod tests {
             keys.verify_access_token("undefined"),
             Err(AccessError::Invalid)
         );
+    }
+
+    #[test]
+    fn an_api_token_needs_no_join_and_carries_the_admin_grants() {
+        let keys = LivekitKeys::new("APIkey", SECRET);
+        let grant: VideoGrant =
+            serde_json::from_str(r#"{"room":"r","roomAdmin":true,"roomList":true}"#).unwrap();
+        assert!(grant.room_admin && grant.room_list && !grant.room_create);
+        let token = keys.mint_access_token("backend", "", grant.clone(), now(), 600);
+        assert_eq!(keys.verify_api_token(&token).unwrap().video, Some(grant));
+        assert_eq!(
+            keys.verify_access_token(&token),
+            Err(AccessError::NoRoomJoin)
+        );
+        let forged = LivekitKeys::new("APIkey", "another-secret-another-secret-xx")
+            .mint_access_token("backend", "", VideoGrant::default(), now(), 600);
+        assert_eq!(keys.verify_api_token(&forged), Err(AccessError::Invalid));
     }
 
     #[test]

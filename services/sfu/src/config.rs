@@ -58,6 +58,9 @@ pub struct SignalSettings {
     /// How often a connected client gets a freshly minted token (`refresh_token`).
     #[serde(default = "default_token_refresh_secs")]
     pub token_refresh_secs: u32,
+    /// How long a participant whose socket dropped waits for its client to resume; 0 = never.
+    #[serde(default)]
+    pub resume_grace_secs: u32,
 }
 
 fn default_token_refresh_secs() -> u32 {
@@ -151,6 +154,7 @@ mod tests {
         assert_eq!(s.port, 7880);
         assert_eq!(s.signal.ping_interval_secs, 5);
         assert_eq!(s.signal.token_refresh_secs, 300);
+        assert_eq!(s.signal.resume_grace_secs, 20);
         assert!(s.webhook.urls.is_empty());
         assert!(s.validate().is_ok());
     }

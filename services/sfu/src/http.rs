@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -79,14 +79,69 @@ fn admit(state: &HttpState, req: &Request<Incoming>) -> Result<AccessClaims, Box
     let Some(token) = token_of(req) else {
         return Err(Box::new(refuse("no access token")));
     };
-    state.keys.verify_access_token(&token).map_err(|e| {
+    let claims = state.keys.verify_access_token(&token).map_err(|e| {
         Box::new(match e {
             AccessError::Invalid => refuse("invalid token: signature, issuer or expiry"),
             AccessError::NoRoomJoin => refuse("permissions denied: no room join grant"),
             AccessError::NoRoom => refuse("permissions denied: no room in the token"),
             AccessError::NoIdentity => refuse("permissions denied: no identity in the token"),
         })
-    })
+    })?;
+    // A room that cannot take this participant refuses here, before any JoinResponse;
+    // livekit-client reads the reason from /rtc/validate (403 = NotAllowed with this text).
+    let room = claims.video.as_ref().map(|g| g.room.as_str()).unwrap_or("");
+    if let Err(e) = state.signal.hub.admits(room, &claims.sub) {
+        state.signal.metrics.joins_refused.inc();
+        return Err(Box::new(text(StatusCode::FORBIDDEN, &e.to_string())));
+    }
+    Ok(claims)
+}
+
+/// `POST /twirp/livekit.RoomService/<Method>`: the server API.
+async fn twirp(state: Arc<HttpState>, method: &str, req: Request<Incoming>) -> Response<Body> {
+    let header = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header(header::CONTENT_TYPE);
+    let authorization = header(header::AUTHORIZATION);
+    let body = match Limited::new(req.into_body(), crate::twirp::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            let mut res = Response::new(Full::new(Bytes::from_static(
+                br#"{"code":"malformed","msg":"the body is unreadable or too large"}"#,
+            )));
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return res;
+        }
+    };
+    let reply = crate::twirp::serve(
+        &state.signal.hub,
+        &state.keys,
+        &state.signal.metrics,
+        crate::twirp::Request {
+            method,
+            content_type: content_type.as_deref(),
+            authorization: authorization.as_deref(),
+            body: &body,
+        },
+    );
+    let mut res = Response::new(Full::new(Bytes::from(reply.body)));
+    *res.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    res
 }
 
 fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
@@ -132,6 +187,25 @@ fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> 
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
+    // A resuming client (`reconnect=1&sid=…`) gets its session back if it is still there.
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let resume = matches!(param("reconnect"), Some("1") | Some("true")).then(|| {
+        let room = claims.video.as_ref().map(|g| g.room.as_str()).unwrap_or("");
+        state
+            .signal
+            .hub
+            .resume_target(room, &claims.sub, param("sid").unwrap_or(""))
+    });
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ctx = state.signal.clone();
     tokio::spawn(async move {
@@ -147,7 +221,21 @@ fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> 
                 )
                 .await;
                 ctx.metrics.signal_connections.inc();
-                signal::run(ws, ctx, claims).await;
+                match resume {
+                    None => signal::run(ws, ctx, claims).await,
+                    Some(Some(session)) => {
+                        if let Err(returned) = session.send(Box::new(ws)).await {
+                            // The session ended meanwhile.
+                            if let Ok(ws) = returned
+                                .0
+                                .downcast::<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>>()
+                            {
+                                signal::refuse_resume(*ws, &ctx.metrics).await;
+                            }
+                        }
+                    }
+                    Some(None) => signal::refuse_resume(ws, &ctx.metrics).await,
+                }
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -173,6 +261,12 @@ pub async fn route(
         let mut res = text(StatusCode::NO_CONTENT, "");
         *res.body_mut() = Full::new(Bytes::new());
         return Ok(res);
+    }
+    if let Some(m) = path.strip_prefix(crate::twirp::PREFIX) {
+        if method == Method::POST {
+            let m = m.to_owned();
+            return Ok(twirp(state, &m, req).await);
+        }
     }
     let res = match path.as_str() {
         "" if method == Method::GET || method == Method::HEAD => text(StatusCode::OK, "OK"),

@@ -9,7 +9,9 @@ use lk::signal_response::Message as Out;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::metrics::Metrics;
-use crate::room::{CoreError, Joined, Outgoing, RandomIds, RoomCore};
+use crate::room::{
+    CoreError, JoinError, Joined, Outgoing, ParticipantChange, RandomIds, RoomCore, RoomOptions,
+};
 use crate::router::Source;
 use crate::webhook::Webhooks;
 
@@ -26,9 +28,16 @@ pub enum SessionCommand {
     Unsubscribe(String),
     /// A relayed data packet for the client's data channel of this kind.
     Data { reliable: bool, bytes: Arc<Vec<u8>> },
-    /// Close the socket without a `leave`, as a lost connection would (the client reconnects).
+    /// Close the socket without a `leave`, as a lost connection would (the client resumes, or
+    /// rejoins when resume is off).
     Drop,
+    /// As `Drop`, and leave at once as if the resume grace period had passed.
+    Expire,
 }
+
+/// A new signalling socket for a session, handed over on resume (its concrete type is the
+/// session's own; the hub only carries it).
+pub type ResumeSocket = Box<dyn std::any::Any + Send>;
 
 impl std::fmt::Debug for SessionCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,6 +47,7 @@ impl std::fmt::Debug for SessionCommand {
             Self::Unsubscribe(t) => write!(f, "Unsubscribe({t})"),
             Self::Data { reliable, bytes } => write!(f, "Data({reliable}, {} bytes)", bytes.len()),
             Self::Drop => write!(f, "Drop"),
+            Self::Expire => write!(f, "Expire"),
         }
     }
 }
@@ -47,6 +57,8 @@ struct Inner {
     sessions: HashMap<String, mpsc::Sender<SessionCommand>>,
     /// Published tracks with media, by room name.
     sources: HashMap<String, Vec<Arc<Source>>>,
+    /// Where a resuming client's new socket goes, by participant sid.
+    resumers: HashMap<String, mpsc::Sender<ResumeSocket>>,
 }
 
 pub struct Hub {
@@ -54,6 +66,13 @@ pub struct Hub {
     metrics: Metrics,
     /// Lifecycle events, queued under the lock so that their order is the rooms' order.
     webhooks: Webhooks,
+}
+
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Hub {
@@ -69,6 +88,7 @@ impl Hub {
                 core: RoomCore::new(Box::new(RandomIds)),
                 sessions: HashMap::new(),
                 sources: HashMap::new(),
+                resumers: HashMap::new(),
             }),
             metrics,
         }
@@ -103,6 +123,7 @@ impl Hub {
             self.send_to(inner, &to, SessionCommand::Signal(Box::new(msg)));
             if is_leave {
                 inner.sessions.remove(&to);
+                inner.resumers.remove(&to);
             }
         }
         let (rooms, participants, tracks) = inner.core.counts();
@@ -119,7 +140,7 @@ impl Hub {
         permission: lk::ParticipantPermission,
         now_ms: i64,
         queue: mpsc::Sender<SessionCommand>,
-    ) -> Joined {
+    ) -> Result<Joined, JoinError> {
         let mut inner = self.lock();
         let existed = inner.core.room_info(room).is_some();
         let replaced_info = inner
@@ -128,7 +149,10 @@ impl Hub {
             .into_iter()
             .find(|(_, id)| id == identity)
             .and_then(|(sid, _)| inner.core.participant(room, &sid));
-        let joined = inner.core.join(room, identity, name, permission, now_ms);
+        let joined = inner
+            .core
+            .join(room, identity, name, permission, now_ms)
+            .inspect_err(|_| self.metrics.joins_refused.inc())?;
         if !existed {
             self.webhooks.emit("room_started", &joined.room, None, None);
         }
@@ -157,32 +181,83 @@ impl Hub {
                 self.send_to(&mut inner, &me, SessionCommand::Subscribe(source));
             }
         }
-        joined
+        Ok(joined)
+    }
+
+    /// Whether `identity` could join `room` now (the same check as the join itself, made before
+    /// the socket is upgraded so that a refusal is an HTTP error with a reason).
+    pub fn admits(&self, room: &str, identity: &str) -> Result<(), JoinError> {
+        let inner = self.lock();
+        let Some(info) = inner.core.room_info(room) else {
+            return Ok(());
+        };
+        let present = inner
+            .core
+            .members(room)
+            .iter()
+            .any(|(_, id)| id == identity);
+        if info.max_participants > 0 && !present && info.num_participants >= info.max_participants {
+            return Err(JoinError::Full(info.max_participants));
+        }
+        Ok(())
     }
 
     /// Drops the signalling socket of `identity` in `room` as a network failure would (operations
     /// and tests). False if no such participant.
     pub fn drop_connection(&self, room: &str, identity: &str) -> bool {
+        self.command_identity(room, identity, SessionCommand::Drop)
+    }
+
+    /// Drops the signalling socket of `identity` and makes its session leave at once, as when
+    /// the resume grace period has passed (operations and tests). False if no such participant.
+    pub fn expire_connection(&self, room: &str, identity: &str) -> bool {
+        self.command_identity(room, identity, SessionCommand::Expire)
+    }
+
+    fn command_identity(&self, room: &str, identity: &str, cmd: SessionCommand) -> bool {
         let mut inner = self.lock();
-        let Some((sid, _)) = inner
-            .core
-            .members(room)
-            .into_iter()
-            .find(|(_, id)| id == identity)
-        else {
+        let Some(sid) = inner.core.find_sid(room, identity).ok() else {
             return false;
         };
-        self.send_to(&mut inner, &sid, SessionCommand::Drop);
+        if matches!(cmd, SessionCommand::Expire) {
+            inner.resumers.remove(&sid);
+        }
+        self.send_to(&mut inner, &sid, cmd);
         true
+    }
+
+    /// A session accepts resumed sockets here until it leaves.
+    pub fn accept_resumes(&self, sid: &str, tx: mpsc::Sender<ResumeSocket>) {
+        self.lock().resumers.insert(sid.to_owned(), tx);
+    }
+
+    /// Where to hand the new socket of a client resuming as `sid`: only to that participant,
+    /// still in `room` under the same identity.
+    pub fn resume_target(
+        &self,
+        room: &str,
+        identity: &str,
+        sid: &str,
+    ) -> Option<mpsc::Sender<ResumeSocket>> {
+        let inner = self.lock();
+        let present = inner
+            .core
+            .participant(room, sid)
+            .is_some_and(|p| p.identity == identity);
+        if !present {
+            return None;
+        }
+        inner.resumers.get(sid).cloned()
     }
 
     pub fn leave(&self, room: &str, sid: &str, reason: lk::DisconnectReason) {
         let mut inner = self.lock();
         inner.sessions.remove(sid);
+        inner.resumers.remove(sid);
         self.drop_sources_of(&mut inner, room, sid);
         let before = inner.core.room_info(room);
         let gone = inner.core.participant(room, sid);
-        let effects = inner.core.leave(room, sid, reason);
+        let effects = inner.core.leave(room, sid, reason, wall_ms());
         self.deliver(&mut inner, effects);
         if let (Some(mut info), Some(gone)) = (before, gone) {
             info.num_participants = info.num_participants.saturating_sub(1);
@@ -335,6 +410,149 @@ impl Hub {
         Ok(())
     }
 
+    // ---- the server API (RoomService) and participants' self-updates ----
+
+    pub fn create_room(&self, name: &str, opts: &RoomOptions) -> lk::Room {
+        let mut inner = self.lock();
+        let existed = inner.core.room_info(name).is_some();
+        let info = inner.core.create_room(name, opts, wall_ms());
+        if !existed {
+            self.webhooks.emit("room_started", &info, None, None);
+        }
+        self.deliver(&mut inner, Vec::new());
+        info
+    }
+
+    pub fn list_rooms(&self, names: &[String]) -> Vec<lk::Room> {
+        self.lock().core.list_rooms(names)
+    }
+
+    /// Everyone is told `ROOM_DELETED` and the room is gone.
+    pub fn delete_room(&self, name: &str) -> Result<(), CoreError> {
+        let mut inner = self.lock();
+        let (info, gone, effects) = inner.core.delete_room(name)?;
+        for p in &gone {
+            self.drop_sources_of(&mut inner, name, &p.sid);
+        }
+        inner.sources.remove(name);
+        self.deliver(&mut inner, effects);
+        for p in &gone {
+            self.emit_left(&info, p);
+        }
+        self.webhooks.emit("room_finished", &info, None, None);
+        Ok(())
+    }
+
+    /// Forgets API-made rooms left empty past their timeout (called periodically).
+    pub fn reap(&self, now_ms: i64) {
+        let mut inner = self.lock();
+        let gone = inner.core.reap(now_ms);
+        if gone.is_empty() {
+            return;
+        }
+        for info in &gone {
+            inner.sources.remove(&info.name);
+            self.webhooks.emit("room_finished", info, None, None);
+        }
+        self.deliver(&mut inner, Vec::new());
+    }
+
+    pub fn list_participants(&self, room: &str) -> Result<Vec<lk::ParticipantInfo>, CoreError> {
+        self.lock()
+            .core
+            .participants(room)
+            .ok_or(CoreError::UnknownRoom)
+    }
+
+    pub fn get_participant(
+        &self,
+        room: &str,
+        identity: &str,
+    ) -> Result<lk::ParticipantInfo, CoreError> {
+        self.lock().core.participant_by_identity(room, identity)
+    }
+
+    /// The participant is told `PARTICIPANT_REMOVED` and leaves; its tracks go with it.
+    pub fn remove_participant(&self, room: &str, identity: &str) -> Result<(), CoreError> {
+        let mut inner = self.lock();
+        let before = inner.core.room_info(room);
+        let (gone, effects) = inner.core.remove_participant(room, identity, wall_ms())?;
+        self.drop_sources_of(&mut inner, room, &gone.sid);
+        self.deliver(&mut inner, effects);
+        if let Some(mut info) = before {
+            info.num_participants = info.num_participants.saturating_sub(1);
+            self.emit_left(&info, &gone);
+        }
+        Ok(())
+    }
+
+    pub fn mute_published_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> Result<lk::TrackInfo, CoreError> {
+        let mut inner = self.lock();
+        let (track, effects) = inner.core.mute_by_admin(room, identity, track_sid, muted)?;
+        self.deliver(&mut inner, effects);
+        Ok(track)
+    }
+
+    /// Metadata, name, attributes or permission of a participant, by identity (server API).
+    pub fn update_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        change: ParticipantChange,
+    ) -> Result<lk::ParticipantInfo, CoreError> {
+        let mut inner = self.lock();
+        let sid = inner.core.find_sid(room, identity)?;
+        let (info, effects) = inner.core.update_participant(room, &sid, change, false)?;
+        self.deliver(&mut inner, effects);
+        Ok(info)
+    }
+
+    /// A participant's own `UpdateParticipantMetadata` (needs `canUpdateMetadata`).
+    pub fn update_self(
+        &self,
+        room: &str,
+        sid: &str,
+        change: ParticipantChange,
+    ) -> Result<lk::ParticipantInfo, CoreError> {
+        let mut inner = self.lock();
+        let (info, effects) = inner.core.update_participant(room, sid, change, true)?;
+        self.deliver(&mut inner, effects);
+        Ok(info)
+    }
+
+    pub fn update_room_metadata(&self, room: &str, metadata: &str) -> Result<lk::Room, CoreError> {
+        let mut inner = self.lock();
+        let (info, effects) = inner.core.update_room_metadata(room, metadata)?;
+        self.deliver(&mut inner, effects);
+        Ok(info)
+    }
+
+    /// `SendData`: a packet from the server (no sender identity) to the room or the named
+    /// identities.
+    pub fn send_server_data(
+        &self,
+        room: &str,
+        bytes: Vec<u8>,
+        destinations: Vec<String>,
+        reliable: bool,
+    ) -> Result<(), CoreError> {
+        if self.lock().core.room_info(room).is_none() {
+            return Err(CoreError::UnknownRoom);
+        }
+        let relayed = crate::data::Relayed {
+            bytes,
+            destinations,
+        };
+        self.relay_data(room, "", relayed, reliable);
+        Ok(())
+    }
+
     pub fn track_by_cid(&self, room: &str, sid: &str, cid: &str) -> Option<lk::TrackInfo> {
         self.lock().core.track_by_cid(room, sid, cid)
     }
@@ -383,7 +601,7 @@ mod tests {
 
     fn join(hub: &Hub, identity: &str, subscribe: bool) -> Member {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        let joined = hub.join("r", identity, "", perm(subscribe), 0, tx);
+        let joined = hub.join("r", identity, "", perm(subscribe), 0, tx).unwrap();
         Member {
             sid: joined.me.sid,
             rx,
@@ -500,7 +718,7 @@ mod tests {
         let metrics = Metrics::new();
         let hub = Hub::new(metrics.clone());
         let (tx, mut stuck) = mpsc::channel(1);
-        hub.join("r", "stuck", "", perm(true), 0, tx);
+        let _ = hub.join("r", "stuck", "", perm(true), 0, tx);
         // Two roster updates for a queue of one: the second overflows.
         let _a = join(&hub, "a", true);
         let _b = join(&hub, "b", true);

@@ -39,6 +39,11 @@ pub struct Metrics {
     pub webhooks_failed: IntCounter,
     /// Webhook events dropped because the delivery queue was full.
     pub webhooks_dropped: IntCounter,
+    /// Signal resumes. Labels: outcome (detached: a socket dropped and the session waits;
+    /// resumed; expired: no resume in the grace period; refused: a resume for a gone session).
+    pub resumes: IntCounterVec,
+    /// Server API calls. Labels: method, outcome (ok or the Twirp error code).
+    pub twirp_requests: IntCounterVec,
     /// `refresh_token` messages sent to clients.
     pub tokens_refreshed: IntCounter,
     /// NACKs and retransmissions, counted by the media plane.
@@ -144,6 +149,16 @@ impl Metrics {
             webhooks_dropped: counter(
                 "sfu_webhooks_dropped_total",
                 "Webhook events dropped because the delivery queue was full",
+            ),
+            resumes: counter_vec(
+                "sfu_resumes_total",
+                "Signal socket losses and resumes by outcome",
+                &["outcome"],
+            ),
+            twirp_requests: counter_vec(
+                "sfu_twirp_requests_total",
+                "Server API (RoomService) calls by method and outcome",
+                &["method", "outcome"],
             ),
             tokens_refreshed: counter(
                 "sfu_tokens_refreshed_total",

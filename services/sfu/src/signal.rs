@@ -18,11 +18,12 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Hub, SessionCommand, SESSION_QUEUE};
+use crate::hub::{Hub, ResumeSocket, SessionCommand, SESSION_QUEUE};
 use crate::media::{
     DownTrack, IncomingData, IncomingTrack, MediaEngine, MediaEvent, Peer, PeerState, Role,
 };
 use crate::metrics::Metrics;
+use crate::negotiation::{Negotiation, Step};
 use crate::router::{run_downtrack, DownSettings, Source};
 
 /// The version reported to clients. livekit-client refuses an empty one and switches features
@@ -43,6 +44,8 @@ pub struct SignalContext {
     pub keys: LivekitKeys,
     /// How often a session gets a refreshed token.
     pub token_refresh_secs: u32,
+    /// How long a session whose socket dropped waits for a resume; 0 = no resume.
+    pub resume_grace_secs: u32,
 }
 
 /// Validity of a refreshed token: LiveKit's 10 minutes, and always beyond the next refresh.
@@ -66,6 +69,29 @@ pub fn refresh_token(
     )
 }
 
+fn server_info() -> lk::ServerInfo {
+    lk::ServerInfo {
+        edition: lk::server_info::Edition::Standard as i32,
+        version: SERVER_VERSION.to_owned(),
+        protocol: 16,
+        node_id: "ppodok-sfu".to_owned(),
+        ..Default::default()
+    }
+}
+
+fn client_configuration(ctx: &SignalContext) -> lk::ClientConfiguration {
+    let resume = if ctx.resume_grace_secs > 0 {
+        lk::ClientConfigSetting::Enabled
+    } else {
+        // A client that loses the socket rejoins from scratch.
+        lk::ClientConfigSetting::Disabled
+    };
+    lk::ClientConfiguration {
+        resume_connection: resume as i32,
+        ..Default::default()
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -76,14 +102,70 @@ fn now_ms() -> i64 {
 /// Why a session ended.
 enum End {
     Client,
-    Replaced,
+    /// Told to leave by the server (replaced, removed, room deleted): already out of the room.
+    Removed,
     Timeout,
     Shutdown,
     Transport,
+    /// The socket dropped and no resume came within the grace period.
+    Expired,
+}
+
+/// Messages held for a detached client before the session gives up on it.
+const MAX_BACKLOG: usize = 1024;
+
+/// The session's signalling link: the socket is apart from the session, which outlives it for
+/// the resume grace period.
+enum Link<S> {
+    // Boxed: one per session, and it keeps the detached states small.
+    Attached(Box<WebSocketStream<S>>),
+    /// The socket dropped without a leave; the client may resume until `until`. What the
+    /// session sends meanwhile waits in `backlog`, delivered after the `ReconnectResponse`.
+    Detached {
+        until: Instant,
+        backlog: Vec<Out>,
+    },
+    /// Gone for good (no resume configured, or the backlog overflowed).
+    Closed,
+}
+
+async fn next_frame<S>(
+    link: &mut Link<S>,
+) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match link {
+        Link::Attached(ws) => ws.next().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// The `leave` for a resume that cannot be honoured: livekit-client rejoins from scratch at once.
+pub fn resume_refused() -> lk::SignalResponse {
+    lk::SignalResponse {
+        message: Some(Out::Leave(lk::LeaveRequest {
+            can_reconnect: true,
+            reason: lk::DisconnectReason::StateMismatch as i32,
+            action: lk::leave_request::Action::Reconnect as i32,
+            regions: None,
+        })),
+    }
+}
+
+/// Answers a resume for a session that is gone, and closes the socket.
+pub async fn refuse_resume<S>(mut ws: WebSocketStream<S>, metrics: &Metrics)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    metrics.resumes.with_label_values(&["refused"]).inc();
+    let frame = resume_refused().encode_to_vec();
+    let _ = ws.send(WsMessage::Binary(frame.into())).await;
+    let _ = ws.close(None).await;
 }
 
 struct Session<S> {
-    ws: WebSocketStream<S>,
+    link: Link<S>,
     ctx: Arc<SignalContext>,
     room: String,
     sid: String,
@@ -91,10 +173,8 @@ struct Session<S> {
     subscriber: Option<Peer>,
     publisher: Option<Peer>,
     pending: HashMap<Role, Vec<String>>,
-    offer_id: u32,
-    /// A subscriber offer awaits its answer; changes meanwhile wait for the next offer.
-    offer_in_flight: bool,
-    need_offer: bool,
+    /// The subscriber offer/answer exchange and each downtrack's place in it.
+    negotiation: Negotiation,
     downtracks: HashMap<String, Downtrack>,
     /// Tracks whose media arrived, by the client's cid → track sid.
     receiving: HashMap<String, String>,
@@ -112,8 +192,6 @@ struct Downtrack {
     source: Arc<Source>,
     down: DownTrack,
     settings: watch::Sender<DownSettings>,
-    /// Included in an offer already sent.
-    offered: bool,
 }
 
 fn decode_request(frame: WsMessage) -> Result<Option<In>, String> {
@@ -130,7 +208,7 @@ fn decode_request(frame: WsMessage) -> Result<Option<In>, String> {
 /// Runs an admitted client's session to its end.
 pub async fn run<S>(ws: WebSocketStream<S>, ctx: Arc<SignalContext>, claims: AccessClaims)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let grant = claims.video.clone().unwrap_or_default();
     let permission = lk::ParticipantPermission {
@@ -145,16 +223,36 @@ where
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     let (data_tx, mut data_rx) = mpsc::channel(DATA_QUEUE);
     let can_publish_data = permission.can_publish_data;
-    let joined = ctx.hub.join(
+    let joined = match ctx.hub.join(
         &grant.room,
         &claims.sub,
         &claims.name,
         permission,
         now_ms(),
         hub_tx,
-    );
+    ) {
+        Ok(joined) => joined,
+        Err(e) => {
+            // Lost a race with another join after the HTTP check: refused before any
+            // JoinResponse, with the reason.
+            tracing::info!(room = %grant.room, identity = %claims.sub, error = %e, "join refused");
+            let mut ws = ws;
+            let leave = lk::SignalResponse {
+                message: Some(crate::room::leave_for(lk::DisconnectReason::JoinFailure)),
+            };
+            let _ = ws
+                .send(WsMessage::Binary(leave.encode_to_vec().into()))
+                .await;
+            let _ = ws.close(None).await;
+            return;
+        }
+    };
+    let (resume_tx, mut resume_rx) = mpsc::channel::<ResumeSocket>(1);
+    if ctx.resume_grace_secs > 0 {
+        ctx.hub.accept_resumes(&joined.me.sid, resume_tx);
+    }
     let mut session = Session {
-        ws,
+        link: Link::Attached(Box::new(ws)),
         room: grant.room.clone(),
         sid: joined.me.sid.clone(),
         identity: claims.sub.clone(),
@@ -162,9 +260,7 @@ where
         subscriber: None,
         publisher: None,
         pending: HashMap::new(),
-        offer_id: 0,
-        offer_in_flight: false,
-        need_offer: false,
+        negotiation: Negotiation::new(),
         downtracks: HashMap::new(),
         receiving: HashMap::new(),
         media_tx,
@@ -178,22 +274,12 @@ where
         participant: Some(joined.me),
         other_participants: joined.others,
         server_version: SERVER_VERSION.to_owned(),
-        server_info: Some(lk::ServerInfo {
-            edition: lk::server_info::Edition::Standard as i32,
-            version: SERVER_VERSION.to_owned(),
-            protocol: 16,
-            node_id: "ppodok-sfu".to_owned(),
-            ..Default::default()
-        }),
+        server_info: Some(server_info()),
         ice_servers: ctx.ice_servers.clone(),
         subscriber_primary: true,
         ping_interval: ctx.ping_interval_secs as i32,
         ping_timeout: ctx.ping_timeout_secs as i32,
-        client_configuration: Some(lk::ClientConfiguration {
-            // No resume yet: a client that loses the socket rejoins from scratch.
-            resume_connection: lk::ClientConfigSetting::Disabled as i32,
-            ..Default::default()
-        }),
+        client_configuration: Some(client_configuration(&ctx)),
         enabled_publish_codecs: vec![
             lk::Codec {
                 mime: "video/VP8".into(),
@@ -212,18 +298,21 @@ where
             Err(()) => End::Transport,
             Ok(()) => {
                 session
-                    .event_loop(&mut hub_rx, &mut media_rx, &mut data_rx)
+                    .event_loop(&mut hub_rx, &mut media_rx, &mut data_rx, &mut resume_rx)
                     .await
             }
         },
     };
     let reason = match end {
         End::Client => lk::DisconnectReason::ClientInitiated,
-        End::Replaced => lk::DisconnectReason::DuplicateIdentity,
+        End::Removed => lk::DisconnectReason::UnknownReason,
         End::Shutdown => lk::DisconnectReason::ServerShutdown,
-        End::Timeout | End::Transport => lk::DisconnectReason::SignalClose,
+        End::Timeout | End::Transport | End::Expired => lk::DisconnectReason::SignalClose,
     };
-    if !matches!(end, End::Replaced) {
+    if matches!(end, End::Expired) {
+        ctx.metrics.resumes.with_label_values(&["expired"]).inc();
+    }
+    if !matches!(end, End::Removed) {
         ctx.hub.leave(&session.room, &session.sid, reason);
     }
     for (_, d) in session.downtracks.drain() {
@@ -235,20 +324,91 @@ where
     {
         peer.close().await;
     }
-    let _ = session.ws.close(None).await;
+    if let Link::Attached(mut ws) = std::mem::replace(&mut session.link, Link::Closed) {
+        let _ = (*ws).close(None).await;
+    }
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, ?reason, "participant left");
 }
 
 impl<S> Session<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    /// Sends to the client, or holds the message while it is away. `Err` only when the session
+    /// can no longer reach its client (it then ends).
     async fn send(&mut self, msg: Out) -> Result<(), ()> {
-        let frame = lk::SignalResponse { message: Some(msg) }.encode_to_vec();
-        self.ws
-            .send(WsMessage::Binary(frame.into()))
-            .await
-            .map_err(|e| tracing::debug!(error = %e, "signal write failed"))
+        match &mut self.link {
+            Link::Attached(ws) => {
+                let frame = lk::SignalResponse { message: Some(msg) }.encode_to_vec();
+                if let Err(e) = ws.send(WsMessage::Binary(frame.into())).await {
+                    tracing::debug!(sid = %self.sid, error = %e, "signal write failed");
+                    return self.detach();
+                }
+                Ok(())
+            }
+            Link::Detached { backlog, .. } if backlog.len() < MAX_BACKLOG => {
+                backlog.push(msg);
+                Ok(())
+            }
+            Link::Detached { .. } | Link::Closed => {
+                self.link = Link::Closed;
+                Err(())
+            }
+        }
+    }
+
+    /// The socket is gone without a leave: wait for a resume if configured, else end.
+    fn detach(&mut self) -> Result<(), ()> {
+        match self.link {
+            Link::Detached { .. } => return Ok(()),
+            Link::Closed => return Err(()),
+            Link::Attached(_) => {}
+        }
+        if self.ctx.resume_grace_secs == 0 {
+            self.link = Link::Closed;
+            return Err(());
+        }
+        tracing::info!(sid = %self.sid, grace_secs = self.ctx.resume_grace_secs, "signal socket lost: waiting for a resume");
+        self.ctx
+            .metrics
+            .resumes
+            .with_label_values(&["detached"])
+            .inc();
+        self.link = Link::Detached {
+            until: Instant::now() + Duration::from_secs(u64::from(self.ctx.resume_grace_secs)),
+            backlog: Vec::new(),
+        };
+        Ok(())
+    }
+
+    /// A resuming client's new socket: `ReconnectResponse` first, then whatever it missed.
+    async fn resume(&mut self, socket: ResumeSocket) -> Result<(), ()> {
+        let Ok(ws) = socket.downcast::<WebSocketStream<S>>() else {
+            tracing::error!(sid = %self.sid, "a resumed socket of another type");
+            return Ok(());
+        };
+        let backlog = match std::mem::replace(&mut self.link, Link::Attached(ws)) {
+            Link::Detached { backlog, .. } => backlog,
+            // Resumed before the old socket was noticed gone: the old one is dropped.
+            Link::Attached(_) | Link::Closed => Vec::new(),
+        };
+        tracing::info!(sid = %self.sid, missed = backlog.len(), "signal resumed");
+        self.ctx
+            .metrics
+            .resumes
+            .with_label_values(&["resumed"])
+            .inc();
+        self.send(Out::Reconnect(lk::ReconnectResponse {
+            ice_servers: self.ctx.ice_servers.clone(),
+            client_configuration: Some(client_configuration(&self.ctx)),
+            server_info: Some(server_info()),
+            ..Default::default()
+        }))
+        .await?;
+        for msg in backlog {
+            self.send(msg).await?;
+        }
+        Ok(())
     }
 
     /// The subscriber PC with LiveKit's data channels, and the server's first offer on it.
@@ -274,17 +434,22 @@ where
             return Err(());
         }
         self.subscriber = Some(peer);
-        self.renegotiate().await
+        let step = self.negotiation.changed();
+        self.take(step).await
     }
 
-    /// Sends a new subscriber offer, or, if one is awaiting its answer, sends it after that.
-    async fn renegotiate(&mut self) -> Result<(), ()> {
-        if self.offer_in_flight {
-            self.need_offer = true;
-            return Ok(());
+    /// Carries out what the negotiation asked for.
+    async fn take(&mut self, step: Step) -> Result<(), ()> {
+        match step {
+            Step::SendOffer(id) => self.send_offer(id).await,
+            Step::Wait => Ok(()),
         }
+    }
+
+    async fn send_offer(&mut self, id: u32) -> Result<(), ()> {
         let Some(peer) = self.subscriber.as_ref() else {
-            return Ok(());
+            tracing::error!(sid = %self.sid, "an offer without a subscriber PeerConnection");
+            return Err(());
         };
         let sdp = match peer.create_offer().await {
             Ok(sdp) => sdp,
@@ -293,13 +458,6 @@ where
                 return Err(());
             }
         };
-        for d in self.downtracks.values_mut() {
-            d.offered = true;
-        }
-        self.need_offer = false;
-        self.offer_in_flight = true;
-        self.offer_id += 1;
-        let id = self.offer_id;
         self.send(Out::Offer(lk::SessionDescription {
             r#type: "offer".into(),
             sdp,
@@ -337,16 +495,17 @@ where
             self.ctx.metrics.clone(),
         ));
         tracing::info!(sid = %self.sid, track = %source.track_sid, from = %source.participant_sid, "subscribed");
+        let source_sid = source.track_sid.clone();
         self.downtracks.insert(
             source.track_sid.clone(),
             Downtrack {
                 source,
                 down,
                 settings,
-                offered: false,
             },
         );
-        self.renegotiate().await
+        let step = self.negotiation.track_added(&source_sid);
+        self.take(step).await
     }
 
     async fn unsubscribe(&mut self, track_sid: &str) -> Result<(), ()> {
@@ -360,7 +519,8 @@ where
             }
         }
         tracing::info!(sid = %self.sid, track = %track_sid, "unsubscribed");
-        self.renegotiate().await
+        let step = self.negotiation.track_removed(track_sid);
+        self.take(step).await
     }
 
     async fn event_loop(
@@ -368,6 +528,7 @@ where
         hub_rx: &mut mpsc::Receiver<SessionCommand>,
         media_rx: &mut mpsc::UnboundedReceiver<MediaEvent>,
         data_rx: &mut mpsc::Receiver<IncomingData>,
+        resume_rx: &mut mpsc::Receiver<ResumeSocket>,
     ) -> End {
         let timeout = Duration::from_secs(u64::from(self.ctx.ping_timeout_secs));
         let mut deadline = Instant::now() + timeout;
@@ -379,6 +540,11 @@ where
         let mut refresh = tokio::time::interval_at(Instant::now() + period, period);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Attached: the ping deadline; detached: the end of the grace period.
+            let wake = match &self.link {
+                Link::Detached { until, .. } => *until,
+                _ => deadline,
+            };
             tokio::select! {
                 _ = refresh.tick() => {
                     let token = refresh_token(
@@ -392,12 +558,27 @@ where
                     }
                     self.ctx.metrics.tokens_refreshed.inc();
                 }
-                frame = self.ws.next() => {
+                Some(socket) = resume_rx.recv() => {
+                    if self.resume(socket).await.is_err() {
+                        return End::Transport;
+                    }
+                    deadline = Instant::now() + timeout;
+                }
+                frame = next_frame(&mut self.link) => {
                     let frame = match frame {
-                        Some(Ok(WsMessage::Close(_))) | None => return End::Client,
+                        // Closed without a leave: possibly a network change; resumable.
+                        Some(Ok(WsMessage::Close(_))) | None => {
+                            if self.detach().is_err() {
+                                return End::Client;
+                            }
+                            continue;
+                        }
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "signal read failed");
-                            return End::Transport;
+                            if self.detach().is_err() {
+                                return End::Transport;
+                            }
+                            continue;
                         }
                         Some(Ok(frame)) => frame,
                     };
@@ -427,13 +608,23 @@ where
                                 return End::Transport;
                             }
                             if leave {
-                                return End::Replaced;
+                                return End::Removed;
                             }
                             Ok(())
                         }
                         Some(SessionCommand::Drop) => {
                             tracing::info!(sid = %self.sid, "dropping the connection");
-                            return End::Transport;
+                            if let Link::Attached(_) = self.link {
+                                // Dropping the socket closes it; the client sees a lost link.
+                                if self.detach().is_err() {
+                                    return End::Transport;
+                                }
+                            }
+                            Ok(())
+                        }
+                        Some(SessionCommand::Expire) => {
+                            tracing::info!(sid = %self.sid, "dropping the connection for good");
+                            return End::Expired;
                         }
                         Some(SessionCommand::Subscribe(source)) => self.subscribe(source).await,
                         Some(SessionCommand::Unsubscribe(track)) => self.unsubscribe(&track).await,
@@ -458,7 +649,11 @@ where
                         return End::Transport;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(wake) => {
+                    if let Link::Detached { .. } = self.link {
+                        tracing::info!(sid = %self.sid, "no resume within the grace period");
+                        return End::Expired;
+                    }
                     tracing::info!(sid = %self.sid, "no message within the ping timeout");
                     return End::Timeout;
                 }
@@ -521,8 +716,8 @@ where
                     tracing::warn!(sid = %self.sid, "answer without a subscriber offer");
                     return Ok(());
                 };
-                if !self.offer_in_flight || (desc.id != 0 && desc.id != self.offer_id) {
-                    tracing::warn!(sid = %self.sid, got = desc.id, want = self.offer_id, "answer to a stale offer ignored");
+                if let Err(stale) = self.negotiation.accepts(desc.id) {
+                    tracing::warn!(sid = %self.sid, got = stale.got, want = ?stale.want, "answer to a stale offer ignored");
                     self.ctx
                         .metrics
                         .bad_input
@@ -530,12 +725,10 @@ where
                         .inc();
                     return Ok(());
                 }
-                match sub.apply_answer(&desc.sdp).await {
+                let applied = match sub.apply_answer(&desc.sdp).await {
                     Ok(()) => {
                         self.flush_candidates(Role::Subscriber).await;
-                        for d in self.downtracks.values().filter(|d| d.offered) {
-                            d.settings.send_modify(|s| s.negotiated = true);
-                        }
+                        true
                     }
                     Err(e) => {
                         self.ctx
@@ -543,12 +736,18 @@ where
                             .bad_input
                             .with_label_values(&["answer"])
                             .inc();
-                        tracing::warn!(sid = %self.sid, error = %e, "subscriber answer refused")
+                        tracing::warn!(sid = %self.sid, error = %e, "subscriber answer refused");
+                        false
+                    }
+                };
+                let done = self.negotiation.answered(applied);
+                for track in &done.negotiated {
+                    if let Some(d) = self.downtracks.get(track) {
+                        d.settings.send_modify(|s| s.negotiated = true);
                     }
                 }
-                self.offer_in_flight = false;
-                if self.need_offer {
-                    self.renegotiate().await?;
+                if let Some(step) = done.next {
+                    self.take(step).await?;
                 }
             }
             In::Trickle(t) => {
@@ -600,9 +799,7 @@ where
                         | crate::room::CoreError::UnknownTrack => {
                             lk::request_response::Reason::NotFound
                         }
-                        crate::room::CoreError::DuplicateCid => {
-                            lk::request_response::Reason::UnclassifiedError
-                        }
+                        _ => lk::request_response::Reason::UnclassifiedError,
                     };
                     self.send(Out::RequestResponse(lk::RequestResponse {
                         request_id: 0,
@@ -613,6 +810,44 @@ where
                     .await?;
                 }
             },
+            In::UpdateMetadata(update) => {
+                let request_id = update.request_id;
+                let change = crate::room::ParticipantChange {
+                    metadata: Some(update.metadata.clone()),
+                    name: Some(update.name.clone()),
+                    attributes: update.attributes.clone(),
+                    permission: None,
+                };
+                let outcome = self.ctx.hub.update_self(&self.room, &self.sid, change);
+                let (reason, message) = match &outcome {
+                    Ok(_) => (lk::request_response::Reason::Ok, String::new()),
+                    Err(e) => {
+                        self.ctx
+                            .metrics
+                            .bad_input
+                            .with_label_values(&["update_metadata"])
+                            .inc();
+                        let reason = match e {
+                            crate::room::CoreError::MetadataNotAllowed => {
+                                lk::request_response::Reason::NotAllowed
+                            }
+                            crate::room::CoreError::TooLong(_) => {
+                                lk::request_response::Reason::LimitExceeded
+                            }
+                            _ => lk::request_response::Reason::NotFound,
+                        };
+                        (reason, e.to_string())
+                    }
+                };
+                // Answered either way, so the client's request settles at once.
+                self.send(Out::RequestResponse(lk::RequestResponse {
+                    request_id,
+                    reason: reason as i32,
+                    message,
+                    request: Some(lk::request_response::Request::UpdateMetadata(update)),
+                }))
+                .await?;
+            }
             In::Mute(m) => {
                 if let Err(e) = self
                     .ctx

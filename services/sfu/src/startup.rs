@@ -94,6 +94,23 @@ impl Application {
             shutdown: shutdown_rx,
             keys: keys.clone(),
             token_refresh_secs: settings.signal.token_refresh_secs,
+            resume_grace_secs: settings.signal.resume_grace_secs,
+        });
+        // Rooms made through the server API close once empty past their timeouts.
+        let reaper_hub = Arc::downgrade(&signal.hub);
+        let mut reaper_stop = shutdown.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = reaper_stop.wait_for(|stopped| *stopped) => return,
+                }
+                let Some(hub) = reaper_hub.upgrade() else {
+                    return;
+                };
+                hub.reap(crate::hub::wall_ms());
+            }
         });
         let state = Arc::new(HttpState { keys, signal });
         Ok(Self {

@@ -45,6 +45,8 @@ pub async fn spawn_sfu_with(adjust: impl FnOnce(&mut Settings)) -> TestSfu {
     // Ephemeral media ports: tests run in parallel with other users of the configured range.
     settings.rtc.udp_port_min = 0;
     settings.rtc.udp_port_max = 0;
+    // No resume unless a test asks for it: a page that goes away leaves at once.
+    settings.signal.resume_grace_secs = 0;
     adjust(&mut settings);
     let keys = LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret);
     let app = Application::build(settings).await.expect("SFU builds");
@@ -222,8 +224,9 @@ impl Browser {
         self.wait_for(event, within, |v| v["event"] == event).await
     }
 
-    /// Sends one harness command (see run.mjs) and waits for it to complete in the page.
-    pub async fn command(&mut self, line: &str, within: Duration) {
+    /// Sends one harness command and returns how it ended: its `cmdDone` or `cmdError` line
+    /// (both carry `ms`, the call's duration in the page).
+    pub async fn command_outcome(&mut self, line: &str, within: Duration) -> Value {
         use tokio::io::AsyncWriteExt;
         let stdin = self.child.stdin.as_mut().expect("stdin is open");
         stdin
@@ -236,11 +239,17 @@ impl Browser {
                 (v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line
             })
             .await;
-        assert_eq!(done["event"], "cmdDone", "{done}");
         // A later identical command must wait for its own completion.
         self.seen.retain(|v| {
             !((v["event"] == "cmdDone" || v["event"] == "cmdError") && v["cmd"] == line)
         });
+        done
+    }
+
+    /// Sends one harness command (see run.mjs) and waits for it to complete in the page.
+    pub async fn command(&mut self, line: &str, within: Duration) {
+        let done = self.command_outcome(line, within).await;
+        assert_eq!(done["event"], "cmdDone", "{done}");
     }
 
     /// Inbound stats lines for a remote `identity`'s `source` that satisfy `pred`, waiting for
@@ -293,5 +302,62 @@ impl Browser {
         drop(self.child.stdin.take());
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         let _ = self.child.kill().await;
+    }
+}
+
+/// The official livekit-server-sdk's `RoomServiceClient` in Node (tests/sfu-browser/server-api.mjs),
+/// one call at a time.
+pub struct ServerApi {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl ServerApi {
+    pub fn start(sfu: &TestSfu) -> ServerApi {
+        let settings = Settings::defaults();
+        let dir = harness_dir();
+        assert!(
+            dir.join("node_modules/livekit-server-sdk").exists(),
+            "tests/sfu-browser/node_modules is missing: run `make node-deps` (npm ci)"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("server-api.mjs"))
+            .current_dir(&dir)
+            .env("LIVEKIT_URL", sfu.http_url())
+            .env("LIVEKIT_API_KEY", &settings.livekit.api_key)
+            .env("LIVEKIT_API_SECRET", &settings.livekit.api_secret)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        ServerApi { child, lines }
+    }
+
+    /// One call: `{"call":…,"args":[…]}` (and `"as"` for a restricted token). Returns the
+    /// answer line: `{"ok":…}` or `{"error":{"status","code","message"}}`.
+    pub async fn call(&mut self, request: Value) -> Value {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(20), self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {request}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("server-api.mjs exited on {request}"));
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+    }
+
+    /// A call that must succeed; its result.
+    pub async fn ok(&mut self, request: Value) -> Value {
+        let answer = self.call(request.clone()).await;
+        assert!(answer.get("error").is_none(), "{request} failed: {answer}");
+        answer["ok"].clone()
     }
 }

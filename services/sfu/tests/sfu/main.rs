@@ -3,6 +3,8 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod loss;
+mod resume;
 mod router;
+mod server_api;
 mod signal;
 mod with_api;

@@ -12,10 +12,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::helpers::{now, spawn_sfu, spawn_sfu_with, TestSfu};
 use ppodok_tokens::livekit::VideoGrant;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(sfu: &TestSfu, token: &str) -> Result<Ws, tungstenite::Error> {
+pub(crate) async fn connect(sfu: &TestSfu, token: &str) -> Result<Ws, tungstenite::Error> {
     let url = format!(
         "{}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16",
         sfu.ws_url()
@@ -25,7 +25,7 @@ async fn connect(sfu: &TestSfu, token: &str) -> Result<Ws, tungstenite::Error> {
         .map(|(ws, _)| ws)
 }
 
-async fn next(ws: &mut Ws) -> Out {
+pub(crate) async fn next(ws: &mut Ws) -> Out {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -42,7 +42,7 @@ async fn next(ws: &mut Ws) -> Out {
 }
 
 /// The next message that is not a trickle (candidates interleave freely).
-async fn next_non_trickle(ws: &mut Ws) -> Out {
+pub(crate) async fn next_non_trickle(ws: &mut Ws) -> Out {
     loop {
         match next(ws).await {
             Out::Trickle(_) => continue,
@@ -51,7 +51,7 @@ async fn next_non_trickle(ws: &mut Ws) -> Out {
     }
 }
 
-async fn send(ws: &mut Ws, msg: In) {
+pub(crate) async fn send(ws: &mut Ws, msg: In) {
     let frame = lk::SignalRequest { message: Some(msg) }.encode_to_vec();
     ws.send(Message::Binary(frame.into())).await.unwrap();
 }
