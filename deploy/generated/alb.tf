@@ -149,3 +149,19 @@ resource "aws_lb_listener_rule" "api_stomp" {
     }
   }
 }
+
+resource "aws_lb_listener_rule" "web_client" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 40
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.api.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/", "/assets", "/assets/*"]
+    }
+  }
+}

@@ -21,6 +21,13 @@ pub struct Settings {
     pub livekit: LivekitSettings,
     pub cors: CorsSettings,
     pub telemetry: TelemetrySettings,
+    pub web: WebSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSettings {
+    /// The web client's build, served at `/`; empty or missing directory = not served.
+    pub dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -25,4 +25,5 @@ pub mod state;
 pub mod study;
 pub mod timers;
 pub mod views;
+pub mod web;
 pub mod webhooks;

@@ -37,7 +37,13 @@ pub async fn endpoint(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    let (mut response, ws, stream) = actix_ws::handle(&req, body)?;
+    if let Some(protocol) = stomp_subprotocol(&req) {
+        response.headers_mut().insert(
+            actix_web::http::header::SEC_WEBSOCKET_PROTOCOL,
+            actix_web::http::header::HeaderValue::from_static(protocol),
+        );
+    }
     let max = limits().max_frame_bytes;
     let stream = stream
         .max_frame_size(max)
@@ -56,6 +62,21 @@ pub async fn endpoint(
         conn.run().await;
     });
     Ok(response)
+}
+
+/// The STOMP subprotocol to answer when the client offers some (`v12.stomp`, …): a browser drops
+/// a handshake that offered subprotocols and got none back, so @stomp/stompjs in a page needs it.
+fn stomp_subprotocol(req: &HttpRequest) -> Option<&'static str> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_ascii_lowercase())
+        .collect();
+    ["v12.stomp", "v11.stomp", "v10.stomp"]
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p))
 }
 
 /// Why a session ends with an ERROR frame.

@@ -370,3 +370,26 @@ on_both_backends!(
     refused_frames_get_an_error_and_broadcast_nothing,
     leaving_a_group_stops_its_topic_and_logout_closes_the_session,
 );
+
+/// Browsers offer STOMP subprotocols (`@stomp/stompjs` sends `v12.stomp, v11.stomp, v10.stomp`)
+/// and drop the handshake unless one is chosen; a client that offers none gets none.
+#[tokio::test]
+async fn the_handshake_answers_the_offered_stomp_subprotocol() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = crate::stomp_support::ws_url(&app);
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v10.stomp, v11.stomp, v12.stomp".parse().unwrap(),
+    );
+    let (_ws, res) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("handshake");
+    assert_eq!(res.headers()["sec-websocket-protocol"], "v12.stomp");
+
+    let (_ws, res) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("handshake");
+    assert!(res.headers().get("sec-websocket-protocol").is_none());
+}
