@@ -26,7 +26,7 @@ const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve('axe-co
 
 const JWT_SECRET = 'web-e2e-jwt-secret-web-e2e-jwt-secret!!';
 const LIVEKIT_SECRET = 'web-e2e-livekit-secret-web-e2e-livekit-0123';
-const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 1 } };
+const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 } };
 const T = 30_000;
 
 const children = [];
@@ -494,11 +494,11 @@ test('acceptance 4: every screen at desktop and phone width, no serious accessib
   await b.page.waitForSelector('.alert-error', { timeout: T });
   await capture(b, 'invite-invalid');
 
+  fs.writeFileSync(path.join(artifacts, 'axe.json'), JSON.stringify(axeFindings, null, 2));
+  const serious = axeFindings.flatMap((f) => f.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => ({ screen: `${f.screen}@${f.viewport}`, ...v })));
+  assert.deepEqual(serious, [], 'no serious or critical axe violations');
   for (const s of ['login', 'groups', 'calendar', 'study-prejoin', 'study-room', 'my-page', 'rankings', 'focus-timer']) {
     assert.ok(screens.has(s), `screen ${s} was captured`);
     for (const v of Object.keys(VIEWPORTS)) assert.ok(fs.existsSync(path.join(artifacts, `${s}-${v}.png`)), `${s}-${v}.png`);
   }
-  fs.writeFileSync(path.join(artifacts, 'axe.json'), JSON.stringify(axeFindings, null, 2));
-  const serious = axeFindings.flatMap((f) => f.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => ({ screen: `${f.screen}@${f.viewport}`, ...v })));
-  assert.deepEqual(serious, [], 'no serious or critical axe violations');
 });

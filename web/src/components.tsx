@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { errorMessage, get, type Room } from './api';
-import { clockLabel, fromLocal, now, clock, dayLabel, timeLabel } from './time';
+import { clockLabel, fromLocal, now, clock, dateTimeLabel } from './time';
 import { navigate } from './router';
 
 /// Re-renders every `ms` (countdowns).
@@ -91,7 +91,7 @@ export function NextRoom({ refreshKey }: { refreshKey?: unknown }) {
     <section className="card next-room" aria-labelledby="next-room-title" data-room-id={room.roomId}>
       <h2 id="next-room-title">다음 공부방</h2>
       <p>
-        {dayLabel(room.startTime.slice(0, 10))} {timeLabel(room.startTime)} 시작
+        {dateTimeLabel(room.startTime)} 시작
       </p>
       <p className="countdown" aria-live="off">
         {t < start ? <>시작까지 <strong>{clockLabel(start - t)}</strong></> : <>진행 중 · 끝까지 <strong>{clockLabel(end - t)}</strong></>}

@@ -2,7 +2,7 @@ import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import './styles.css';
 import { auth, get, post, type Member, errorMessage } from './api';
-import { syncClock } from './time';
+import { clock, syncClock } from './time';
 import { Link, match, navigate, usePath } from './router';
 import { Alert } from './components';
 import { Login, KakaoRedirect } from './pages/Login';
@@ -52,6 +52,11 @@ function App() {
     get<Member>('/api/v1/members')
       .then(setMe)
       .catch((e) => setError(errorMessage(e)));
+    get<{ timeZone: string }>('/api/v1/members/settings')
+      .then((s) => {
+        clock.displayZone = s.timeZone;
+      })
+      .catch(() => undefined);
   }, [signedIn]);
 
   // A path the signed-out visitor asked for (an invite link) is kept for after login.

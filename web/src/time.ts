@@ -9,6 +9,8 @@ export const clock = {
   cycleMinutes: 30,
   studyMinutes: 25,
   videoOpensMinutesBefore: 5,
+  /// The member's own zone (settings): times are shown in it; the contract speaks `zone`.
+  displayZone: null as string | null,
 };
 
 export async function syncClock(): Promise<void> {
@@ -87,14 +89,27 @@ export function slotEnd(start: string): string {
 
 const WEEKDAYS = ['일', '월', '화', '수', '목', '금', '토'];
 
+/// "12월 3일 (목) 오후 7:30" of a contract local string, in the member's zone.
+export function dateTimeLabel(contractLocal: string): string {
+  return `${dayLabel(inDisplayZone(contractLocal).slice(0, 10))} ${timeLabel(contractLocal)}`;
+}
+
 /// "12월 3일 (목)".
 export function dayLabel(date: string): string {
   const d = new Date(`${date}T00:00:00Z`);
   return `${d.getUTCMonth() + 1}월 ${d.getUTCDate()}일 (${WEEKDAYS[d.getUTCDay()]})`;
 }
 
-/// "오후 7:30" from a local string.
-export function timeLabel(local: string): string {
+/// A contract local string re-expressed in the member's zone (unchanged when it is the service's).
+function inDisplayZone(local: string): string {
+  if (!clock.displayZone || clock.displayZone === clock.zone) return local;
+  const p = zoneParts(fromLocal(local), clock.displayZone);
+  return `${p.y}-${pad(p.mo)}-${pad(p.d)}T${pad(p.h)}:${pad(p.mi)}:${pad(p.s)}`;
+}
+
+/// "오후 7:30" from a contract local string, in the member's zone.
+export function timeLabel(contractLocal: string): string {
+  const local = inDisplayZone(contractLocal);
   const h = Number(local.slice(11, 13));
   const m = local.slice(14, 16);
   return `${h < 12 ? '오전' : '오후'} ${h % 12 === 0 ? 12 : h % 12}:${m}`;

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { errorMessage, get, patch } from '../api';
 import { Alert, useLoad } from '../components';
-import { dayLabel, durationLabel, parseDuration } from '../time';
+import { clock, dayLabel, durationLabel, parseDuration } from '../time';
 
 interface DayDuration {
   calculatedAt: string;
@@ -130,6 +130,7 @@ function SettingsForm() {
             }),
           );
           setNotice('저장했어요.');
+          clock.displayZone = String(form.get('timeZone'));
           await settings.reload();
         } catch (err) {
           setError(errorMessage(err));
