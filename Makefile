@@ -1,7 +1,7 @@
 # ppodok — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run run-api run-sfu test test-web web web-test-deps node-deps sfu-browser-deps bench fmt lint check clean-test-dbs
+.PHONY: run run-api run-sfu test test-web web-e2e web web-test-deps node-deps sfu-browser-deps bench fmt lint check clean-test-dbs
 
 ## Start the whole system on embedded defaults: the API (:8080, SQLite file in ./data, in-process
 ## stores, dev login on, the web client at http://127.0.0.1:8080/) and the SFU (:7880), whose
@@ -37,6 +37,12 @@ tests/web/node_modules/.package-lock.json: tests/web/package.json tests/web/pack
 ## desktop and phone width land in tests/web/artifacts/ with axe-core's findings (axe.json).
 test-web: web web-test-deps
 	$(CARGO) build -p ppodok-api -p ppodok-sfu
+	$(MAKE) --no-print-directory web-e2e
+
+## The browser run alone, on the binaries in target/debug. `make test` calls it after its cargo
+## test steps, which built both binaries (cargo builds a package's binaries for its integration
+## tests); a `cargo build` there would rebuild the dependencies without dev-dependency features.
+web-e2e:
 	node --test --test-concurrency=1 tests/web/e2e.test.mjs
 
 ## The SFU's browser tests drive the official livekit-client with puppeteer-core in Debian's
@@ -52,7 +58,7 @@ tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.jso
 test: node-deps sfu-browser-deps web web-test-deps
 	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu
 	$(CARGO) test -p ppodok-sfu --no-fail-fast -- --test-threads=1
-	$(MAKE) --no-print-directory test-web
+	$(MAKE) --no-print-directory web-e2e
 
 ## The STOMP client the API tests drive (@stomp/stompjs, pinned by package-lock.json).
 node-deps: tests/stomp/node_modules/.package-lock.json

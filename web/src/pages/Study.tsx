@@ -34,6 +34,8 @@ declare global {
 }
 
 const CHAT_TOPIC = 'chat';
+/// A first data packet (ignored by receivers), see `connect`.
+const HELLO_TOPIC = 'ppodok.hello';
 
 async function findRoom(roomId: number): Promise<Room | null> {
   const from = `${addDays(today(), -1)}T00:00:00`;
@@ -434,6 +436,13 @@ export function Study({ roomId, me }: { roomId: number; me: Member | null }) {
         await room.connect(grant.url, grant.token);
         setDropped(false);
         setLk(room);
+        // Open the data channel (chat) before any track: with ppodok-sfu, a first publisher
+        // offer that carries media as well leaves the channel's SCTP association "connecting"
+        // for good. A first packet makes the first offer a data-only one.
+        await Promise.race([
+          room.localParticipant.publishData(new Uint8Array([1]), { reliable: true, topic: HELLO_TOPIC }),
+          new Promise((resolve) => setTimeout(resolve, 5000)),
+        ]).catch(() => undefined);
         if (tracks) {
           for (const t of tracks) {
             if (t.mediaStreamTrack.readyState === 'live') await room.localParticipant.publishTrack(t);
