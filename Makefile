@@ -52,12 +52,16 @@ tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.jso
 	npm ci --prefix tests/sfu-browser --no-audit --no-fund
 
 ## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379),
-## the SFU against livekit-client in headless Chromium, then the web client end to end (test-web).
+## and the SFU against livekit-client in headless Chromium.
 ## The SFU's tests run one at a time: each drives two or three Chromium pages encoding video, and
 ## two such tests at once on a 2-core machine starve the encoders (frame freezes that are not the SFU's).
+## The deploy kit's checks run next: they start the API and SFU binaries the two steps before
+## built (promtool, docker-compose from Debian; no Docker engine needed). The web client's
+## browser run comes last, on the same binaries.
 test: node-deps sfu-browser-deps web web-test-deps
-	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu
+	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu --exclude ppodok-deploy-kit
 	$(CARGO) test -p ppodok-sfu --no-fail-fast -- --test-threads=1
+	$(CARGO) test -p ppodok-deploy-kit --no-fail-fast
 	$(MAKE) --no-print-directory web-e2e
 
 ## The STOMP client the API tests drive (@stomp/stompjs, pinned by package-lock.json).

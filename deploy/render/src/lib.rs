@@ -17,7 +17,7 @@ pub use model::{
     Action, DeniedPaths, PathPattern, Route, RouteTable, RouterSettings, Rule, Target,
     DENIED_ROUTE_NAME,
 };
-pub use nginx::{nginx_locations, render_nginx};
+pub use nginx::{nginx_locations, render_nginx, render_nginx_compose};
 pub use validate::{validate, ValidationError, ValidationErrors};
 
 /// One file under `deploy/generated/`.
@@ -69,6 +69,10 @@ pub fn render_all(table: &RouteTable) -> Vec<GeneratedFile> {
         GeneratedFile {
             file_name: "nginx.conf",
             contents: render_nginx(table),
+        },
+        GeneratedFile {
+            file_name: "nginx.compose.conf",
+            contents: render_nginx_compose(table),
         },
         GeneratedFile {
             file_name: "alb.tf",
@@ -173,12 +177,15 @@ mod tests {
     use crate::test_support::{sample_table, SAMPLE_ROUTES};
 
     #[test]
-    fn render_all_produces_the_three_files_in_order() {
+    fn render_all_produces_the_four_files_in_order() {
         let names: Vec<&str> = render_all(&sample_table())
             .iter()
             .map(|file| file.file_name)
             .collect();
-        assert_eq!(names, ["nginx.conf", "alb.tf", "ingress.yaml"]);
+        assert_eq!(
+            names,
+            ["nginx.conf", "nginx.compose.conf", "alb.tf", "ingress.yaml"]
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Target {
     pub health_path: String,
     #[serde(default = "default_upstream_host")]
     pub upstream_host: String,
-    /// ALB target group name and Kubernetes Service name.
+    /// ALB target group name, Kubernetes Service name, and the network alias in compose.yaml.
     pub service_name: String,
 }
 

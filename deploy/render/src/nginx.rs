@@ -15,6 +15,17 @@ pub fn render_nginx(table: &RouteTable) -> String {
     out
 }
 
+/// The same config for `deploy/compose.yaml`: each upstream is the target's `service_name`, the
+/// network alias its containers share there, so nginx spreads requests over every replica the
+/// name resolves to (at start-up: nginx resolves upstream names once).
+pub fn render_nginx_compose(table: &RouteTable) -> String {
+    let mut compose = table.clone();
+    for target in &mut compose.targets {
+        target.upstream_host = target.service_name.clone();
+    }
+    render_nginx(&compose)
+}
+
 fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
     let idle = table.router.idle_timeout_seconds;
     out.push_str(&header_comment(table));
@@ -221,6 +232,16 @@ mod tests {
         assert!(config.contains("    upstream sfu {\n        server 10.0.0.5:7880;\n"));
         assert!(config.contains("        listen 80;\n"));
         assert!(config.contains("    keepalive_timeout 60s;\n"));
+    }
+
+    #[test]
+    fn the_compose_config_names_each_service_and_routes_the_same() {
+        let local = render_nginx(&sample_table());
+        let compose = render_nginx_compose(&sample_table());
+        assert!(compose.contains("    upstream api {\n        server ppodok-api:8080;\n"));
+        assert!(compose.contains("    upstream sfu {\n        server ppodok-sfu:7880;\n"));
+        let locations = |config: &str| config[config.find("    server {").unwrap()..].to_owned();
+        assert_eq!(locations(&local), locations(&compose));
     }
 
     #[test]

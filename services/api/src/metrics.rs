@@ -21,6 +21,7 @@ pub struct Metrics {
     latency: HistogramVec,
     db_pool: IntGaugeVec,
     job_runs: IntCounterVec,
+    dependency_up: IntGaugeVec,
     pub db_statements: prometheus::IntCounter,
     pub calendar_computations: prometheus::IntCounter,
     pub calendar_hits: prometheus::IntCounter,
@@ -59,6 +60,16 @@ impl Metrics {
             &["job"],
         )
         .expect("static metric");
+        // Sampled on each scrape, so an alert sees a replica that lost its database or Redis
+        // even while nobody sends it traffic.
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "dependency_up",
+                "1 when this replica reached the dependency at the last scrape, else 0",
+            ),
+            &["dependency"],
+        )
+        .expect("static metric");
         let db_statements =
             prometheus::IntCounter::new("db_statements_total", "SQL statements executed")
                 .expect("static metric");
@@ -77,6 +88,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(db_pool.clone()),
             Box::new(job_runs.clone()),
+            Box::new(dependency_up.clone()),
             Box::new(db_statements.clone()),
             Box::new(calendar_computations.clone()),
             Box::new(calendar_hits.clone()),
@@ -89,6 +101,7 @@ impl Metrics {
             latency,
             db_pool,
             job_runs,
+            dependency_up,
             db_statements,
             calendar_computations,
             calendar_hits,
@@ -110,6 +123,13 @@ impl Metrics {
 
     pub fn job_ran(&self, job: &str) {
         self.job_runs.with_label_values(&[job]).inc();
+    }
+
+    /// Records whether a dependency (`database`, `redis`) answered.
+    pub fn set_dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up
+            .with_label_values(&[dependency])
+            .set(i64::from(up));
     }
 
     /// The text exposition, with pool gauges sampled now.

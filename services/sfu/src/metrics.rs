@@ -71,7 +71,7 @@ impl Metrics {
             registry.register(Box::new(c.clone())).expect("unique");
             c
         };
-        Self {
+        let metrics = Self {
             rooms: gauge("sfu_rooms", "Rooms with at least one participant"),
             participants: gauge("sfu_participants", "Connected participants"),
             tracks: gauge("sfu_tracks", "Published tracks"),
@@ -183,7 +183,19 @@ impl Metrics {
                 h
             },
             registry,
+        };
+        // Series a dashboard or alert divides by exist from boot at 0, so `rate()` sees the first
+        // increment and a quiet node shows 0 rather than no data. Simulcast rids appear when used.
+        for kind in ["audio", "video"] {
+            metrics.packets_in.with_label_values(&[kind, ""]);
+            metrics.bytes_in.with_label_values(&[kind, ""]);
+            metrics.packets_out.with_label_values(&[kind]);
+            metrics.bytes_out.with_label_values(&[kind]);
         }
+        for reason in ["queue_full", "write_failed"] {
+            metrics.forward_drops.with_label_values(&[reason]);
+        }
+        metrics
     }
 
     pub fn render(&self) -> String {

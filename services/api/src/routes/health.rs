@@ -21,18 +21,8 @@ pub async fn health() -> HttpResponse {
 #[utoipa::path(get, path = "/ready", tag = "ops",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn ready(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let db_ok = matches!(
-        tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,
-        Ok(Ok(()))
-    );
-    let redis_ok = match &state.redis {
-        None => true,
-        Some(client) => matches!(
-            tokio::time::timeout(READY_TIMEOUT, client.ping::<String>(None)).await,
-            Ok(Ok(_))
-        ),
-    };
-    if db_ok && redis_ok {
+    let (db_ok, redis_ok) = check_dependencies(&state).await;
+    if db_ok && redis_ok.unwrap_or(true) {
         Ok(envelope::ok(()))
     } else {
         tracing::warn!(db_ok, redis_ok, "not ready");
@@ -40,9 +30,34 @@ pub async fn ready(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     }
 }
 
+/// Whether the database and Redis answer within the readiness timeout (`None`: no Redis configured).
+async fn check_dependencies(state: &AppState) -> (bool, Option<bool>) {
+    let db = async {
+        matches!(
+            tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await,
+            Ok(Ok(()))
+        )
+    };
+    let redis = async {
+        match &state.redis {
+            None => None,
+            Some(client) => Some(matches!(
+                tokio::time::timeout(READY_TIMEOUT, client.ping::<String>(None)).await,
+                Ok(Ok(_))
+            )),
+        }
+    };
+    tokio::join!(db, redis)
+}
+
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (db_ok, redis_ok) = check_dependencies(&state).await;
+    state.metrics.set_dependency_up("database", db_ok);
+    if let Some(redis_ok) = redis_ok {
+        state.metrics.set_dependency_up("redis", redis_ok);
+    }
     HttpResponse::Ok()
         .content_type(ContentType(
             "text/plain; version=0.0.4; charset=utf-8"

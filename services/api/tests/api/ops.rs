@@ -93,12 +93,15 @@ async fn ready_fails_when_the_database_is_unreachable() {
     app.send(Method::GET, "/ready", None, None)
         .await
         .assert_status(200);
+    assert_dependency(&app, "database", 1.0).await;
     proxy.cut();
     let r = app.send(Method::GET, "/ready", None, None).await;
     r.assert_fail(503);
     app.send(Method::GET, "/health", None, None)
         .await
         .assert_status(200);
+    // What the deploy kit's `PpodokDatabaseUnreachable` alert reads.
+    assert_dependency(&app, "database", 0.0).await;
 }
 
 /// `/ready` turns 503 when Redis is configured but unreachable.
@@ -113,10 +116,19 @@ async fn ready_fails_when_redis_is_unreachable() {
     app.send(Method::GET, "/ready", None, None)
         .await
         .assert_status(200);
+    assert_dependency(&app, "redis", 1.0).await;
     proxy.cut();
     app.send(Method::GET, "/ready", None, None)
         .await
         .assert_fail(503);
+    assert_dependency(&app, "redis", 0.0).await;
+    assert_dependency(&app, "database", 1.0).await;
+}
+
+/// `/metrics` samples the dependency at scrape time: `ppodok_api_dependency_up{dependency} 0|1`.
+async fn assert_dependency(app: &crate::helpers::TestApp, dependency: &str, want: f64) {
+    let series = format!("ppodok_api_dependency_up{{dependency=\"{dependency}\"}}");
+    assert_eq!(app.metric(&series).await, want, "{series}");
 }
 
 on_both_backends!(health_metrics_and_openapi);

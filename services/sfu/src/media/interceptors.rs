@@ -1,0 +1,264 @@
+//! Interceptors the SFU adds to `webrtc`'s chain: a tap that lets keyframe requests through to
+//! the application, and an observer that counts NACKs and retransmissions on the wire.
+
+use std::collections::{HashMap, VecDeque};
+
+use prometheus::IntCounter;
+use rtc::interceptor::{
+    Attribute, Interceptor, Packet as InterceptorPacket, StreamInfo, TaggedPacket,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::sansio::Protocol;
+
+/// Lets a subscriber's keyframe requests (PLI, FIR) through to the application, which relays
+/// them to the publisher. Inbound RTCP otherwise ends inside the interceptor chain; everything
+/// else is left there, for the interceptors that act on it.
+pub(super) struct KeyframeRequestTap {
+    pub(super) inbound: VecDeque<TaggedPacket>,
+    pub(super) outbound: VecDeque<TaggedPacket>,
+}
+
+pub(super) fn asks_for_keyframe(p: &dyn rtc::rtcp::Packet) -> bool {
+    let any = p.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
+            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| asks_for_keyframe(p.as_ref()))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = InterceptorPacket::Rtcp(wanted);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.inbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.inbound.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.outbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.outbound.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Counters the media plane bumps for what crosses the wire, whichever engine is behind it.
+/// Clones share their values; [`WireCounters::default`] gives unregistered ones (tools, tests).
+#[derive(Clone)]
+pub struct WireCounters {
+    /// NACK packets received (subscribers asking for lost packets).
+    pub nacks_received: IntCounter,
+    /// Sequence numbers those NACKs asked for.
+    pub nacked_packets: IntCounter,
+    /// NACK packets sent (to publishers, for packets lost on their way in).
+    pub nacks_sent: IntCounter,
+    /// RTP packets sent again in answer to a NACK.
+    pub retransmits: IntCounter,
+}
+
+impl Default for WireCounters {
+    fn default() -> Self {
+        let counter = |name: &str| IntCounter::new(name, name).expect("valid metric");
+        Self {
+            nacks_received: counter("nacks_received"),
+            nacked_packets: counter("nacked_packets"),
+            nacks_sent: counter("nacks_sent"),
+            retransmits: counter("retransmits"),
+        }
+    }
+}
+
+/// Watches RTCP and RTP at the wire end of the interceptor chain (so it sees what the NACK
+/// generator and responder add) and counts it; it changes nothing.
+pub(super) struct WireObserver {
+    counters: WireCounters,
+    /// Per outgoing SSRC, the highest sequence number sent: anything not after it is a resend.
+    highest_sent: HashMap<u32, u16>,
+    pub(super) inbound: VecDeque<TaggedPacket>,
+    pub(super) outbound: VecDeque<TaggedPacket>,
+}
+
+impl WireObserver {
+    pub(super) fn new(counters: WireCounters) -> Self {
+        Self {
+            counters,
+            highest_sent: HashMap::new(),
+            inbound: VecDeque::new(),
+            outbound: VecDeque::new(),
+        }
+    }
+}
+
+fn as_nack(p: &dyn rtc::rtcp::Packet) -> Option<&TransportLayerNack> {
+    p.as_any().downcast_ref::<TransportLayerNack>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
+            for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
+                self.counters.nacks_received.inc();
+                let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+                self.counters.nacked_packets.inc_by(asked as u64);
+            }
+        }
+        self.inbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.inbound.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        match &msg.message.packet {
+            InterceptorPacket::Rtcp(packets) => {
+                let nacks = packets.iter().filter(|p| as_nack(p.as_ref()).is_some());
+                self.counters.nacks_sent.inc_by(nacks.count() as u64);
+            }
+            InterceptorPacket::Rtp(packet) => {
+                let seq = packet.header.sequence_number;
+                match self.highest_sent.entry(packet.header.ssrc) {
+                    std::collections::hash_map::Entry::Occupied(mut highest) => {
+                        // RFC 1982 order: ahead by less than half the space is new.
+                        if seq.wrapping_sub(*highest.get()) as i16 > 0 {
+                            highest.insert(seq);
+                        } else {
+                            self.counters.retransmits.inc();
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(seq);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.outbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.outbound.pop_front()
+    }
+}
+
+impl Interceptor for WireObserver {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.highest_sent.remove(&info.ssrc);
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    use crate::media::RtpPacket;
+    use rtc::interceptor::Slot;
+    use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb, Registry};
+    use rtc::peer_connection::configuration::interceptor_registry::configure_nack;
+    use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
+    use std::time::Instant;
+    use webrtc::peer_connection::MediaEngine as WebrtcMediaEngine;
+
+    fn tagged(packet: InterceptorPacket) -> TaggedPacket {
+        TaggedPacket {
+            now: Instant::now(),
+            transport: Default::default(),
+            message: AttributedPacket::new(packet),
+        }
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> InterceptorPacket {
+        let mut p = RtpPacket::default();
+        p.header.version = 2;
+        p.header.ssrc = ssrc;
+        p.header.sequence_number = seq;
+        p.payload = vec![seq as u8; 100].into();
+        InterceptorPacket::Rtp(p)
+    }
+
+    #[test]
+    fn a_nack_is_answered_from_the_send_buffer_and_counted() {
+        let counters = WireCounters::default();
+        let mut media = WebrtcMediaEngine::default();
+        let mut chain = configure_nack(Registry::new(), &mut media)
+            .with(Slot::from(500), WireObserver::new(counters.clone()))
+            .build();
+        chain.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            payload_type: 96,
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            rtcp_feedback: vec![Fb {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        });
+        let mut sent = Vec::new();
+        for seq in 100..110 {
+            chain.handle_write(tagged(rtp(7, seq))).unwrap();
+            while let Some(out) = chain.poll_write() {
+                sent.push(out);
+            }
+        }
+        assert_eq!(sent.len(), 10);
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 7,
+            nacks: nack_pairs_from_sequence_numbers(&[103, 105]),
+        };
+        chain
+            .handle_read(tagged(InterceptorPacket::Rtcp(vec![Box::new(nack)])))
+            .unwrap();
+        while chain.poll_read().is_some() {}
+        let mut resent = Vec::new();
+        while let Some(out) = chain.poll_write() {
+            if let InterceptorPacket::Rtp(p) = out.message.packet {
+                resent.push(p.header.sequence_number);
+            }
+        }
+        assert_eq!(resent, vec![103, 105]);
+        assert_eq!(counters.nacks_received.get(), 1);
+        assert_eq!(counters.nacked_packets.get(), 2);
+        assert_eq!(counters.retransmits.get(), 2);
+    }
+}

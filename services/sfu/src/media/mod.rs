@@ -1,0 +1,94 @@
+//! The media plane behind a small boundary: PeerConnections on `webrtc` 0.21 (pinned), described
+//! in this module's own types so that the rest of the SFU never names a `webrtc` type.
+//!
+//! A [`MediaEngine`] makes [`Peer`]s. A peer reports what happens on it as [`MediaEvent`]s on
+//! the queue it was made with; its handler holds only that queue, never the session, so nothing
+//! keeps a closed session alive.
+
+mod codecs;
+mod interceptors;
+mod nat;
+mod peer;
+mod track;
+
+pub use interceptors::WireCounters;
+pub use nat::{nat_1to1_candidates, NatMapping};
+pub use peer::{IceServer, IncomingData, MediaEngine, MediaSettings, Peer, MAX_DATA_MESSAGE};
+pub use track::{DownTrack, IncomingPacket, IncomingTrack, KeyframeRequester, Negotiated};
+
+/// An RTP packet as the media plane hands it around.
+pub type RtpPacket = rtc::rtp::Packet;
+
+/// Which of a participant's two PeerConnections (LiveKit's v0 dual-PC mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The client publishes on it; the client offers.
+    Publisher,
+    /// The client receives on it; the server offers.
+    Subscriber,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum MediaError {
+    #[error("bad session description: {0}")]
+    BadSdp(String),
+    #[error("bad ICE candidate: {0}")]
+    BadCandidate(String),
+    #[error("webrtc: {0}")]
+    Webrtc(String),
+    #[error("no UDP port free in the configured range")]
+    NoPort,
+}
+
+fn webrtc_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Webrtc(e.to_string())
+}
+
+/// What a peer reports.
+pub enum MediaEvent {
+    /// A local ICE candidate, as the JSON of an `RTCIceCandidateInit` (LiveKit's trickle format).
+    Candidate {
+        role: Role,
+        init_json: String,
+    },
+    State {
+        role: Role,
+        state: PeerState,
+    },
+    /// A remote track started (publisher side).
+    Track(IncomingTrack),
+}
+
+impl std::fmt::Debug for MediaEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Candidate { role, .. } => write!(f, "Candidate({role:?})"),
+            Self::State { role, state } => write!(f, "State({role:?}, {state:?})"),
+            Self::Track(t) => write!(f, "Track({}, {:?})", t.track_id, t.kind),
+        }
+    }
+}

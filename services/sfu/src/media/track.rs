@@ -1,0 +1,158 @@
+//! Tracks: what a publisher sends in ([`IncomingTrack`]) and what a subscriber gets
+//! ([`DownTrack`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
+};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::interceptors::asks_for_keyframe;
+use super::{webrtc_err, Kind, MediaError, RtpPacket};
+
+/// One received RTP packet, with the simulcast layer it belongs to.
+pub struct IncomingPacket {
+    pub rid: Option<String>,
+    pub packet: RtpPacket,
+}
+
+/// Asks a publisher for a keyframe (RTCP PLI) on one of its streams, without waiting: requests
+/// go through a small queue to a task that writes the RTCP (extra requests while it is busy are
+/// dropped; keyframe requests are idempotent).
+#[derive(Clone, Debug)]
+pub struct KeyframeRequester {
+    tx: mpsc::Sender<u32>,
+}
+
+impl KeyframeRequester {
+    /// A requester and the queue it feeds (the media side drains it; tests can too).
+    pub fn channel() -> (Self, mpsc::Receiver<u32>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Self { tx }, rx)
+    }
+
+    /// Requests a keyframe on the stream `media_ssrc`; `false` if the request was dropped.
+    pub fn request(&self, media_ssrc: u32) -> bool {
+        self.tx.try_send(media_ssrc).is_ok()
+    }
+}
+
+/// A track a client publishes. `track_id` is the msid track id, which livekit-client sets to the
+/// `cid` of its `AddTrackRequest`.
+pub struct IncomingTrack {
+    pub track_id: String,
+    pub stream_id: String,
+    pub kind: Kind,
+    pub(super) remote: Arc<dyn TrackRemote>,
+    /// Per SSRC: its rid, and whether it carries media (not a repair stream such as RTX).
+    pub(super) streams: HashMap<u32, (Option<String>, bool)>,
+}
+
+impl IncomingTrack {
+    /// A requester whose PLIs go to this track's publisher, for as long as the track lives.
+    pub fn keyframe_requester(&self) -> KeyframeRequester {
+        let (requester, mut rx) = KeyframeRequester::channel();
+        let remote = self.remote.clone();
+        tokio::spawn(async move {
+            while let Some(media_ssrc) = rx.recv().await {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                };
+                if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                    tracing::debug!(error = %e, media_ssrc, "cannot send a PLI");
+                }
+            }
+        });
+        requester
+    }
+
+    /// The next media RTP packet; `None` once the track has ended. Repair streams are skipped.
+    pub async fn next_packet(&mut self) -> Option<IncomingPacket> {
+        loop {
+            match self.remote.poll().await? {
+                TrackRemoteEvent::OnRtpPacket(packet) => {
+                    let ssrc = packet.header.ssrc;
+                    let (rid, media) = match self.streams.get(&ssrc) {
+                        Some(known) => known.clone(),
+                        None => {
+                            let rid = self.remote.rid(ssrc).await.map(|r| r.to_string());
+                            let media =
+                                self.remote.codec(ssrc).await.is_none_or(|c| {
+                                    !c.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
+                                });
+                            self.streams.insert(ssrc, (rid.clone(), media));
+                            (rid, media)
+                        }
+                    };
+                    if media {
+                        return Some(IncomingPacket { rid, packet });
+                    }
+                }
+                TrackRemoteEvent::OnEnded => return None,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One outgoing track on a subscriber PC: the publisher's media, rewritten for this subscriber.
+#[derive(Clone)]
+pub struct DownTrack {
+    pub(super) local: Arc<TrackLocalStaticRTP>,
+    pub(super) sender: Arc<dyn RtpSender>,
+    pub ssrc: u32,
+    pub kind: Kind,
+}
+
+/// What a subscriber negotiated for a downtrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub payload_type: u8,
+}
+
+impl DownTrack {
+    /// The payload type the subscriber accepted for our codec, once negotiated.
+    pub async fn negotiated(&self) -> Option<Negotiated> {
+        let params = self.sender.get_parameters().await.ok()?;
+        let want = match self.kind {
+            Kind::Audio => MIME_TYPE_OPUS,
+            Kind::Video => MIME_TYPE_VP8,
+        };
+        params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(want))
+            .map(|c| Negotiated {
+                payload_type: c.payload_type,
+            })
+    }
+
+    /// Waits for the subscriber to ask for a keyframe. `None` when the track is not bound (not
+    /// negotiated yet, or gone).
+    pub async fn keyframe_request(&self) -> Option<()> {
+        loop {
+            // TrackLocalEvent is non-exhaustive: other events are skipped.
+            #[allow(irrefutable_let_patterns)]
+            if let TrackLocalEvent::OnRtcpPacket(packets) = self.local.poll().await? {
+                if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
+                    return Some(());
+                }
+            }
+        }
+    }
+
+    /// Sends one packet whose SSRC, payload type, numbering and extensions are already this
+    /// downtrack's. Fails until the track is bound by a completed negotiation.
+    pub async fn write(&self, packet: RtpPacket) -> Result<(), MediaError> {
+        self.local.write_rtp(packet).await.map_err(webrtc_err)
+    }
+}
