@@ -341,8 +341,8 @@ function inbound(page, identitySource) {
 test('acceptance 2: the room opens; pre-join, video, audio, chat, screen share focus, phase timer, leave, credited time', async () => {
   const { a, b } = ctx;
   assert.ok(groupId, 'acceptance 1 made the group');
-  // The next slot that is at least 10 s away, so both can book and enter before it starts.
-  const start = await a.page.$$eval('li[data-slot]', (items, minStart) => items.map((i) => i.dataset.slot).find((s) => s >= minStart), localOf(Date.now() + 10_000));
+  // The next slot that is at least 25 s away, so both can book and enter before it starts.
+  const start = await a.page.$$eval('li[data-slot]', (items, minStart) => items.map((i) => i.dataset.slot).find((s) => s >= minStart), localOf(Date.now() + 25_000));
   assert.ok(start, 'an upcoming slot');
   await a.page.click(`${slotSelector(start)} button`);
   await until('B sees the booking', async () => (await slotCount(b.page, start)) === 1);
@@ -430,6 +430,28 @@ test('acceptance 2: the room opens; pre-join, video, audio, chat, screen share f
   await capture(a, 'rankings');
 });
 
+/// Resolves once no API request of the page has been in flight for 500 ms (other traffic, such as
+/// a closing media connection, does not count).
+async function apiSettled(page) {
+  const inflight = new Set();
+  let quietSince = Date.now();
+  const isApi = (req) => new URL(req.url()).pathname.startsWith('/api/');
+  const start = (req) => isApi(req) && inflight.add(req);
+  const end = (req) => {
+    if (inflight.delete(req) && inflight.size === 0) quietSince = Date.now();
+  };
+  page.on('request', start);
+  page.on('requestfinished', end);
+  page.on('requestfailed', end);
+  try {
+    await until('the API requests to settle', () => inflight.size === 0 && Date.now() - quietSince >= 500, T, 100);
+  } finally {
+    page.off('request', start);
+    page.off('requestfinished', end);
+    page.off('requestfailed', end);
+  }
+}
+
 /// The page's access token, replaced by one with the same claims that expired half an hour ago.
 async function expireAccessToken(page) {
   const current = await token(page);
@@ -458,7 +480,7 @@ test('acceptance 3: an expired access token is refreshed once; a revoked session
     assert.equal((await apiCall('GET', '/api/v1/members', expired)).status, 401, 'the forged token is really expired');
     await a.page.goto(`${base}/me`);
     await a.page.waitForSelector('[data-testid=today]', { timeout: T });
-    await a.page.waitForNetworkIdle({ idleTime: 500, timeout: T });
+    await apiSettled(a.page);
     assert.equal(refreshes, 1, 'exactly one refresh');
     const fresh = await token(a.page);
     assert.notEqual(fresh, expired);
@@ -471,7 +493,7 @@ test('acceptance 3: an expired access token is refreshed once; a revoked session
     await a.page.goto(`${base}/rankings`);
     await a.page.waitForSelector('#dev-name', { timeout: T });
     await until('the login message', async () => (await a.page.$eval('.alert-info', (el) => el.textContent)).includes('다시 로그인'));
-    await a.page.waitForNetworkIdle({ idleTime: 500, timeout: T });
+    await apiSettled(a.page);
     assert.equal(refreshes, 1, 'one refresh attempt, no loop');
     assert.equal(await a.page.evaluate(() => localStorage.getItem('ppodok.refreshToken')), null);
     await capture(a, 'login-session-ended');

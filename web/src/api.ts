@@ -102,9 +102,8 @@ export async function freshAccessToken(): Promise<string | null> {
   return auth.access();
 }
 
-async function send(method: string, path: string, body: unknown): Promise<Response> {
+async function send(method: string, path: string, body: unknown, token: string | null): Promise<Response> {
   const headers: Record<string, string> = {};
-  const token = auth.access();
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   try {
@@ -119,10 +118,13 @@ async function send(method: string, path: string, body: unknown): Promise<Respon
 }
 
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  let res = await send(method, path, body);
+  const sent = auth.access();
+  let res = await send(method, path, body, sent);
   if (res.status === 401 && auth.refresh()) {
-    if (!(await refreshTokens())) throw new ApiError(401, 'fail', MSG_SESSION_ENDED);
-    res = await send(method, path, body);
+    // A request that left before another one's refresh finished just retries with the new token.
+    if (auth.access() === sent && !(await refreshTokens())) throw new ApiError(401, 'fail', MSG_SESSION_ENDED);
+    if (!auth.refresh()) throw new ApiError(401, 'fail', MSG_SESSION_ENDED);
+    res = await send(method, path, body, auth.access());
     if (res.status === 401) {
       auth.clear(MSG_SESSION_ENDED);
       throw new ApiError(401, 'fail', MSG_SESSION_ENDED);

@@ -19,8 +19,9 @@ export function Calendar({ groupId, me }: { groupId: number; me: Member | null }
   const [day, setDay] = useState(today());
   const [page, setPage] = useState(0);
   const t = useTick(5000);
-  const meRef = useRef(me);
-  meRef.current = me;
+  // When each slot was last updated, by the server's clock: a REST answer can arrive after a
+  // newer broadcast about the same slot, and must not undo it.
+  const seen = useRef(new Map<string, string>());
 
   const loadNames = useCallback(async () => {
     const ranks = await get<Rank[]>(`/api/v1/ranks?groupId=${groupId}`);
@@ -33,6 +34,7 @@ export function Calendar({ groupId, me }: { groupId: number; me: Member | null }
       const to = `${addDays(today(), DAYS)}T00:00:00`;
       const list = await get<Room[]>(`/api/v1/rooms?groupId=${groupId}&from=${from}&to=${to}`);
       setRooms(new Map(list.map((r) => [r.startTime, r])));
+      seen.current = new Map(list.map((r) => [r.startTime, r.serverTime]));
       await loadNames();
       setNearestKey((k) => k + 1);
     } catch (e) {
@@ -42,6 +44,9 @@ export function Calendar({ groupId, me }: { groupId: number; me: Member | null }
 
   const apply = useCallback(
     (room: Room) => {
+      const last = seen.current.get(room.startTime);
+      if (last && room.serverTime && room.serverTime < last) return;
+      if (room.serverTime) seen.current.set(room.startTime, room.serverTime);
       setRooms((prev) => {
         const next = new Map(prev);
         if (room.roomId == null) next.delete(room.startTime);
@@ -76,7 +81,7 @@ export function Calendar({ groupId, me }: { groupId: number; me: Member | null }
     try {
       if (room && mine) {
         const left = await del<Room | null>(`/api/v1/rooms/${room.roomId}/reservation`);
-        apply(left ?? { ...room, roomId: null, groupId: null, memberIds: null, profiles: null });
+        apply(left ?? { ...room, roomId: null, groupId: null, memberIds: null, profiles: null, serverTime: '' });
       } else {
         apply(await post<Room>('/api/v1/rooms/reservations', { groupId, startTime: start }));
       }

@@ -94,6 +94,8 @@ function Heatmap({ year, days }: { year: number; days: DayDuration[] }) {
     <section className="card" aria-labelledby="heatmap-title">
       <h2 id="heatmap-title">{year}년 공부 기록</h2>
       <p className="hint">올해 {studied}일 공부했어요.</p>
+      {/* Scrolls sideways on a phone: focusable, so the keyboard can scroll it too. */}
+      <div className="heatmap-scroll" tabIndex={0} role="region" aria-label={`${year}년 공부 기록 달력`}>
       <div className="heatmap" role="img" aria-label={`${year}년 공부 기록: ${studied}일`}>
         {Array.from({ length: pad }, (_, i) => (
           <span key={`pad-${i}`} className="cell pad" />
@@ -101,6 +103,7 @@ function Heatmap({ year, days }: { year: number; days: DayDuration[] }) {
         {cells.map((c) => (
           <span key={c.date} className={`cell l${level(c.ms)}`} title={`${c.date} ${durationLabel(c.ms)}`} />
         ))}
+      </div>
       </div>
     </section>
   );
