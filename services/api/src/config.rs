@@ -22,6 +22,13 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub telemetry: TelemetrySettings,
     pub limits: crate::limits::LimitSettings,
+    pub web: WebSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSettings {
+    /// The web client's build, served at `/`; empty or missing directory = not served.
+    pub dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

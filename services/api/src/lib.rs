@@ -29,4 +29,5 @@ pub mod study;
 pub mod timers;
 pub mod video;
 pub mod views;
+pub mod web;
 pub mod webhooks;

@@ -68,6 +68,26 @@ fn cors(origins: &[String]) -> Cors {
     }
 }
 
+/// The web client's build, when `web.dir` names one.
+fn load_web_assets(dir: &str) -> anyhow::Result<Option<web::Data<crate::web::WebAssets>>> {
+    if dir.trim().is_empty() {
+        return Ok(None);
+    }
+    match crate::web::WebAssets::load(std::path::Path::new(dir))? {
+        Some(assets) => {
+            tracing::info!(dir, files = assets.len(), "serving the web client at /");
+            Ok(Some(web::Data::new(assets)))
+        }
+        None => {
+            tracing::info!(
+                dir,
+                "web client not built: not serving it (npm run build in web/)"
+            );
+            Ok(None)
+        }
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with_clock(settings, Clock::System).await
@@ -217,8 +237,9 @@ impl Application {
         let dev_login = settings.auth.dev_login;
         let origins = settings.cors.allowed_origins.clone();
         let openapi = ApiDoc::openapi();
+        let web_assets = load_web_assets(&settings.web.dir)?;
         let mut server = HttpServer::new(move || {
-            App::new()
+            let app = App::new()
                 .app_data(state.clone())
                 .app_data(routes::json_config(json_limit))
                 .app_data(routes::query_config())
@@ -230,8 +251,13 @@ impl Application {
                     SwaggerUi::new("/swagger-ui/{_:.*}")
                         .url("/api-docs/openapi.json", openapi.clone()),
                 )
-                .configure(|cfg| routes::configure(cfg, dev_login))
-                .default_service(web::to(routes::not_found))
+                .configure(|cfg| routes::configure(cfg, dev_login));
+            match &web_assets {
+                Some(assets) => app
+                    .app_data(assets.clone())
+                    .default_service(web::to(crate::web::serve)),
+                None => app.default_service(web::to(routes::not_found)),
+            }
         })
         .listen(listener)?
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -47,6 +47,12 @@ pub struct ServerTimeResponse {
     pub epoch_millis: i64,
     /// The service's IANA zone.
     pub zone: String,
+    /// The slot grid: a room starts every `cycleMinutes` from local midnight and lasts
+    /// `studyMinutes` (clients draw the calendar from it).
+    pub cycle_minutes: u32,
+    pub study_minutes: u32,
+    /// How long before its start a room's video opens.
+    pub video_opens_minutes_before: i64,
 }
 
 /// The server's clock, so clients can correct countdowns for their own clock's skew.
@@ -58,6 +64,9 @@ pub async fn server_time(state: web::Data<AppState>) -> HttpResponse {
         server_time: crate::views::local(&state, now.naive_utc()),
         epoch_millis: now.timestamp_millis(),
         zone: state.zone.name().to_owned(),
+        cycle_minutes: state.settings.rooms.cycle_minutes,
+        study_minutes: state.settings.rooms.study_minutes,
+        video_opens_minutes_before: state.settings.livekit.join_before_minutes,
     })
 }
 
