@@ -350,6 +350,9 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
       event: 'connectResolved',
       state: room.state,
       sid: room.localParticipant.sid,
+      // Participants known at connect: one announced between the JoinResponse and the connected
+      // state joins the room silently (livekit-client emits ParticipantConnected only once connected).
+      remotes: [...room.remoteParticipants.values()].map((p) => p.identity),
       // Publications known at connect (from the JoinResponse): no TrackPublished fires for them.
       remoteTracks: [...room.remoteParticipants.values()].flatMap((p) =>
         [...p.trackPublications.values()].map((pub) => ({

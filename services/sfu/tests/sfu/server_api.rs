@@ -492,7 +492,7 @@ async fn in_the_browser_self_updates_resolve_promptly_and_reach_the_other_page()
     bob.wait_event("connected", T).await;
     bob.wait_for("alice", T, |v| {
         (v["event"] == "participantConnected" && v["identity"] == "alice")
-            || (v["event"] == "signalConnected"
+            || ((v["event"] == "signalConnected" || v["event"] == "connectResolved")
                 && v["remotes"].as_array().unwrap().contains(&json!("alice")))
     })
     .await;
