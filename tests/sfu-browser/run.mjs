@@ -399,6 +399,8 @@ async function main() {
   const browser = await puppeteer.launch({
     executablePath: chromiumPath(),
     headless: true,
+    // Over a pipe, Chromium exits when this process dies (a test that fails kills it on drop).
+    pipe: true,
     userDataDir,
     args: [
       '--headless',
