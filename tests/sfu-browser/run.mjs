@@ -54,23 +54,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { CHROMIUM_ARGS, MEDIA_ARGS, chromiumPath } from '../chromium.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [scenario, wsUrl, token, holdArg] = process.argv.slice(2);
 const holdSeconds = Number(holdArg ?? 30);
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
-
-function chromiumPath() {
-  const candidates = [
-    process.env.CHROMIUM_PATH,
-    '/usr/bin/chromium-headless-shell',
-    '/usr/lib/chromium/chromium-headless-shell',
-    '/usr/bin/chromium',
-  ].filter(Boolean);
-  const found = candidates.find((p) => fs.existsSync(p));
-  if (!found) throw new Error(`no Chromium found in ${candidates.join(', ')}`);
-  return found;
-}
 
 const bundle = fs.readFileSync(
   path.join(here, 'node_modules/livekit-client/dist/livekit-client.umd.js'),
@@ -402,19 +391,7 @@ async function main() {
     // Over a pipe, Chromium exits when this process dies (a test that fails kills it on drop).
     pipe: true,
     userDataDir,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
+    args: [...CHROMIUM_ARGS, ...MEDIA_ARGS],
   });
   let finished = false;
   const finish = async (code) => {

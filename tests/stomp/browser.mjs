@@ -12,22 +12,11 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
+import { CHROMIUM_ARGS, chromiumPath } from '../chromium.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const config = JSON.parse(process.argv[2]);
 const emit = (event) => process.stdout.write(JSON.stringify(event) + '\n');
-
-function chromiumPath() {
-  const candidates = [
-    process.env.CHROMIUM_PATH,
-    '/usr/bin/chromium-headless-shell',
-    '/usr/lib/chromium/chromium-headless-shell',
-    '/usr/bin/chromium',
-  ].filter(Boolean);
-  const found = candidates.find((p) => fs.existsSync(p));
-  if (!found) throw new Error(`no Chromium found in ${candidates.join(', ')}`);
-  return found;
-}
 
 const files = {
   '/stomp.umd.min.js': [fs.readFileSync(path.join(here, 'node_modules/@stomp/stompjs/bundles/stomp.umd.min.js')), 'text/javascript'],
@@ -74,16 +63,7 @@ async function main() {
     // Over a pipe, Chromium exits when this process dies (the tests kill it on drop).
     pipe: true,
     userDataDir: profile,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
   const page = await browser.newPage();
   page.on('pageerror', (e) => process.stderr.write(`page error: ${e.message}\n`));

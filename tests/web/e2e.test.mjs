@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import puppeteer from 'puppeteer-core';
+import { CHROMIUM_ARGS, MEDIA_ARGS, chromiumPath } from '../chromium.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -205,23 +206,10 @@ before(async () => {
   await until('the SFU is up', async () => (await fetch(`http://127.0.0.1:${sfuPort}/health`)).ok);
   const userDataDir = path.join(tmp, 'chromium');
   browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium-headless-shell',
+    executablePath: chromiumPath(),
     headless: true,
     userDataDir,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-      '--lang=ko-KR',
-    ],
+    args: [...CHROMIUM_ARGS, ...MEDIA_ARGS, '--lang=ko-KR'],
   });
   const suffix = crypto.randomBytes(2).toString('hex');
   ctx.a = await newMember(`민지${suffix}`);
