@@ -317,6 +317,7 @@ mod tests {
             health_path: "/".into(),
             upstream_host: "127.0.0.1".into(),
             service_name: "ppodok-web".into(),
+            node_id: None,
         });
         table.router.default_target = "web".into();
         let config = render_nginx(&table);

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod negotiation;
+pub mod registry;
 pub mod room;
 pub mod router;
 pub mod sdp;

@@ -7,4 +7,5 @@ mod resume;
 mod router;
 mod server_api;
 mod signal;
+mod topology;
 mod with_api;
