@@ -31,9 +31,6 @@ async function member(name, accessToken, roomId) {
   let gen = 0;
   let stopped = false;
   const emit = (obj) => window.emit({ ...obj, member: name, gen });
-  const track = await LK.createLocalVideoTrack({
-    resolution: { width: 320, height: 180, frameRate: 15 },
-  });
 
   async function token() {
     const res = await fetch(`/api/v1/rooms/${roomId}/video-token`, {
@@ -72,7 +69,11 @@ async function member(name, accessToken, roomId) {
       url = t.url;
       gen += 1;
       emit({ event: 'joined', url });
-      await r.localParticipant.publishTrack(track, { simulcast: false, source: LK.Track.Source.Camera });
+      // A fresh camera track per connection: disconnecting a room stops its local tracks.
+      const track = await LK.createLocalVideoTrack({
+        resolution: { width: 320, height: 180, frameRate: 15 },
+      });
+      await r.localParticipant.publishTrack(track, { simulcast: false });
       return;
     }
   }

@@ -342,13 +342,16 @@ impl Pages {
                 }
                 Ok(None) => panic!("the member pages exited while waiting for {what}"),
                 Err(_) => {
-                    let tail: Vec<String> = self
+                    let mut tail: Vec<String> = self
                         .seen
                         .iter()
                         .filter(|v| v["event"] != "decoding")
                         .map(Value::to_string)
                         .collect();
-                    panic!("no {what} within {within:?}; reports other than decoding:\n{}", tail.join("\n"));
+                    let decoding: Vec<&Value> =
+                        self.seen.iter().filter(|v| v["event"] == "decoding").collect();
+                    tail.extend(decoding.iter().rev().take(8).map(|v| v.to_string()));
+                    panic!("no {what} within {within:?}; reports (the last decoding ones last):\n{}", tail.join("\n"));
                 }
             }
         }
