@@ -93,7 +93,7 @@ resource "aws_lb_target_group" "sfu_node_0" {
 
 resource "aws_lb_target_group" "sfu_node_1" {
   name        = "ppodok-sfu-1"
-  port        = 7881
+  port        = 7880
   protocol    = "HTTP"
   target_type = "ip"
   vpc_id      = var.vpc_id

@@ -47,7 +47,7 @@ async function member(name, accessToken, roomId) {
     const dead = afterLoss ? url : null;
     while (!stopped) {
       const t = await token().catch(() => ({ status: 0 }));
-      if (t.status === 403 || t.status === 404) {
+      if ([401, 403, 404].includes(t.status)) {
         emit({ event: 'tokenRefused', status: t.status });
         stopped = true;
         return;

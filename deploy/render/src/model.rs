@@ -48,7 +48,7 @@ pub struct NodeAddress {
     /// For nginx.conf (local runs); default: the target's `upstream_host`.
     #[serde(default)]
     pub upstream_host: Option<String>,
-    /// Default: the target's `port`.
+    /// For nginx.conf (local runs); default: the target's `port` (the port everywhere else).
     #[serde(default)]
     pub port: Option<u16>,
 }
@@ -84,6 +84,10 @@ pub struct Target {
     /// Set on the targets [`RouteTable::expand_node_routes`] makes: the node's id.
     #[serde(skip)]
     pub node_id: Option<String>,
+    /// A node's own port in nginx.conf (local runs, where nodes share a host); everywhere else
+    /// (compose, the ALB, Kubernetes) every node listens on `port`.
+    #[serde(skip)]
+    pub local_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -221,7 +225,8 @@ impl RouteTable {
                     name: name.clone(),
                     kind: TargetKind::Service,
                     root: None,
-                    port: node.port.unwrap_or(base.port),
+                    port: base.port,
+                    local_port: node.port,
                     health_path: base.health_path.clone(),
                     upstream_host: node
                         .upstream_host

@@ -821,6 +821,7 @@ mod tests {
             upstream_host: "127.0.0.1".into(),
             service_name: "ppodok-web".into(),
             node_id: None,
+            local_port: None,
         };
         assert!(errors_after(|table| table.targets.push(web(Some("/srv/web")))).is_empty());
         for root in [None, Some("srv/web"), Some("/srv/web;")] {

@@ -95,14 +95,24 @@ fn real_targets_listen_where_the_services_do() {
 #[test]
 fn each_sfu_node_is_a_target_of_its_own_on_every_router() {
     let table = real_routes();
-    let nodes: Vec<(&str, &str, u16)> = table
+    let nodes: Vec<(&str, &str, u16, Option<u16>)> = table
         .targets
         .iter()
-        .filter_map(|t| Some((t.node_id.as_deref()?, t.service_name.as_str(), t.port)))
+        .filter_map(|t| {
+            Some((
+                t.node_id.as_deref()?,
+                t.service_name.as_str(),
+                t.port,
+                t.local_port,
+            ))
+        })
         .collect();
     assert_eq!(
         nodes,
-        [("ppodok-sfu-0", "ppodok-sfu-0", 7880), ("ppodok-sfu-1", "ppodok-sfu-1", 7881)]
+        [
+            ("ppodok-sfu-0", "ppodok-sfu-0", 7880, None),
+            ("ppodok-sfu-1", "ppodok-sfu-1", 7880, Some(7881))
+        ]
     );
     let files = render_all(&table);
     let file = |name: &str| {
@@ -117,6 +127,7 @@ fn each_sfu_node_is_a_target_of_its_own_on_every_router() {
     assert!(nginx.contains("        location ^~ /sfu/ppodok-sfu-1/rtc/ {\n            proxy_pass http://sfu_node_1;\n"));
     let compose = file("nginx.compose.conf");
     assert!(compose.contains("    upstream sfu_node_0 {\n        server ppodok-sfu-0:7880;\n"));
+    assert!(compose.contains("    upstream sfu_node_1 {\n        server ppodok-sfu-1:7880;\n"));
     let alb = file("alb.tf");
     assert!(alb.contains("resource \"aws_lb_target_group\" \"sfu_node_0\" {"));
     assert!(alb.contains("\"/sfu/ppodok-sfu-0/rtc/*\""), "{alb}");
@@ -126,4 +137,6 @@ fn each_sfu_node_is_a_target_of_its_own_on_every_router() {
         "kind: Service\nmetadata:\n  name: ppodok-sfu-1\n"
     ));
     assert!(ingress.contains("    statefulset.kubernetes.io/pod-name: ppodok-sfu-1\n"));
+    assert!(ingress.contains("    - port: 7880\n      targetPort: 7880\n"));
+    assert!(!alb.contains("7881") && !ingress.contains("7881"), "7881 is local only");
 }

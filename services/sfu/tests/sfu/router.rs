@@ -64,6 +64,7 @@ impl Router {
             if target.node_id.is_some() {
                 // Node-addressed routes (several nodes): this test runs the one node.
                 target.port = sfu.port;
+                target.local_port = None;
                 continue;
             }
             match target.name.as_str() {

@@ -216,6 +216,7 @@ impl Router {
                     .position(|id| *id == node)
                     .unwrap_or_else(|| panic!("routes.toml names node {node} this test lacks"));
                 target.port = sfus[n];
+                target.local_port = None;
                 continue;
             }
             match target.name.as_str() {
@@ -447,8 +448,8 @@ impl Client {
         }
     }
 
-    /// A group of `a` and `b`, and their booking of the slot at `start`: the room's id.
-    async fn room_for(&self, a: &Member, b: &Member, start: &str) -> i64 {
+    /// A group of `a` and `b`, and their booking of the slot at `start`: (group, room).
+    async fn room_for(&self, a: &Member, b: &Member, start: &str) -> (i64, i64) {
         let (status, group) = self
             .call(
                 Method::POST,
@@ -479,7 +480,7 @@ impl Client {
             assert!(status.is_success(), "{body}");
             room = body["data"]["roomId"].as_i64().unwrap_or_else(|| panic!("{body}"));
         }
-        room
+        (group, room)
     }
 
     async fn video_url(&self, who: &Member, room: i64) -> (StatusCode, Value) {
@@ -593,9 +594,9 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         members.push(client.login(name).await);
     }
     let [m1, m2, m3, m4, m5, m6] = &members[..] else { unreachable!() };
-    let r1 = client.room_for(m1, m2, &start_at).await;
-    let r2 = client.room_for(m3, m4, &start_at).await;
-    let r3 = client.room_for(m5, m6, &start_at).await;
+    let (g1, r1) = client.room_for(m1, m2, &start_at).await;
+    let (_, r2) = client.room_for(m3, m4, &start_at).await;
+    let (_, r3) = client.room_for(m5, m6, &start_at).await;
 
     // Room 1's members join, then room 2's: a room placed an instant ago counts before anyone
     // has joined it, so the second room goes to the other node.
@@ -639,6 +640,17 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         Utc::now().timestamp(),
         60,
     );
+    let joiner = keys.mint_access_token("x", "", VideoGrant::join("1"), Utc::now().timestamp(), 60);
+    for token in ["", joiner.as_str()] {
+        let res = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/admin/drain", sfu_ports[b]))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "drain needs roomCreate");
+    }
+    assert_eq!(metric(sfu_ports[b], "sfu_draining").await, 0.0);
     let res = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/admin/drain", sfu_ports[b]))
         .bearer_auth(&admin)
@@ -710,6 +722,21 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     // Its page asks for a new token, as an app does, and is refused: no booking.
     assert_eq!(pages.event(m1, "tokenRefused", Duration::from_secs(5)).await["status"], 403);
     wait_metric(sfu_ports[a], "sfu_participants", Duration::from_secs(5), |v| v == 3.0).await;
+
+    // Leaving the group removes too, and so does withdrawing.
+    for (who, path, body) in [
+        (m2, "/api/v1/groups", json!({ "groupId": g1 })),
+        (m4, "/api/v1/members", Value::Null),
+    ] {
+        let asked = Instant::now();
+        let (status, answer) = client.call(Method::DELETE, path, Some(&who.token), body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        let gone = pages.event(who, "disconnected", Duration::from_secs(5)).await;
+        assert_eq!(gone["reasonName"], "PARTICIPANT_REMOVED", "{path}: {gone}");
+        eprintln!("DELETE {path}: removed after {:?}", asked.elapsed());
+        assert!(asked.elapsed() < Duration::from_secs(5));
+    }
+    wait_metric(sfu_ports[a], "sfu_participants", Duration::from_secs(5), |v| v == 1.0).await;
     eprintln!("topology test done in {:?}", started.elapsed());
 }
 
