@@ -249,12 +249,14 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
             &env["PPODOK_SFU__RTC__UDP_PORT_MAX"],
         );
         let published = strings(&sfu["ports"]);
-        assert_eq!(published, [format!("{min}-{max}:{min}-{max}/udp")], "{name}");
-        ranges.push((min.parse::<u16>().unwrap(), max.parse::<u16>().unwrap()));
-        assert!(
-            env["PPODOK_SFU__WEBHOOK__URLS"]
-                .starts_with(&format!("http://{api_alias}:{api_port}/"))
+        assert_eq!(
+            published,
+            [format!("{min}-{max}:{min}-{max}/udp")],
+            "{name}"
         );
+        ranges.push((min.parse::<u16>().unwrap(), max.parse::<u16>().unwrap()));
+        assert!(env["PPODOK_SFU__WEBHOOK__URLS"]
+            .starts_with(&format!("http://{api_alias}:{api_port}/")));
         assert_eq!(env["PPODOK_SFU__CLUSTER__NODE_ID"], *node, "{name}");
         assert!(env["PPODOK_SFU__CLUSTER__PUBLIC_URL"].ends_with(&format!("/sfu/{node}")));
         assert!(!env["PPODOK_SFU__CLUSTER__REDIS_URL"].is_empty(), "{name}");
@@ -262,11 +264,17 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
             strings(&sfu["networks"]["default"]["aliases"]).contains(&node.as_str()),
             "{name}: the router's node upstream `{node}` must be its alias"
         );
-        assert!(nginx.contains(&format!("server {node}:{sfu_port};")), "{node}");
+        assert!(
+            nginx.contains(&format!("server {node}:{sfu_port};")),
+            "{node}"
+        );
     }
     assert_eq!(ranges.len(), nodes.len(), "one SFU service per routed node");
     ranges.sort();
-    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?} overlap");
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "{ranges:?} overlap"
+    );
 
     // The router serves the rendered compose config and waits for healthy upstreams.
     let router = &services["router"];

@@ -117,7 +117,11 @@ fn write_ingress(out: &mut String, table: &RouteTable) -> fmt::Result {
             continue;
         };
         writeln!(out, "---")?;
-        writeln!(out, "# {}: node {node} only (node-addressed routes)", target.name)?;
+        writeln!(
+            out,
+            "# {}: node {node} only (node-addressed routes)",
+            target.name
+        )?;
         writeln!(out, "apiVersion: v1")?;
         writeln!(out, "kind: Service")?;
         writeln!(out, "metadata:")?;

@@ -66,7 +66,10 @@ fn real_routes_send_each_path_where_the_design_says() {
         ("/sfu/ppodok-sfu-0/rtc/validate", "sfu_node_0"),
         ("/sfu/ppodok-sfu-1/rtc", "sfu_node_1"),
         ("/sfu/ppodok-sfu-1/rtc/v1/validate", "sfu_node_1"),
-        ("/sfu/ppodok-sfu-1/twirp/livekit.RoomService/ListRooms", "web"),
+        (
+            "/sfu/ppodok-sfu-1/twirp/livekit.RoomService/ListRooms",
+            "web",
+        ),
         ("/sfu/ppodok-sfu-2/rtc", "web"),
     ];
     for (path, want) in expected {
@@ -124,7 +127,9 @@ fn each_sfu_node_is_a_target_of_its_own_on_every_router() {
     };
     let nginx = file("nginx.conf");
     assert!(nginx.contains("    upstream sfu_node_1 {\n        server 127.0.0.1:7881;\n"));
-    assert!(nginx.contains("        location ^~ /sfu/ppodok-sfu-1/rtc/ {\n            proxy_pass http://sfu_node_1;\n"));
+    assert!(nginx.contains(
+        "        location ^~ /sfu/ppodok-sfu-1/rtc/ {\n            proxy_pass http://sfu_node_1;\n"
+    ));
     let compose = file("nginx.compose.conf");
     assert!(compose.contains("    upstream sfu_node_0 {\n        server ppodok-sfu-0:7880;\n"));
     assert!(compose.contains("    upstream sfu_node_1 {\n        server ppodok-sfu-1:7880;\n"));
@@ -132,11 +137,14 @@ fn each_sfu_node_is_a_target_of_its_own_on_every_router() {
     assert!(alb.contains("resource \"aws_lb_target_group\" \"sfu_node_0\" {"));
     assert!(alb.contains("\"/sfu/ppodok-sfu-0/rtc/*\""), "{alb}");
     let ingress = file("ingress.yaml");
-    assert!(ingress.contains("          - path: /sfu/ppodok-sfu-1/rtc\n            pathType: Prefix\n"));
-    assert!(ingress.contains(
-        "kind: Service\nmetadata:\n  name: ppodok-sfu-1\n"
-    ));
+    assert!(
+        ingress.contains("          - path: /sfu/ppodok-sfu-1/rtc\n            pathType: Prefix\n")
+    );
+    assert!(ingress.contains("kind: Service\nmetadata:\n  name: ppodok-sfu-1\n"));
     assert!(ingress.contains("    statefulset.kubernetes.io/pod-name: ppodok-sfu-1\n"));
     assert!(ingress.contains("    - port: 7880\n      targetPort: 7880\n"));
-    assert!(!alb.contains("7881") && !ingress.contains("7881"), "7881 is local only");
+    assert!(
+        !alb.contains("7881") && !ingress.contains("7881"),
+        "7881 is local only"
+    );
 }

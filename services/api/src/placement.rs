@@ -56,12 +56,7 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn new(
-        link: Arc<RedisLink>,
-        prefix: &str,
-        policy: PlacementPolicy,
-        region: &str,
-    ) -> Self {
+    pub fn new(link: Arc<RedisLink>, prefix: &str, policy: PlacementPolicy, region: &str) -> Self {
         Self {
             link,
             prefix: prefix.to_owned(),
@@ -86,7 +81,9 @@ impl Placement {
         let nodes_key = cluster::nodes_key(&self.prefix);
         let ids: Vec<String> = {
             let key = nodes_key.clone();
-            self.link.run(|c| async move { c.smembers(key).await }).await?
+            self.link
+                .run(|c| async move { c.smembers(key).await })
+                .await?
         };
         let now = chrono::Utc::now().timestamp();
         let mut out = Vec::with_capacity(ids.len());

@@ -190,7 +190,9 @@ impl Settings {
         if self.cluster.enabled() {
             let c = &self.cluster;
             if c.refresh_millis == 0 || c.ttl_millis < 2 * c.refresh_millis {
-                return Err("cluster.ttl_millis must be at least twice a non-zero refresh_millis".into());
+                return Err(
+                    "cluster.ttl_millis must be at least twice a non-zero refresh_millis".into(),
+                );
             }
             if !c
                 .node_id

@@ -179,7 +179,10 @@ impl Metrics {
                 "sfu_registry_errors_total",
                 "Node registry commands that failed",
             ),
-            draining: gauge("sfu_draining", "1 while the node drains (takes no new rooms)"),
+            draining: gauge(
+                "sfu_draining",
+                "1 while the node drains (takes no new rooms)",
+            ),
             wire: WireCounters {
                 nacks_received: counter(
                     "sfu_nacks_received_total",

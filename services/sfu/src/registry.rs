@@ -183,7 +183,8 @@ impl Registry {
         let ticks = cpu_ticks();
         let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
         let elapsed = sampler.at.elapsed().as_secs_f64().max(0.001);
-        let egress_bps = (bytes_out.saturating_sub(sampler.bytes_out) as f64 * 8.0 / elapsed) as u64;
+        let egress_bps =
+            (bytes_out.saturating_sub(sampler.bytes_out) as f64 * 8.0 / elapsed) as u64;
         let cpu_percent = match (ticks, sampler.cpu_ticks) {
             (Some(now), Some(before)) => {
                 (now.saturating_sub(before) as f64 / USER_HZ / elapsed * 100.0) as f32
@@ -360,4 +361,3 @@ impl Registry {
         }
     }
 }
-

@@ -157,11 +157,17 @@ async fn node_addressed_paths_reach_only_this_nodes_signalling() {
         async move { c.get(url).send().await.unwrap().status() }
     };
     assert_eq!(
-        get(format!("/sfu/ppodok-sfu-7/rtc/validate?access_token={token}")).await,
+        get(format!(
+            "/sfu/ppodok-sfu-7/rtc/validate?access_token={token}"
+        ))
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        get(format!("/sfu/ppodok-sfu-7/rtc/v1/validate?access_token={token}")).await,
+        get(format!(
+            "/sfu/ppodok-sfu-7/rtc/v1/validate?access_token={token}"
+        ))
+        .await,
         StatusCode::NOT_FOUND,
         "single-PC mode stays refused under the node prefix"
     );
@@ -188,5 +194,9 @@ async fn node_addressed_paths_reach_only_this_nodes_signalling() {
         .send()
         .await
         .unwrap();
-    assert_eq!(drain.status(), StatusCode::NOT_FOUND, "alone, a node has nothing to drain");
+    assert_eq!(
+        drain.status(),
+        StatusCode::NOT_FOUND,
+        "alone, a node has nothing to drain"
+    );
 }

@@ -44,7 +44,11 @@ fn free_port() -> u16 {
 /// target/debug/ppodok-api, next to this test's own directory, refused when stale.
 fn api_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(Path::parent).unwrap().join("ppodok-api");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("ppodok-api");
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
@@ -98,7 +102,10 @@ impl Drop for Proc {
 fn start(binary: &Path, env: &[(&str, String)]) -> Proc {
     let mut child = Command::new(binary)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -190,7 +197,10 @@ impl Drop for Router {
 
 impl Router {
     async fn start(listen: u16, apis: [u16; 2], sfus: [u16; 2]) -> Router {
-        assert!(Path::new(NGINX).exists(), "{NGINX} is missing: apt-get install nginx-light");
+        assert!(
+            Path::new(NGINX).exists(),
+            "{NGINX} is missing: apt-get install nginx-light"
+        );
         let dir = std::env::temp_dir().join(format!("ppodok-topology-{}", uuid::Uuid::new_v4()));
         let web = dir.join("web");
         std::fs::create_dir_all(&web).unwrap();
@@ -227,7 +237,10 @@ impl Router {
             }
         }
         ppodok_deploy_render::validate(&table).expect("still valid on local ports");
-        let one = format!("    upstream api {{\n        server 127.0.0.1:{};\n", apis[0]);
+        let one = format!(
+            "    upstream api {{\n        server 127.0.0.1:{};\n",
+            apis[0]
+        );
         let config = ppodok_deploy_render::render_nginx(&table);
         assert!(config.contains(&one), "{config}");
         let config = config.replace(
@@ -325,7 +338,12 @@ impl Pages {
     }
 
     /// The first report (seen or upcoming) matching `pred`, within `within`.
-    async fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
@@ -349,25 +367,42 @@ impl Pages {
                         .filter(|v| v["event"] != "decoding")
                         .map(Value::to_string)
                         .collect();
-                    let decoding: Vec<&Value> =
-                        self.seen.iter().filter(|v| v["event"] == "decoding").collect();
+                    let decoding: Vec<&Value> = self
+                        .seen
+                        .iter()
+                        .filter(|v| v["event"] == "decoding")
+                        .collect();
                     tail.extend(decoding.iter().rev().take(8).map(|v| v.to_string()));
-                    panic!("no {what} within {within:?}; reports (the last decoding ones last):\n{}", tail.join("\n"));
+                    panic!(
+                        "no {what} within {within:?}; reports (the last decoding ones last):\n{}",
+                        tail.join("\n")
+                    );
                 }
             }
         }
     }
 
     /// Waits until `member` (in connection `gen` or later) decodes `from`'s camera past `frames`.
-    async fn decodes(&mut self, member: &Member, from: &Member, gen: u64, frames: u64, within: Duration) -> Value {
+    async fn decodes(
+        &mut self,
+        member: &Member,
+        from: &Member,
+        gen: u64,
+        frames: u64,
+        within: Duration,
+    ) -> Value {
         let (name, id) = (member.name.clone(), from.id.to_string());
-        self.wait_for(&format!("{} decoding {}", member.name, from.name), within, move |v| {
-            v["event"] == "decoding"
-                && v["member"] == name.as_str()
-                && v["from"] == id.as_str()
-                && v["gen"].as_u64().unwrap_or(0) >= gen
-                && v["framesDecoded"].as_u64().unwrap_or(0) > frames
-        })
+        self.wait_for(
+            &format!("{} decoding {}", member.name, from.name),
+            within,
+            move |v| {
+                v["event"] == "decoding"
+                    && v["member"] == name.as_str()
+                    && v["from"] == id.as_str()
+                    && v["gen"].as_u64().unwrap_or(0) >= gen
+                    && v["framesDecoded"].as_u64().unwrap_or(0) > frames
+            },
+        )
         .await
     }
 
@@ -413,7 +448,13 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -428,7 +469,12 @@ impl Client {
 
     async fn login(&self, name: &str) -> Member {
         let (status, body) = self
-            .call(Method::POST, "/api/v1/members/dev-login", None, json!({ "name": name }))
+            .call(
+                Method::POST,
+                "/api/v1/members/dev-login",
+                None,
+                json!({ "name": name }),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let token = body["data"]["accessToken"]
@@ -436,7 +482,9 @@ impl Client {
             .or_else(|| body["accessToken"].as_str())
             .unwrap_or_else(|| panic!("no accessToken in {body}"))
             .to_owned();
-        let (_, me) = self.call(Method::GET, "/api/v1/members", Some(&token), Value::Null).await;
+        let (_, me) = self
+            .call(Method::GET, "/api/v1/members", Some(&token), Value::Null)
+            .await;
         let id = me["data"]["memberId"]
             .as_i64()
             .or_else(|| me["memberId"].as_i64())
@@ -464,7 +512,12 @@ impl Client {
             .or_else(|| group["groupId"].as_i64())
             .unwrap();
         let (status, body) = self
-            .call(Method::POST, &format!("/api/v1/groups/{group}"), Some(&b.token), json!({ "password": null }))
+            .call(
+                Method::POST,
+                &format!("/api/v1/groups/{group}"),
+                Some(&b.token),
+                json!({ "password": null }),
+            )
             .await;
         assert!(status.is_success(), "{body}");
         let mut room = 0;
@@ -478,14 +531,21 @@ impl Client {
                 )
                 .await;
             assert!(status.is_success(), "{body}");
-            room = body["data"]["roomId"].as_i64().unwrap_or_else(|| panic!("{body}"));
+            room = body["data"]["roomId"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{body}"));
         }
         (group, room)
     }
 
     async fn video_url(&self, who: &Member, room: i64) -> (StatusCode, Value) {
-        self.call(Method::POST, &format!("/api/v1/rooms/{room}/video-token"), Some(&who.token), Value::Null)
-            .await
+        self.call(
+            Method::POST,
+            &format!("/api/v1/rooms/{room}/video-token"),
+            Some(&who.token),
+            Value::Null,
+        )
+        .await
     }
 }
 
@@ -521,7 +581,8 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     let stores = Stores::create();
     let listen = free_port();
     let origin = format!("http://127.0.0.1:{listen}");
-    let redis_url = std::env::var("PPODOK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis_url =
+        std::env::var("PPODOK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
 
     // Two SFU nodes in the registry, refreshed every 500 ms, gone 2 s after their last refresh.
     let sfu_bin = Path::new(env!("CARGO_BIN_EXE_ppodok-sfu"));
@@ -540,7 +601,10 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
                     ("PPODOK_SFU__CLUSTER__REDIS_URL", redis_url.clone()),
                     ("PPODOK_SFU__CLUSTER__KEY_PREFIX", stores.prefix.clone()),
                     ("PPODOK_SFU__CLUSTER__NODE_ID", (*node).into()),
-                    ("PPODOK_SFU__CLUSTER__PUBLIC_URL", format!("ws://127.0.0.1:{listen}/sfu/{node}")),
+                    (
+                        "PPODOK_SFU__CLUSTER__PUBLIC_URL",
+                        format!("ws://127.0.0.1:{listen}/sfu/{node}"),
+                    ),
                     ("PPODOK_SFU__CLUSTER__REFRESH_MILLIS", "500".into()),
                     ("PPODOK_SFU__CLUSTER__TTL_MILLIS", "2000".into()),
                 ],
@@ -558,7 +622,10 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
             ("PPODOK__DATABASE__URL", database.clone()),
             ("PPODOK__REDIS__URL", redis_url.clone()),
             ("PPODOK__REDIS__KEY_PREFIX", stores.prefix.clone()),
-            ("PPODOK__AUTH__JWT_SECRET", "topology-jwt-secret-topology-jwt-secret!".into()),
+            (
+                "PPODOK__AUTH__JWT_SECRET",
+                "topology-jwt-secret-topology-jwt-secret!".into(),
+            ),
             ("PPODOK__AUTH__DEV_LOGIN", "true".into()),
             ("PPODOK__LIVEKIT__API_SECRET", SECRET.into()),
             ("PPODOK__LIVEKIT__PLACEMENT", "least_loaded".into()),
@@ -593,7 +660,9 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     for name in ["m1", "m2", "m3", "m4", "m5", "m6"] {
         members.push(client.login(name).await);
     }
-    let [m1, m2, m3, m4, m5, m6] = &members[..] else { unreachable!() };
+    let [m1, m2, m3, m4, m5, m6] = &members[..] else {
+        unreachable!()
+    };
     let (g1, r1) = client.room_for(m1, m2, &start_at).await;
     let (_, r2) = client.room_for(m3, m4, &start_at).await;
     let (_, r3) = client.room_for(m5, m6, &start_at).await;
@@ -601,15 +670,23 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     // Room 1's members join, then room 2's: a room placed an instant ago counts before anyone
     // has joined it, so the second room goes to the other node.
     let mut pages = Pages::start(&origin);
-    pages.wait_for("ready", Duration::from_secs(30), |v| v["event"] == "ready").await;
+    pages
+        .wait_for("ready", Duration::from_secs(30), |v| v["event"] == "ready")
+        .await;
     pages.join(m1, r1).await;
     pages.join(m2, r1).await;
     let url1 = pages.event(m1, "joined", Duration::from_secs(30)).await["url"].clone();
-    assert_eq!(pages.event(m2, "joined", Duration::from_secs(30)).await["url"], url1);
+    assert_eq!(
+        pages.event(m2, "joined", Duration::from_secs(30)).await["url"],
+        url1
+    );
     pages.join(m3, r2).await;
     pages.join(m4, r2).await;
     let url2 = pages.event(m3, "joined", Duration::from_secs(30)).await["url"].clone();
-    assert_eq!(pages.event(m4, "joined", Duration::from_secs(30)).await["url"], url2);
+    assert_eq!(
+        pages.event(m4, "joined", Duration::from_secs(30)).await["url"],
+        url2
+    );
     assert_ne!(url1, url2, "the two rooms are on different nodes");
     let node_of = |url: &Value| {
         NODES
@@ -624,7 +701,10 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     // Each node's own metrics: one room, two participants.
     for port in sfu_ports {
         wait_metric(port, "sfu_rooms", Duration::from_secs(5), |v| v == 1.0).await;
-        wait_metric(port, "sfu_participants", Duration::from_secs(5), |v| v == 2.0).await;
+        wait_metric(port, "sfu_participants", Duration::from_secs(5), |v| {
+            v == 2.0
+        })
+        .await;
     }
     eprintln!("rooms spread and decoding at {:?}", started.elapsed());
 
@@ -648,7 +728,11 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "drain needs roomCreate");
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "drain needs roomCreate"
+        );
     }
     assert_eq!(metric(sfu_ports[b], "sfu_draining").await, 0.0);
     let res = reqwest::Client::new()
@@ -658,12 +742,19 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    wait_metric(sfu_ports[b], "sfu_draining", Duration::from_secs(5), |v| v == 1.0).await;
+    wait_metric(sfu_ports[b], "sfu_draining", Duration::from_secs(5), |v| {
+        v == 1.0
+    })
+    .await;
     let redis = Client_::connect(&redis_url).await;
     redis.wait_draining(&stores.prefix, NODES[b]).await;
     let (status, token3) = client.video_url(m5, r3).await;
     assert_eq!(status, StatusCode::OK, "{token3}");
-    assert_eq!(node_of(&token3["data"]["url"]), a, "a draining node gets no new room");
+    assert_eq!(
+        node_of(&token3["data"]["url"]),
+        a,
+        "a draining node gets no new room"
+    );
     // Joining room 3 on the draining node directly is refused with a reason to act on.
     let refused = reqwest::get(format!(
         "http://127.0.0.1:{}/rtc/validate?access_token={}",
@@ -673,13 +764,23 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     .await
     .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert!(refused.text().await.unwrap().contains("request a new token"));
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("request a new token"));
     // ... while room 2 goes on there.
     let before = pages.frames(m3, m4);
-    pages.decodes(m3, m4, 1, before + 15, Duration::from_secs(10)).await;
+    pages
+        .decodes(m3, m4, 1, before + 15, Duration::from_secs(10))
+        .await;
     assert_eq!(metric(sfu_ports[b], "sfu_rooms").await, 1.0);
     let (_, again) = client.video_url(m4, r2).await;
-    assert_eq!(node_of(&again["data"]["url"]), b, "room 2 stays on its draining node");
+    assert_eq!(
+        node_of(&again["data"]["url"]),
+        b,
+        "room 2 stays on its draining node"
+    );
     let _ = m6;
 
     // kill -9 of room 2's node: its members get a new token naming the survivor, and decode
@@ -699,29 +800,67 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
             .find(|v| v["member"] == x.name.as_str() && v["event"] == "joined")
             .unwrap()
             .clone();
-        assert_eq!(node_of(&joined["url"]), a, "{} landed on the surviving node", x.name);
+        assert_eq!(
+            node_of(&joined["url"]),
+            a,
+            "{} landed on the surviving node",
+            x.name
+        );
         let _ = seen;
     }
     let recovery = killed.elapsed();
-    eprintln!("time to recovery after kill -9 of {}: {recovery:?}", NODES[b]);
-    assert!(recovery < Duration::from_secs(10), "recovery took {recovery:?}");
-    wait_metric(sfu_ports[a], "sfu_rooms", Duration::from_secs(5), |v| v == 2.0).await;
-    wait_metric(sfu_ports[a], "sfu_participants", Duration::from_secs(5), |v| v == 4.0).await;
+    eprintln!(
+        "time to recovery after kill -9 of {}: {recovery:?}",
+        NODES[b]
+    );
+    assert!(
+        recovery < Duration::from_secs(10),
+        "recovery took {recovery:?}"
+    );
+    wait_metric(sfu_ports[a], "sfu_rooms", Duration::from_secs(5), |v| {
+        v == 2.0
+    })
+    .await;
+    wait_metric(
+        sfu_ports[a],
+        "sfu_participants",
+        Duration::from_secs(5),
+        |v| v == 4.0,
+    )
+    .await;
 
     // Cancelling a booking removes that member from the video room within 5 s.
     let cancelled = Instant::now();
     let (status, body) = client
-        .call(Method::DELETE, &format!("/api/v1/rooms/{r1}/reservation"), Some(&m1.token), Value::Null)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/rooms/{r1}/reservation"),
+            Some(&m1.token),
+            Value::Null,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let gone = pages.event(m1, "disconnected", Duration::from_secs(5)).await;
+    let gone = pages
+        .event(m1, "disconnected", Duration::from_secs(5))
+        .await;
     assert_eq!(gone["reasonName"], "PARTICIPANT_REMOVED", "{gone}");
     let removal = cancelled.elapsed();
     eprintln!("removed {removal:?} after cancelling");
     assert!(removal < Duration::from_secs(5));
     // Its page asks for a new token, as an app does, and is refused: no booking.
-    assert_eq!(pages.event(m1, "tokenRefused", Duration::from_secs(5)).await["status"], 403);
-    wait_metric(sfu_ports[a], "sfu_participants", Duration::from_secs(5), |v| v == 3.0).await;
+    assert_eq!(
+        pages
+            .event(m1, "tokenRefused", Duration::from_secs(5))
+            .await["status"],
+        403
+    );
+    wait_metric(
+        sfu_ports[a],
+        "sfu_participants",
+        Duration::from_secs(5),
+        |v| v == 3.0,
+    )
+    .await;
 
     // Leaving the group removes too, and so does withdrawing.
     for (who, path, body) in [
@@ -729,14 +868,24 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         (m4, "/api/v1/members", Value::Null),
     ] {
         let asked = Instant::now();
-        let (status, answer) = client.call(Method::DELETE, path, Some(&who.token), body).await;
+        let (status, answer) = client
+            .call(Method::DELETE, path, Some(&who.token), body)
+            .await;
         assert_eq!(status, StatusCode::OK, "{path}: {answer}");
-        let gone = pages.event(who, "disconnected", Duration::from_secs(5)).await;
+        let gone = pages
+            .event(who, "disconnected", Duration::from_secs(5))
+            .await;
         assert_eq!(gone["reasonName"], "PARTICIPANT_REMOVED", "{path}: {gone}");
         eprintln!("DELETE {path}: removed after {:?}", asked.elapsed());
         assert!(asked.elapsed() < Duration::from_secs(5));
     }
-    wait_metric(sfu_ports[a], "sfu_participants", Duration::from_secs(5), |v| v == 1.0).await;
+    wait_metric(
+        sfu_ports[a],
+        "sfu_participants",
+        Duration::from_secs(5),
+        |v| v == 1.0,
+    )
+    .await;
     eprintln!("topology test done in {:?}", started.elapsed());
 }
 
@@ -747,7 +896,9 @@ struct Client_ {
 
 impl Client_ {
     async fn connect(url: &str) -> Client_ {
-        let client = Builder::from_config(Config::from_url(url).unwrap()).build().unwrap();
+        let client = Builder::from_config(Config::from_url(url).unwrap())
+            .build()
+            .unwrap();
         client.init().await.expect("Redis at 127.0.0.1:6379");
         Client_ { client }
     }
@@ -764,7 +915,10 @@ impl Client_ {
                 assert!(record["capacity"].as_u64().unwrap() > 0, "{record}");
                 return;
             }
-            assert!(Instant::now() < deadline, "{node} never published draining: {record}");
+            assert!(
+                Instant::now() < deadline,
+                "{node} never published draining: {record}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
