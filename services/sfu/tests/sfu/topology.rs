@@ -746,7 +746,7 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         v == 1.0
     })
     .await;
-    let redis = Client_::connect(&redis_url).await;
+    let redis = RedisView::connect(&redis_url).await;
     redis.wait_draining(&stores.prefix, NODES[b]).await;
     let (status, token3) = client.video_url(m5, r3).await;
     assert_eq!(status, StatusCode::OK, "{token3}");
@@ -781,7 +781,6 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         b,
         "room 2 stays on its draining node"
     );
-    let _ = m6;
 
     // kill -9 of room 2's node: its members get a new token naming the survivor, and decode
     // each other again there.
@@ -792,7 +791,7 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
     pages.event(m3, "lost", Duration::from_secs(10)).await;
     pages.event(m4, "lost", Duration::from_secs(10)).await;
     for (x, y) in [(m3, m4), (m4, m3)] {
-        let seen = pages.decodes(x, y, 2, 0, Duration::from_secs(20)).await;
+        pages.decodes(x, y, 2, 0, Duration::from_secs(20)).await;
         let joined = pages
             .seen
             .iter()
@@ -806,7 +805,6 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
             "{} landed on the surviving node",
             x.name
         );
-        let _ = seen;
     }
     let recovery = killed.elapsed();
     eprintln!(
@@ -886,21 +884,40 @@ async fn rooms_spread_over_nodes_survive_a_dead_node_and_cancelling_removes() {
         |v| v == 1.0,
     )
     .await;
+    // Room 1 is empty now: its node releases the placement, so its next token places it anew.
+    redis.wait_released(&stores.prefix, r1).await;
     eprintln!("topology test done in {:?}", started.elapsed());
 }
 
 /// The test's own view of Redis (this run's prefix only).
-struct Client_ {
+struct RedisView {
     client: fred::prelude::Client,
 }
 
-impl Client_ {
-    async fn connect(url: &str) -> Client_ {
+impl RedisView {
+    async fn connect(url: &str) -> RedisView {
         let client = Builder::from_config(Config::from_url(url).unwrap())
             .build()
             .unwrap();
         client.init().await.expect("Redis at 127.0.0.1:6379");
-        Client_ { client }
+        RedisView { client }
+    }
+
+    /// Until the room's placement is gone.
+    async fn wait_released(&self, prefix: &str, room: i64) {
+        let key = ppodok_domain::cluster::placement_key(prefix, &room.to_string());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let placed: Option<String> = self.client.get(&key).await.unwrap();
+            if placed.is_none() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "room {room} stays placed on {placed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Until the node's registry record says it drains.
