@@ -116,7 +116,11 @@ impl MigrationTrait for Migration {
             "auth_secret",
             Table::alter()
                 .table(PushClients::Table)
-                .add_column(ColumnDef::new(PushClients::AuthSecret).string_len(64).null())
+                .add_column(
+                    ColumnDef::new(PushClients::AuthSecret)
+                        .string_len(64)
+                        .null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -159,14 +163,22 @@ impl MigrationTrait for Migration {
                         .not_null(),
                 )
                 // `d<deviceId>` for a device, `stomp` for the member's open STOMP sessions.
-                .col(ColumnDef::new(PushReminders::Target).string_len(24).not_null())
+                .col(
+                    ColumnDef::new(PushReminders::Target)
+                        .string_len(24)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(PushReminders::DeviceId).big_integer().null())
                 .col(
                     ColumnDef::new(PushReminders::MemberId)
                         .big_integer()
                         .not_null(),
                 )
-                .col(ColumnDef::new(PushReminders::RoomId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(PushReminders::RoomId)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(
                     ColumnDef::new(PushReminders::GroupId)
                         .big_integer()
@@ -175,12 +187,24 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(PushReminders::Kind).string_len(8).not_null())
                 .col(timestamp(m, PushReminders::StartAt).not_null())
                 .col(timestamp(m, PushReminders::DueAt).not_null())
-                .col(ColumnDef::new(PushReminders::State).string_len(12).not_null())
+                .col(
+                    ColumnDef::new(PushReminders::State)
+                        .string_len(12)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(PushReminders::Attempts).integer().not_null())
                 .col(timestamp(m, PushReminders::NextAttemptAt).not_null())
                 .col(timestamp(m, PushReminders::LeaseUntil).null())
-                .col(ColumnDef::new(PushReminders::AttemptId).string_len(32).null())
-                .col(ColumnDef::new(PushReminders::LastError).string_len(255).null())
+                .col(
+                    ColumnDef::new(PushReminders::AttemptId)
+                        .string_len(32)
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(PushReminders::LastError)
+                        .string_len(255)
+                        .null(),
+                )
                 .col(timestamp(m, PushReminders::CreatedAt).not_null())
                 .col(timestamp(m, PushReminders::SentAt).null())
                 .foreign_key(&mut cascade(
@@ -231,11 +255,25 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(PushReminders::Table).if_exists().to_owned())
-            .await?;
-        m.drop_table(Table::drop().table(PushSettings::Table).if_exists().to_owned())
-            .await?;
-        for col in [PushClients::AuthSecret, PushClients::P256dh, PushClients::Kind] {
+        m.drop_table(
+            Table::drop()
+                .table(PushReminders::Table)
+                .if_exists()
+                .to_owned(),
+        )
+        .await?;
+        m.drop_table(
+            Table::drop()
+                .table(PushSettings::Table)
+                .if_exists()
+                .to_owned(),
+        )
+        .await?;
+        for col in [
+            PushClients::AuthSecret,
+            PushClients::P256dh,
+            PushClients::Kind,
+        ] {
             m.alter_table(
                 Table::alter()
                     .table(PushClients::Table)

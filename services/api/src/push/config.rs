@@ -24,7 +24,11 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_empty() { "<unset>" } else { "<redacted>" })
+        f.write_str(if self.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
     }
 }
 
@@ -76,5 +80,21 @@ impl PushSettings {
             return Err("push.max_attempts must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_show_in_debug() {
+        let mut s = crate::config::Settings::defaults();
+        s.push.fcm.private_key = Secret::new("-----BEGIN PRIVATE KEY-----\nMIIsecret\n");
+        s.push.webpush.vapid_private_key = Secret::new("vapid-secret-material");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("MIIsecret") && !shown.contains("vapid-secret-material"));
+        assert!(shown.contains("<redacted>"));
+        assert_eq!(format!("{:?}", Secret::default()), "<unset>");
     }
 }

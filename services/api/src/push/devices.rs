@@ -37,7 +37,11 @@ pub fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<String, Device
     }
     let url = reqwest::Url::parse(endpoint).map_err(|_| DeviceError::BadEndpoint)?;
     let scheme_ok = url.scheme() == "https" || (allow_http && url.scheme() == "http");
-    if !scheme_ok || url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+    if !scheme_ok
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return Err(DeviceError::BadEndpoint);
     }
     Ok(endpoint.to_owned())

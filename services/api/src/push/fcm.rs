@@ -63,8 +63,9 @@ impl FcmSender {
                 let text = std::fs::read_to_string(s.service_account_file.trim()).map_err(|e| {
                     anyhow::anyhow!("push.fcm.service_account_file unreadable: {e}")
                 })?;
-                let file: ServiceAccountFile = serde_json::from_str(&text)
-                    .map_err(|_| anyhow::anyhow!("push.fcm.service_account_file is not a service-account key"))?;
+                let file: ServiceAccountFile = serde_json::from_str(&text).map_err(|_| {
+                    anyhow::anyhow!("push.fcm.service_account_file is not a service-account key")
+                })?;
                 // An explicitly configured token URL (a test's or a proxy's) wins over the file's.
                 let token_url = if s.token_url.trim().is_empty() {
                     file.token_uri.unwrap_or_default()
@@ -134,15 +135,17 @@ impl FcmSender {
         };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = self.key_id.clone();
-        let assertion = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| {
-            Delivery::Rejected {
+        let assertion =
+            jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| Delivery::Rejected {
                 reason: "oauth_signing",
-            }
-        })?;
+            })?;
         let resp = self
             .http
             .post(&self.token_url)
-            .form(&[("grant_type", GRANT_TYPE), ("assertion", assertion.as_str())])
+            .form(&[
+                ("grant_type", GRANT_TYPE),
+                ("assertion", assertion.as_str()),
+            ])
             .send()
             .await
             .map_err(|e| sender::network_failure(&e))?;

@@ -25,7 +25,10 @@ impl PushMetrics {
     pub fn register(registry: &Registry) -> Self {
         let m = Self {
             sent: IntCounterVec::new(
-                Opts::new("push_sent_total", "Reminders accepted by a provider, by target"),
+                Opts::new(
+                    "push_sent_total",
+                    "Reminders accepted by a provider, by target",
+                ),
                 &["target"],
             )
             .expect("static metric"),
@@ -56,7 +59,9 @@ impl PushMetrics {
                     "push_lag_seconds",
                     "From a reminder's due time to its acceptance by the provider",
                 )
-                .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                .buckets(vec![
+                    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ]),
             )
             .expect("static metric"),
         };

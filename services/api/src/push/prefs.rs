@@ -1,7 +1,9 @@
 //! A member's reminder settings; no stored row means the defaults.
 
 use chrono::NaiveDateTime;
-use sea_orm::{sea_query::OnConflict, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    sea_query::OnConflict, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+};
 
 use super::entities::push_setting;
 
@@ -31,7 +33,9 @@ impl From<push_setting::Model> for ReminderPrefs {
     fn from(m: push_setting::Model) -> Self {
         Self {
             enabled: m.enabled,
-            minutes_before: m.minutes_before.clamp(MIN_MINUTES_BEFORE, MAX_MINUTES_BEFORE),
+            minutes_before: m
+                .minutes_before
+                .clamp(MIN_MINUTES_BEFORE, MAX_MINUTES_BEFORE),
             at_start: m.at_start,
         }
     }

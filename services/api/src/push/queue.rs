@@ -44,7 +44,9 @@ pub async fn queue_due(
 ) -> Result<usize, DbErr> {
     let bookings = reservation::Entity::find()
         .filter(reservation::Column::StartAt.gt(now - grace))
-        .filter(reservation::Column::StartAt.lte(now + Duration::minutes(MAX_MINUTES_BEFORE as i64)))
+        .filter(
+            reservation::Column::StartAt.lte(now + Duration::minutes(MAX_MINUTES_BEFORE as i64)),
+        )
         .all(db)
         .await?;
     if bookings.is_empty() {
@@ -141,13 +143,22 @@ mod tests {
         let p = prefs::ReminderPrefs::default();
         let g = Duration::seconds(60);
         assert!(due_kinds(&p, at(10, 0), at(9, 54), g).is_empty());
-        assert_eq!(due_kinds(&p, at(10, 0), at(9, 55), g), vec![(KIND_BEFORE, at(9, 55))]);
-        assert!(due_kinds(&p, at(10, 0), at(10, 0), g).is_empty(), "started: not late");
+        assert_eq!(
+            due_kinds(&p, at(10, 0), at(9, 55), g),
+            vec![(KIND_BEFORE, at(9, 55))]
+        );
+        assert!(
+            due_kinds(&p, at(10, 0), at(10, 0), g).is_empty(),
+            "started: not late"
+        );
         let both = prefs::ReminderPrefs {
             at_start: true,
             ..p
         };
-        assert_eq!(due_kinds(&both, at(10, 0), at(10, 0), g), vec![(KIND_START, at(10, 0))]);
+        assert_eq!(
+            due_kinds(&both, at(10, 0), at(10, 0), g),
+            vec![(KIND_START, at(10, 0))]
+        );
         assert!(due_kinds(&both, at(10, 0), at(10, 1), g).is_empty());
         let off = prefs::ReminderPrefs {
             enabled: false,

@@ -61,7 +61,11 @@ pub trait Sender: Send + Sync {
 
 /// `Retry-After`: delta-seconds or an HTTP date.
 pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = raw.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -74,11 +78,7 @@ pub fn classify_status(status: u16, retry: Option<Duration>) -> Delivery {
     match status {
         200..=299 => Delivery::Accepted,
         404 | 410 => Delivery::Gone {
-            reason: if status == 404 {
-                "not_found"
-            } else {
-                "gone"
-            },
+            reason: if status == 404 { "not_found" } else { "gone" },
         },
         429 => Delivery::Retry {
             after: retry,
@@ -91,9 +91,7 @@ pub fn classify_status(status: u16, retry: Option<Duration>) -> Delivery {
         413 => Delivery::Rejected {
             reason: "payload_too_large",
         },
-        _ => Delivery::Rejected {
-            reason: "rejected",
-        },
+        _ => Delivery::Rejected { reason: "rejected" },
     }
 }
 
@@ -133,6 +131,9 @@ mod tests {
         assert!(matches!(classify_status(410, None), Delivery::Gone { .. }));
         assert!(matches!(classify_status(404, None), Delivery::Gone { .. }));
         assert!(matches!(classify_status(503, None), Delivery::Retry { .. }));
-        assert!(matches!(classify_status(400, None), Delivery::Rejected { .. }));
+        assert!(matches!(
+            classify_status(400, None),
+            Delivery::Rejected { .. }
+        ));
     }
 }

@@ -40,8 +40,9 @@ pub struct Vapid {
 impl Vapid {
     pub fn from_pem(pem: &str, subject: &str) -> Result<Self, WebPushError> {
         let der = pem_body(pem, "PRIVATE KEY").ok_or(WebPushError::BadVapidKey)?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new())
-            .map_err(|_| WebPushError::BadVapidKey)?;
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new())
+                .map_err(|_| WebPushError::BadVapidKey)?;
         let public_b64 = B64.encode(key.public_key().as_ref());
         Ok(Self {
             key,
@@ -99,8 +100,9 @@ pub fn subscription_keys(p256dh: &str, auth: &str) -> Result<(Vec<u8>, Vec<u8>),
         return Err(WebPushError::BadSubscriptionKeys);
     }
     // A point not on the curve is refused here rather than at every send.
-    let probe = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &SystemRandom::new())
-        .map_err(|_| WebPushError::Crypto)?;
+    let probe =
+        agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &SystemRandom::new())
+            .map_err(|_| WebPushError::Crypto)?;
     agreement::agree_ephemeral(
         probe,
         &agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, &public),
@@ -127,7 +129,11 @@ fn hkdf_expand(prk: &hkdf::Prk, info: &[&[u8]], len: usize) -> Result<Vec<u8>, W
 }
 
 /// Encrypts `plaintext` for a subscription (RFC 8291 §3–4, RFC 8188 `aes128gcm`, one record).
-pub fn encrypt(ua_public: &[u8], auth_secret: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, WebPushError> {
+pub fn encrypt(
+    ua_public: &[u8],
+    auth_secret: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, WebPushError> {
     if plaintext.len() > MAX_PLAINTEXT {
         return Err(WebPushError::TooLarge);
     }
@@ -185,16 +191,21 @@ pub struct WebPushSender {
 
 impl WebPushSender {
     /// None when no VAPID key is configured.
-    pub fn from_settings(s: &WebPushSettings, http: reqwest::Client) -> anyhow::Result<Option<Self>> {
+    pub fn from_settings(
+        s: &WebPushSettings,
+        http: reqwest::Client,
+    ) -> anyhow::Result<Option<Self>> {
         let pem = if !s.vapid_private_key.is_empty() {
             s.vapid_private_key.expose().to_owned()
         } else if !s.vapid_private_key_file.trim().is_empty() {
-            std::fs::read_to_string(s.vapid_private_key_file.trim())
-                .map_err(|e| anyhow::anyhow!("push.webpush.vapid_private_key_file unreadable: {e}"))?
+            std::fs::read_to_string(s.vapid_private_key_file.trim()).map_err(|e| {
+                anyhow::anyhow!("push.webpush.vapid_private_key_file unreadable: {e}")
+            })?
         } else {
             return Ok(None);
         };
-        let vapid = Vapid::from_pem(&pem, &s.subject).map_err(|e| anyhow::anyhow!("push.webpush: {e}"))?;
+        let vapid =
+            Vapid::from_pem(&pem, &s.subject).map_err(|e| anyhow::anyhow!("push.webpush: {e}"))?;
         Ok(Some(Self { http, vapid }))
     }
 

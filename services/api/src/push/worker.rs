@@ -24,8 +24,8 @@ use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
 use rand::Rng;
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio::sync::Semaphore;
 
@@ -88,13 +88,19 @@ impl Worker {
 
         let abandoned = reminder::Entity::update_many()
             .col_expr(reminder::Column::State, Expr::value(UNKNOWN))
-            .col_expr(reminder::Column::LastError, Expr::value("sender lease expired"))
+            .col_expr(
+                reminder::Column::LastError,
+                Expr::value("sender lease expired"),
+            )
             .filter(reminder::Column::State.eq(SENDING))
             .filter(reminder::Column::LeaseUntil.lt(now))
             .exec(&self.db)
             .await?;
         if abandoned.rows_affected > 0 {
-            tracing::warn!(count = abandoned.rows_affected, "push claims abandoned by a dead sender: not resent");
+            tracing::warn!(
+                count = abandoned.rows_affected,
+                "push claims abandoned by a dead sender: not resent"
+            );
             m.outcome_unknown.inc_by(abandoned.rows_affected);
         }
 
@@ -156,7 +162,11 @@ impl Worker {
     }
 
     /// `pending → sending` under a new attempt id, committed before any provider call.
-    async fn claim(&self, row: &reminder::Model, now: NaiveDateTime) -> Result<Option<String>, DbErr> {
+    async fn claim(
+        &self,
+        row: &reminder::Model,
+        now: NaiveDateTime,
+    ) -> Result<Option<String>, DbErr> {
         let attempt = uuid::Uuid::new_v4().simple().to_string();
         let lease = now + Duration::seconds(self.push.settings.lease_secs);
         let taken = reminder::Entity::update_many()
@@ -178,8 +188,10 @@ impl Worker {
         attempt: &str,
         changes: Vec<(reminder::Column, sea_orm::sea_query::SimpleExpr)>,
     ) -> Result<bool, DbErr> {
-        let mut update = reminder::Entity::update_many()
-            .col_expr(reminder::Column::LeaseUntil, Expr::value(Option::<NaiveDateTime>::None));
+        let mut update = reminder::Entity::update_many().col_expr(
+            reminder::Column::LeaseUntil,
+            Expr::value(Option::<NaiveDateTime>::None),
+        );
         for (col, value) in changes {
             update = update.col_expr(col, value);
         }
@@ -222,7 +234,10 @@ impl Worker {
         let notification = self.notification(&row).await?;
         let (outcome, target_kind) = if row.target == TARGET_STOMP {
             self.realtime
-                .publish(super::member_topic(row.member_id), &ForegroundMessage::from(&notification))
+                .publish(
+                    super::member_topic(row.member_id),
+                    &ForegroundMessage::from(&notification),
+                )
                 .await;
             (Delivery::Accepted, "stomp".to_owned())
         } else {
@@ -231,7 +246,12 @@ impl Worker {
                 None => None,
             };
             match device {
-                None => (Delivery::Rejected { reason: "device_gone" }, "device".to_owned()),
+                None => (
+                    Delivery::Rejected {
+                        reason: "device_gone",
+                    },
+                    "device".to_owned(),
+                ),
                 Some(d) => {
                     let device = Device {
                         id: d.id,
@@ -242,7 +262,12 @@ impl Worker {
                     };
                     match self.push.sender(&device.kind) {
                         Some(sender) => (sender.send(&device, &notification).await, d.kind),
-                        None => (Delivery::Rejected { reason: "provider_unconfigured" }, d.kind),
+                        None => (
+                            Delivery::Rejected {
+                                reason: "provider_unconfigured",
+                            },
+                            d.kind,
+                        ),
                     }
                 }
             }
@@ -283,10 +308,18 @@ impl Worker {
                     return Ok(());
                 }
                 let delay = match after {
-                    Some(d) => Duration::from_std(d).unwrap_or(Duration::hours(1)).min(Duration::hours(1)),
+                    Some(d) => Duration::from_std(d)
+                        .unwrap_or(Duration::hours(1))
+                        .min(Duration::hours(1)),
                     None => self.backoff(row.attempts),
                 };
-                tracing::info!(reminder = row.id, reason, attempts, delay_ms = delay.num_milliseconds(), "push retry scheduled");
+                tracing::info!(
+                    reminder = row.id,
+                    reason,
+                    attempts,
+                    delay_ms = delay.num_milliseconds(),
+                    "push retry scheduled"
+                );
                 self.settle(
                     row.id,
                     &attempt,
@@ -303,7 +336,9 @@ impl Worker {
                 m.failed.with_label_values(&[reason]).inc();
                 if let Some(device_id) = row.device_id {
                     // Its queued reminders (this one included) go with it.
-                    let gone = push_client::Entity::delete_by_id(device_id).exec(&self.db).await?;
+                    let gone = push_client::Entity::delete_by_id(device_id)
+                        .exec(&self.db)
+                        .await?;
                     if gone.rows_affected > 0 {
                         m.pruned.inc();
                         tracing::info!(device = device_id, reason, "push device pruned");

@@ -182,9 +182,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
             .route(web::post().to(push::subscribe))
             .route(web::delete().to(push::unsubscribe)),
     )
-    .service(
-        resource("/api/v1/push/vapid-public-key").route(web::get().to(push::vapid_public_key)),
-    )
+    .service(resource("/api/v1/push/vapid-public-key").route(web::get().to(push::vapid_public_key)))
     .service(resource("/api/v1/rooms").route(web::get().to(rooms::group_calendar)))
     .service(resource("/api/v1/rooms/all").route(web::get().to(rooms::my_calendar)))
     .service(resource("/api/v1/rooms/nearest").route(web::get().to(rooms::nearest)))

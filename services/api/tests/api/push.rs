@@ -44,7 +44,9 @@ async fn setup(backend: Backend) -> Setup {
     let f = fcm.clone();
     let app = spawn_app_with(backend, move |s| configure(s, &f)).await;
     let owner = app.dev_login("방장").await;
-    let (group, _) = app.create_group(&owner.access, "알고리즘 스터디", None).await;
+    let (group, _) = app
+        .create_group(&owner.access, "알고리즘 스터디", None)
+        .await;
     Setup {
         app,
         fcm,
@@ -55,7 +57,10 @@ async fn setup(backend: Backend) -> Setup {
 
 async fn member(s: &Setup, name: &str) -> Tokens {
     let t = s.app.dev_login(name).await;
-    s.app.join(&t.access, s.group, None).await.assert_status(201);
+    s.app
+        .join(&t.access, s.group, None)
+        .await
+        .assert_status(201);
     t
 }
 
@@ -121,7 +126,10 @@ async fn reminder_states(app: &TestApp, member_id: i64) -> Vec<String> {
 
 fn assert_reminder_text(message: &Value, room: i64, group: i64, start_hhmm: &str) {
     let m = &message["message"];
-    assert_eq!(m["notification"]["title"], "공부방이 곧 시작해요", "{message}");
+    assert_eq!(
+        m["notification"]["title"], "공부방이 곧 시작해요",
+        "{message}"
+    );
     assert_eq!(
         m["notification"]["body"],
         format!("알고리즘 스터디의 {start_hhmm} 공부방이 5분 뒤에 시작해요."),
@@ -177,11 +185,17 @@ async fn fcm_reminds_every_device_once_at_five_minutes_before(backend: Backend) 
         move_clock(app, start - Duration::minutes(5) + Duration::seconds(secs)).await;
     }
     assert_eq!(s.fcm.accepted().len(), 3);
-    let st = s.fcm.state.lock().unwrap();
-    assert_eq!(st.token_requests, 1, "the access token is cached");
-    assert_eq!(st.bad_bearer, 0);
-    drop(st);
-    assert_eq!(app.metric("ppodok_api_push_sent_total").await, 5.0, "3 devices + 2 STOMP targets");
+    let (token_requests, bad_bearer) = {
+        let st = s.fcm.state.lock().unwrap();
+        (st.token_requests, st.bad_bearer)
+    };
+    assert_eq!(token_requests, 1, "the access token is cached");
+    assert_eq!(bad_bearer, 0);
+    assert_eq!(
+        app.metric("ppodok_api_push_sent_total").await,
+        5.0,
+        "3 devices + 2 STOMP targets"
+    );
     let a_id = app.member_id(&a.access).await;
     assert_eq!(reminder_states(app, a_id).await, vec!["sent"; 3]);
     assert_eq!(app.metric("ppodok_api_push_queue_depth").await, 0.0);
@@ -204,7 +218,10 @@ async fn two_replicas_send_each_reminder_once(backend: Backend) {
             register_fcm(app, &t.access, &token).await;
             tokens.push(token);
         }
-        replica.book(&t.access, s.group, start).await.assert_status(201);
+        replica
+            .book(&t.access, s.group, start)
+            .await
+            .assert_status(201);
     }
     move_clock_of(&[app, &replica], start - Duration::minutes(5)).await;
     assert!(
@@ -212,19 +229,29 @@ async fn two_replicas_send_each_reminder_once(backend: Backend) {
         "every device reminded"
     );
     for secs in 1..=3 {
-        move_clock_of(&[app, &replica], start - Duration::minutes(5) + Duration::seconds(secs))
-            .await;
+        move_clock_of(
+            &[app, &replica],
+            start - Duration::minutes(5) + Duration::seconds(secs),
+        )
+        .await;
     }
     let mut per_token: HashMap<String, usize> = HashMap::new();
     for (t, _) in s.fcm.state.lock().unwrap().attempts.iter() {
         *per_token.entry(t.clone()).or_default() += 1;
     }
     for t in &tokens {
-        assert_eq!(per_token.get(t), Some(&1), "{t} reminded exactly once: {per_token:?}");
+        assert_eq!(
+            per_token.get(t),
+            Some(&1),
+            "{t} reminded exactly once: {per_token:?}"
+        );
     }
     let sent = app.metric("ppodok_api_push_sent_total").await
         + replica.metric("ppodok_api_push_sent_total").await;
-    assert_eq!(sent, 15.0, "10 devices + 5 STOMP targets, once each across both replicas");
+    assert_eq!(
+        sent, 15.0,
+        "10 devices + 5 STOMP targets, once each across both replicas"
+    );
 }
 
 /// Acceptance 2: a Web Push subscription gets the reminder encrypted for it (aes128gcm, decrypted
@@ -236,10 +263,19 @@ async fn web_push_reminder_decrypts_and_vapid_verifies(backend: Backend) {
     let service = FakePushService::start().await;
     let browser = BrowserSubscription::new(&service);
     let a = member(&s, "하린").await;
-    let key = app.send(reqwest::Method::GET, "/api/v1/push/vapid-public-key", None, None).await;
+    let key = app
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/push/vapid-public-key",
+            None,
+            None,
+        )
+        .await;
     key.assert_status(200);
     let public_key = key.data()["publicKey"].as_str().unwrap().to_owned();
-    let r = app.post("/api/v1/push/subscriptions", &a.access, browser.json()).await;
+    let r = app
+        .post("/api/v1/push/subscriptions", &a.access, browser.json())
+        .await;
     r.assert_status(201);
     assert_eq!(r.data()["kind"], "webpush");
 
@@ -248,7 +284,12 @@ async fn web_push_reminder_decrypts_and_vapid_verifies(backend: Backend) {
         .as_i64()
         .unwrap();
     move_clock(app, start - Duration::minutes(5)).await;
-    assert!(eventually(WAIT, || async { !service.deliveries_for(&browser.id).is_empty() }).await);
+    assert!(
+        eventually(WAIT, || async {
+            !service.deliveries_for(&browser.id).is_empty()
+        })
+        .await
+    );
     let d = service.deliveries_for(&browser.id).remove(0);
     assert_eq!(d.headers["content-encoding"], "aes128gcm");
     let ttl: i64 = d.headers["ttl"].parse().unwrap();
@@ -256,15 +297,24 @@ async fn web_push_reminder_decrypts_and_vapid_verifies(backend: Backend) {
     let claims = verify_vapid(&d.headers["authorization"], &public_key);
     assert_eq!(claims.aud, service.base, "aud is the push service's origin");
     assert_eq!(claims.sub, VAPID_SUBJECT);
-    assert!(claims.exp > chrono::Utc::now().timestamp() && claims.exp <= chrono::Utc::now().timestamp() + 24 * 3600);
+    assert!(
+        claims.exp > chrono::Utc::now().timestamp()
+            && claims.exp <= chrono::Utc::now().timestamp() + 24 * 3600
+    );
 
     let payload: Value = serde_json::from_slice(&browser.decrypt(&d.body)).unwrap();
     assert_eq!(payload["title"], "공부방이 곧 시작해요");
     assert_eq!(
         payload["body"],
-        format!("알고리즘 스터디의 {} 공부방이 5분 뒤에 시작해요.", hhmm(start))
+        format!(
+            "알고리즘 스터디의 {} 공부방이 5분 뒤에 시작해요.",
+            hhmm(start)
+        )
     );
-    assert_eq!(payload["url"], format!("http://127.0.0.1:8080/study/{room}"));
+    assert_eq!(
+        payload["url"],
+        format!("http://127.0.0.1:8080/study/{room}")
+    );
     assert_eq!(payload["roomId"], room);
     move_clock(app, start - Duration::minutes(4)).await;
     assert_eq!(service.deliveries_for(&browser.id).len(), 1, "once");
@@ -284,9 +334,13 @@ async fn provider_failures_prune_retry_and_isolate(backend: Backend) {
     let flaky = member(&s, "서버오류").await;
     let fine = member(&s, "정상").await;
     register_fcm(app, &dead.access, "fcm-dead").await;
-    app.post("/api/v1/push/subscriptions", &gone.access, gone_browser.json())
-        .await
-        .assert_status(201);
+    app.post(
+        "/api/v1/push/subscriptions",
+        &gone.access,
+        gone_browser.json(),
+    )
+    .await
+    .assert_status(201);
     register_fcm(app, &limited.access, "fcm-limited").await;
     register_fcm(app, &flaky.access, "fcm-flaky").await;
     register_fcm(app, &fine.access, "fcm-fine").await;
@@ -309,7 +363,10 @@ async fn provider_failures_prune_retry_and_isolate(backend: Backend) {
         .await,
         "404 UNREGISTERED and 410 prune their devices"
     );
-    assert_eq!(app.metric("ppodok_api_push_devices_pruned_total").await, 2.0);
+    assert_eq!(
+        app.metric("ppodok_api_push_devices_pruned_total").await,
+        2.0
+    );
     // The retries wait: 429 exactly Retry-After, 500 the first back-off step (1 s + ≤ 50 % jitter).
     let next_attempt = |member: i64| {
         let app = &s.app;
@@ -326,22 +383,62 @@ async fn provider_failures_prune_retry_and_isolate(backend: Backend) {
                 .map(|r| r.try_get::<chrono::NaiveDateTime>("", "next_attempt_at").unwrap())
         }
     };
-    let (limited_id, flaky_id) = (app.member_id(&limited.access).await, app.member_id(&flaky.access).await);
-    assert!(eventually(WAIT, || async { next_attempt(limited_id).await.is_some() && next_attempt(flaky_id).await.is_some() }).await);
+    let (limited_id, flaky_id) = (
+        app.member_id(&limited.access).await,
+        app.member_id(&flaky.access).await,
+    );
+    assert!(
+        eventually(WAIT, || async {
+            next_attempt(limited_id).await.is_some() && next_attempt(flaky_id).await.is_some()
+        })
+        .await
+    );
     let due_naive = due.naive_utc();
     let wait_limited = next_attempt(limited_id).await.unwrap() - due_naive;
     let wait_flaky = next_attempt(flaky_id).await.unwrap() - due_naive;
-    assert!(wait_limited >= Duration::seconds(120) && wait_limited < Duration::seconds(121), "{wait_limited}");
-    assert!(wait_flaky >= Duration::seconds(1) && wait_flaky <= Duration::milliseconds(1600), "{wait_flaky}");
-    assert_eq!((s.fcm.attempts_for("fcm-limited"), s.fcm.attempts_for("fcm-flaky")), (1, 1));
+    assert!(
+        wait_limited >= Duration::seconds(120) && wait_limited < Duration::seconds(121),
+        "{wait_limited}"
+    );
+    assert!(
+        wait_flaky >= Duration::seconds(1) && wait_flaky <= Duration::milliseconds(1600),
+        "{wait_flaky}"
+    );
+    assert_eq!(
+        (
+            s.fcm.attempts_for("fcm-limited"),
+            s.fcm.attempts_for("fcm-flaky")
+        ),
+        (1, 1)
+    );
 
     move_clock(app, due + Duration::seconds(2)).await;
-    assert!(eventually(WAIT, || async { s.fcm.accepted_for("fcm-flaky").len() == 1 }).await, "500 retried");
-    assert_eq!(s.fcm.attempts_for("fcm-limited"), 1, "429 not retried before Retry-After");
+    assert!(
+        eventually(WAIT, || async {
+            s.fcm.accepted_for("fcm-flaky").len() == 1
+        })
+        .await,
+        "500 retried"
+    );
+    assert_eq!(
+        s.fcm.attempts_for("fcm-limited"),
+        1,
+        "429 not retried before Retry-After"
+    );
     move_clock(app, due + Duration::seconds(119)).await;
-    assert_eq!(s.fcm.attempts_for("fcm-limited"), 1, "429 not retried before Retry-After");
+    assert_eq!(
+        s.fcm.attempts_for("fcm-limited"),
+        1,
+        "429 not retried before Retry-After"
+    );
     move_clock(app, due + Duration::seconds(121)).await;
-    assert!(eventually(WAIT, || async { s.fcm.accepted_for("fcm-limited").len() == 1 }).await, "429 retried after it");
+    assert!(
+        eventually(WAIT, || async {
+            s.fcm.accepted_for("fcm-limited").len() == 1
+        })
+        .await,
+        "429 retried after it"
+    );
     assert_eq!(s.fcm.accepted_for("fcm-fine").len(), 1);
     assert!(app.metric("ppodok_api_push_failed_total").await >= 4.0);
 }
@@ -365,22 +462,33 @@ async fn cancel_leave_withdraw_settings_and_lateness(backend: Backend) {
     ] {
         register_fcm(app, &t.access, token).await;
         // Every first attempt fails, so the reminders stay pending.
-        s.fcm.script(token, &[FcmReply::ServerError, FcmReply::ServerError]);
+        s.fcm
+            .script(token, &[FcmReply::ServerError, FcmReply::ServerError]);
     }
     let r = app
-        .patch("/api/v1/members/settings", &off.access, json!({ "pushReminders": false }))
+        .patch(
+            "/api/v1/members/settings",
+            &off.access,
+            json!({ "pushReminders": false }),
+        )
         .await;
     r.assert_status(200);
     assert_eq!(r.data()["pushReminders"], false);
     assert_eq!(r.data()["reminderMinutesBefore"], 5);
-    app.patch("/api/v1/members/settings", &off.access, json!({ "reminderMinutesBefore": 0 }))
-        .await
-        .assert_fail(400);
+    app.patch(
+        "/api/v1/members/settings",
+        &off.access,
+        json!({ "reminderMinutesBefore": 0 }),
+    )
+    .await
+    .assert_fail(400);
 
     let start = slot_after(app.clock.now(), Duration::hours(1));
     let mut room = 0;
     for t in [&canceller, &leaver, &withdrawer, &off, &late] {
-        room = app.book(&t.access, s.group, start).await.data()["roomId"].as_i64().unwrap();
+        room = app.book(&t.access, s.group, start).await.data()["roomId"]
+            .as_i64()
+            .unwrap();
     }
     let due = start - Duration::minutes(5);
     move_clock(app, due).await;
@@ -403,20 +511,41 @@ async fn cancel_leave_withdraw_settings_and_lateness(backend: Backend) {
         .await,
         "first attempts made (and failed)"
     );
-    assert_eq!(reminder_states(app, ids[3]).await.len(), 0, "settings off: nothing queued");
+    assert_eq!(
+        reminder_states(app, ids[3]).await.len(),
+        0,
+        "settings off: nothing queued"
+    );
     assert_eq!(s.fcm.attempts_for("fcm-off"), 0);
 
-    app.delete(&format!("/api/v1/rooms/{room}/reservation"), &canceller.access, Value::Null)
-        .await
-        .assert_status(200);
-    app.delete("/api/v1/groups", &leaver.access, json!({ "groupId": s.group }))
-        .await
-        .assert_status(200);
-    app.send(reqwest::Method::DELETE, "/api/v1/members", Some(&withdrawer.access), None)
-        .await
-        .assert_status(200);
+    app.delete(
+        &format!("/api/v1/rooms/{room}/reservation"),
+        &canceller.access,
+        Value::Null,
+    )
+    .await
+    .assert_status(200);
+    app.delete(
+        "/api/v1/groups",
+        &leaver.access,
+        json!({ "groupId": s.group }),
+    )
+    .await
+    .assert_status(200);
+    app.send(
+        reqwest::Method::DELETE,
+        "/api/v1/members",
+        Some(&withdrawer.access),
+        None,
+    )
+    .await
+    .assert_status(200);
     for id in &ids[..3] {
-        assert_eq!(reminder_states(app, *id).await.len(), 0, "member {id}: pending reminders removed");
+        assert_eq!(
+            reminder_states(app, *id).await.len(),
+            0,
+            "member {id}: pending reminders removed"
+        );
     }
     assert!(!reminder_states(app, ids[4]).await.is_empty());
 
@@ -424,13 +553,20 @@ async fn cancel_leave_withdraw_settings_and_lateness(backend: Backend) {
     move_clock(app, start + Duration::seconds(1)).await;
     assert!(
         eventually(WAIT, || async {
-            reminder_states(app, ids[4]).await.iter().any(|st| st == "skipped")
+            reminder_states(app, ids[4])
+                .await
+                .iter()
+                .any(|st| st == "skipped")
         })
         .await
     );
     move_clock(app, start + Duration::seconds(5)).await;
     for t in ["fcm-cancel", "fcm-leave", "fcm-withdraw", "fcm-late"] {
-        assert_eq!(s.fcm.attempts_for(t), 1, "{t}: no attempt after removal or start");
+        assert_eq!(
+            s.fcm.attempts_for(t),
+            1,
+            "{t}: no attempt after removal or start"
+        );
     }
     assert!(app.metric("ppodok_api_push_skipped_late_total").await >= 1.0);
 
@@ -439,11 +575,18 @@ async fn cancel_leave_withdraw_settings_and_lateness(backend: Backend) {
     let next = start + Duration::minutes(30);
     let fresh = member(&s, "다음").await;
     register_fcm(app, &fresh.access, "fcm-next").await;
-    app.book(&fresh.access, s.group, next).await.assert_status(201);
+    app.book(&fresh.access, s.group, next)
+        .await
+        .assert_status(201);
     move_clock(app, next + Duration::minutes(1)).await;
     move_clock(app, next + Duration::minutes(2)).await;
     assert_eq!(s.fcm.attempts_for("fcm-next"), 0);
-    assert_eq!(reminder_states(app, app.member_id(&fresh.access).await).await.len(), 0);
+    assert_eq!(
+        reminder_states(app, app.member_id(&fresh.access).await)
+            .await
+            .len(),
+        0
+    );
 }
 
 /// Acceptance 5: an open STOMP session of the member gets the same reminder as a toast.
@@ -474,7 +617,9 @@ async fn stomp_session_gets_the_foreground_reminder(backend: Backend) {
     assert_eq!(body["url"], format!("http://127.0.0.1:8080/study/{room}"));
     // The other member booked nothing: their queue stays silent (a ping through their own
     // reminder proves the session was live).
-    app.book(&other.access, s.group, start + Duration::minutes(30)).await.assert_status(201);
+    app.book(&other.access, s.group, start + Duration::minutes(30))
+        .await
+        .assert_status(201);
     move_clock(app, start + Duration::minutes(25)).await;
     let theirs_event = theirs.next_of("message").await.expect("their own reminder");
     let body: Value = serde_json::from_str(theirs_event["body"].as_str().unwrap()).unwrap();
@@ -491,19 +636,35 @@ async fn devices_register_move_and_unregister(backend: Backend) {
     let browser = BrowserSubscription::new(&service);
     let a = member(&s, "기기A").await;
     let b = member(&s, "기기B").await;
-    let r = app.post("/api/v1/push/subscriptions", &a.access, browser.json()).await;
+    let r = app
+        .post("/api/v1/push/subscriptions", &a.access, browser.json())
+        .await;
     r.assert_status(201);
     let id = r.data()["id"].as_i64().unwrap();
-    let r = app.post("/api/v1/push/subscriptions", &b.access, browser.json()).await;
+    let r = app
+        .post("/api/v1/push/subscriptions", &b.access, browser.json())
+        .await;
     r.assert_status(201);
     assert_eq!(r.data()["id"], id, "the same device");
-    assert_eq!(r.data()["memberId"], app.member_id(&b.access).await, "moved to the new account");
-    app.delete("/api/v1/push/subscriptions", &a.access, json!({ "endpoint": browser.endpoint }))
-        .await
-        .assert_fail(404);
-    app.delete("/api/v1/push/subscriptions", &b.access, json!({ "endpoint": browser.endpoint }))
-        .await
-        .assert_status(200);
+    assert_eq!(
+        r.data()["memberId"],
+        app.member_id(&b.access).await,
+        "moved to the new account"
+    );
+    app.delete(
+        "/api/v1/push/subscriptions",
+        &a.access,
+        json!({ "endpoint": browser.endpoint }),
+    )
+    .await
+    .assert_fail(404);
+    app.delete(
+        "/api/v1/push/subscriptions",
+        &b.access,
+        json!({ "endpoint": browser.endpoint }),
+    )
+    .await
+    .assert_status(200);
     assert_eq!(app.count("push_clients", "kind = 'webpush'").await, 0);
 
     register_fcm(app, &a.access, "fcm-x").await;
@@ -516,17 +677,30 @@ async fn devices_register_move_and_unregister(backend: Backend) {
 
     let mut bad = browser.json();
     bad["keys"]["p256dh"] = json!("AAAA");
-    app.post("/api/v1/push/subscriptions", &a.access, bad).await.assert_fail(400);
+    app.post("/api/v1/push/subscriptions", &a.access, bad)
+        .await
+        .assert_fail(400);
     let mut bad = browser.json();
     bad["endpoint"] = json!("ftp://example.com/x");
-    app.post("/api/v1/push/subscriptions", &a.access, bad).await.assert_fail(400);
-    app.send(reqwest::Method::POST, "/api/v1/push/subscriptions", None, Some(browser.json()))
+    app.post("/api/v1/push/subscriptions", &a.access, bad)
         .await
-        .assert_fail(401);
+        .assert_fail(400);
+    app.send(
+        reqwest::Method::POST,
+        "/api/v1/push/subscriptions",
+        None,
+        Some(browser.json()),
+    )
+    .await
+    .assert_fail(401);
     let r = app.get("/api/v1/members/settings", &a.access).await;
     r.assert_status(200);
     assert_eq!(
-        (r.data()["pushReminders"].clone(), r.data()["reminderMinutesBefore"].clone(), r.data()["reminderAtStart"].clone()),
+        (
+            r.data()["pushReminders"].clone(),
+            r.data()["reminderMinutesBefore"].clone(),
+            r.data()["reminderAtStart"].clone()
+        ),
         (json!(true), json!(5), json!(false))
     );
 }

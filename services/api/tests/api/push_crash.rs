@@ -36,7 +36,10 @@ async fn start_binary(store: &TestStore, fcm: &FakeFcm, dir: &std::path::Path) -
         .env("PPODOK__DATABASE__URL", &store.database_url)
         .env("PPODOK__REDIS__URL", &store.redis_url)
         .env("PPODOK__REDIS__KEY_PREFIX", &store.redis_prefix)
-        .env("PPODOK__AUTH__JWT_SECRET", "test-secret-test-secret-test-secret!")
+        .env(
+            "PPODOK__AUTH__JWT_SECRET",
+            "test-secret-test-secret-test-secret!",
+        )
         .env("PPODOK__JOBS__TICK_MILLIS", "100")
         .env("PPODOK__PUSH__QUEUE_EVERY_SECS", "1")
         .env("PPODOK__PUSH__POLL_MILLIS", "100")
@@ -47,7 +50,10 @@ async fn start_binary(store: &TestStore, fcm: &FakeFcm, dir: &std::path::Path) -
         .env("PPODOK__PUSH__FCM__PROJECT_ID", FCM_PROJECT)
         .env("PPODOK__PUSH__FCM__CLIENT_EMAIL", FCM_CLIENT_EMAIL)
         .env("PPODOK__PUSH__FCM__PRIVATE_KEY", &service_account_key().0)
-        .env("PPODOK__PUSH__FCM__TOKEN_URL", format!("{}/token", fcm.base))
+        .env(
+            "PPODOK__PUSH__FCM__TOKEN_URL",
+            format!("{}/token", fcm.base),
+        )
         .env("PPODOK__PUSH__FCM__BASE_URL", &fcm.base)
         .env("PPODOK__WEB__DIR", "")
         .stdout(Stdio::piped())
@@ -63,13 +69,22 @@ async fn start_binary(store: &TestStore, fcm: &FakeFcm, dir: &std::path::Path) -
             }
         }
     });
-    let base = tokio::task::spawn_blocking(move || rx.recv_timeout(StdDuration::from_secs(60)).expect("listening line"))
-        .await
-        .unwrap();
+    let base = tokio::task::spawn_blocking(move || {
+        rx.recv_timeout(StdDuration::from_secs(60))
+            .expect("listening line")
+    })
+    .await
+    .unwrap();
     Binary { child, base }
 }
 
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: Option<&str>, body: Value) -> Value {
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
     let mut req = http.request(method, url).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -80,7 +95,14 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, toke
 }
 
 async fn metric(http: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     metric_value(&text, name)
 }
 
@@ -93,22 +115,54 @@ async fn killed_after_provider_accepted_sends_nothing_twice(backend: Backend) {
 
     let first = start_binary(&store, &fcm, &dir).await;
     let base = first.base.clone();
-    let login = call(&http, reqwest::Method::POST, format!("{base}/api/v1/members/dev-login"), None, json!({ "name": "크래시" })).await;
+    let login = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/members/dev-login"),
+        None,
+        json!({ "name": "크래시" }),
+    )
+    .await;
     let token = login["data"]["accessToken"].as_str().unwrap().to_owned();
-    let group = call(&http, reqwest::Method::POST, format!("{base}/api/v1/groups"), Some(&token),
-        json!({ "groupName": "복구 스터디", "secret": false, "password": null })).await["data"]["groupId"]
+    let group = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/groups"),
+        Some(&token),
+        json!({ "groupName": "복구 스터디", "secret": false, "password": null }),
+    )
+    .await["data"]["groupId"]
         .as_i64()
         .unwrap();
     for device in ["fcm-crash-1", "fcm-crash-2"] {
-        call(&http, reqwest::Method::POST, format!("{base}/api/v1/clients"), Some(&token), json!({ "fcmToken": device })).await;
+        call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/clients"),
+            Some(&token),
+            json!({ "fcmToken": device }),
+        )
+        .await;
     }
     // The real clock: a room within the hour, reminded 60 minutes ahead, is due at once.
-    call(&http, reqwest::Method::PATCH, format!("{base}/api/v1/members/settings"), Some(&token),
-        json!({ "reminderMinutesBefore": 60 })).await;
+    call(
+        &http,
+        reqwest::Method::PATCH,
+        format!("{base}/api/v1/members/settings"),
+        Some(&token),
+        json!({ "reminderMinutesBefore": 60 }),
+    )
+    .await;
     fcm.state.lock().unwrap().kill_on_accept = Some(first.child.id());
     let start = slot_after(chrono::Utc::now(), Duration::minutes(3));
-    call(&http, reqwest::Method::POST, format!("{base}/api/v1/rooms/reservations"), Some(&token),
-        json!({ "groupId": group, "startTime": local_string(start) })).await;
+    call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/rooms/reservations"),
+        Some(&token),
+        json!({ "groupId": group, "startTime": local_string(start) }),
+    )
+    .await;
 
     let mut first = first;
     let status = tokio::task::spawn_blocking(move || {
@@ -119,21 +173,40 @@ async fn killed_after_provider_accepted_sends_nothing_twice(backend: Backend) {
     .await
     .unwrap();
     assert!(!status.success(), "killed by the fake provider");
-    assert_eq!(fcm.accepted().len(), 1, "the provider accepted one reminder before the kill");
+    assert_eq!(
+        fcm.accepted().len(),
+        1,
+        "the provider accepted one reminder before the kill"
+    );
     let delivered = fcm.accepted()[0].0.clone();
 
     let second = start_binary(&store, &fcm, &dir).await;
     assert!(
-        eventually(WAIT, || async { metric(&http, &second.base, "ppodok_api_push_outcome_unknown_total").await == 1.0 }).await,
+        eventually(WAIT, || async {
+            metric(&http, &second.base, "ppodok_api_push_outcome_unknown_total").await == 1.0
+        })
+        .await,
         "the dead claim is given up once its lease runs out"
     );
-    assert!(eventually(WAIT, || async { fcm.accepted().len() == 2 }).await, "the other device is reminded");
+    assert!(
+        eventually(WAIT, || async { fcm.accepted().len() == 2 }).await,
+        "the other device is reminded"
+    );
     // A few more passes: nothing else goes out.
     let runs = metric(&http, &second.base, "ppodok_api_job_runs_total").await;
-    assert!(eventually(WAIT, || async { metric(&http, &second.base, "ppodok_api_job_runs_total").await >= runs + 3.0 }).await);
+    assert!(
+        eventually(WAIT, || async {
+            metric(&http, &second.base, "ppodok_api_job_runs_total").await >= runs + 3.0
+        })
+        .await
+    );
     let accepted = fcm.accepted();
     assert_eq!(accepted.len(), 2, "{accepted:?}");
-    assert_eq!(fcm.attempts_for(&delivered), 1, "the accepted reminder is not resent");
+    assert_eq!(
+        fcm.attempts_for(&delivered),
+        1,
+        "the accepted reminder is not resent"
+    );
     for device in ["fcm-crash-1", "fcm-crash-2"] {
         assert_eq!(fcm.accepted_for(device).len(), 1, "{device}");
     }

@@ -42,7 +42,13 @@ pub fn service_account_key() -> &'static (String, String) {
     static KEY: OnceLock<(String, String)> = OnceLock::new();
     KEY.get_or_init(|| {
         let private = openssl(
-            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
             None,
         );
         let public = openssl(&["pkey", "-pubout"], Some(&private));
@@ -57,7 +63,10 @@ pub fn service_account_key() -> &'static (String, String) {
 pub fn vapid_key() -> &'static str {
     static KEY: OnceLock<String> = OnceLock::new();
     KEY.get_or_init(|| {
-        let sec1 = openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout"], None);
+        let sec1 = openssl(
+            &["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+            None,
+        );
         String::from_utf8(openssl(&["pkcs8", "-topk8", "-nocrypt"], Some(&sec1))).unwrap()
     })
 }
@@ -118,7 +127,10 @@ impl FakeFcm {
                 .app_data(data.clone())
                 .app_data(token_url.clone())
                 .route("/token", web::post().to(fcm_token))
-                .route("/v1/projects/{project}/messages:send", web::post().to(fcm_send))
+                .route(
+                    "/v1/projects/{project}/messages:send",
+                    web::post().to(fcm_send),
+                )
         })
         .workers(2)
         .listen(listener)
@@ -168,7 +180,8 @@ async fn fcm_token(
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     let refuse = |why: &str| {
-        HttpResponse::BadRequest().json(json!({ "error": "invalid_grant", "error_description": why }))
+        HttpResponse::BadRequest()
+            .json(json!({ "error": "invalid_grant", "error_description": why }))
     };
     if form.get("grant_type").map(String::as_str)
         != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
@@ -197,7 +210,8 @@ async fn fcm_token(
     s.token_requests += 1;
     let token = format!("ya29.test-{}", uuid::Uuid::new_v4().simple());
     s.issued.push(token.clone());
-    HttpResponse::Ok().json(json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" }))
+    HttpResponse::Ok()
+        .json(json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" }))
 }
 
 async fn fcm_send(
@@ -225,7 +239,10 @@ async fn fcm_send(
                 "code": 401, "status": "UNAUTHENTICATED",
                 "message": "Request had invalid authentication credentials." } }));
         }
-        let token = body["message"]["token"].as_str().unwrap_or_default().to_owned();
+        let token = body["message"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         s.attempts.push((token.clone(), body.0.clone()));
         let reply = s
             .script
@@ -253,12 +270,15 @@ async fn fcm_send(
         })),
         FcmReply::RateLimited(secs) => HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", secs.to_string()))
-            .json(json!({ "error": { "code": 429, "status": "RESOURCE_EXHAUSTED",
+            .json(
+                json!({ "error": { "code": 429, "status": "RESOURCE_EXHAUSTED",
                 "message": "Quota exceeded.",
                 "details": [{ "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-                              "errorCode": "QUOTA_EXCEEDED" }] } })),
-        FcmReply::ServerError => HttpResponse::InternalServerError()
-            .json(json!({ "error": { "code": 500, "status": "INTERNAL", "message": "Internal error." } })),
+                              "errorCode": "QUOTA_EXCEEDED" }] } }),
+            ),
+        FcmReply::ServerError => HttpResponse::InternalServerError().json(
+            json!({ "error": { "code": 500, "status": "INTERNAL", "message": "Internal error." } }),
+        ),
         FcmReply::Unregistered => HttpResponse::NotFound().json(json!({ "error": {
             "code": 404, "status": "NOT_FOUND", "message": "Requested entity was not found.",
             "details": [{ "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
@@ -337,7 +357,12 @@ async fn push_receive(
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     let mut s = state.lock().unwrap();
     s.deliveries.push(PushDelivery {
@@ -405,9 +430,7 @@ pub struct VapidClaims {
 /// ES256-signed by it. Returns the claims.
 pub fn verify_vapid(authorization: &str, expected_key: &str) -> VapidClaims {
     use base64::Engine;
-    let rest = authorization
-        .strip_prefix("vapid ")
-        .expect("vapid scheme");
+    let rest = authorization.strip_prefix("vapid ").expect("vapid scheme");
     let mut t = None;
     let mut k = None;
     for part in rest.split(',') {
