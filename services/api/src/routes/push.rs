@@ -21,7 +21,7 @@ const MSG_NO_WEBPUSH: &str = "이 서버는 웹 푸시를 지원하지 않아요
 #[derive(Deserialize, ToSchema)]
 pub struct SubscriptionKeys {
     /// The subscription's P-256 public key (uncompressed point), base64url.
-    #[schema(min_length = 86, max_length = 88)]
+    #[schema(min_length = 87, max_length = 88)]
     pub p256dh: String,
     /// The 16-byte authentication secret, base64url.
     #[schema(min_length = 22, max_length = 24)]
