@@ -206,6 +206,8 @@ fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> 
             .hub
             .resume_target(room, &claims.sub, param("sid").unwrap_or(""))
     });
+    // livekit-client sends `auto_subscribe=0` for `autoSubscribe: false`.
+    let auto_subscribe = !matches!(param("auto_subscribe"), Some("0") | Some("false"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ctx = state.signal.clone();
     tokio::spawn(async move {
@@ -222,7 +224,7 @@ fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> 
                 .await;
                 ctx.metrics.signal_connections.inc();
                 match resume {
-                    None => signal::run(ws, ctx, claims).await,
+                    None => signal::run(ws, ctx, claims, auto_subscribe).await,
                     Some(Some(session)) => {
                         if let Err(returned) = session.send(Box::new(ws)).await {
                             // The session ended meanwhile.

@@ -2,6 +2,16 @@
 
 use std::collections::HashSet;
 
+/// The id the offer gives the header extension `uri` (`a=extmap:<id>[/<direction>] <uri>`).
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().map(str::trim_end).find_map(|line| {
+        let rest = line.strip_prefix("a=extmap:")?;
+        let (id, name) = rest.split_once(' ')?;
+        let name = name.split_whitespace().next()?;
+        (name == uri).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
 /// The msid track ids of the m-sections in `sdp` that send media (direction `sendrecv` or
 /// `sendonly`, the default being `sendrecv`). A publisher that stops sending a track (livekit-
 /// client's unpublish) turns its section `recvonly`/`inactive` and drops its msid.

@@ -1,4 +1,5 @@
 mod browser;
+mod dynacast;
 mod helpers;
 mod http;
 mod lifecycle;
@@ -7,4 +8,6 @@ mod resume;
 mod router;
 mod server_api;
 mod signal;
+mod speakers;
+mod subscriptions;
 mod with_api;
