@@ -445,6 +445,15 @@ impl Hub {
         }
     }
 
+    /// Who is speaking in `room` now (the set is otherwise sent only when it changes).
+    pub fn current_speakers(&self, room: &str) -> Vec<lk::SpeakerInfo> {
+        self.lock()
+            .speakers
+            .get(room)
+            .map(|s| s.current())
+            .unwrap_or_default()
+    }
+
     /// Where a published audio track's levels are recorded (read by [`Hub::tick_speakers`]).
     pub fn watch_level(&self, track_sid: &str, level: Arc<AudioLevel>) {
         self.lock().levels.insert(track_sid.to_owned(), level);

@@ -142,6 +142,14 @@ where
     }
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The `leave` for a resume that cannot be honoured: livekit-client rejoins from scratch at once.
 pub fn resume_refused() -> lk::SignalResponse {
     lk::SignalResponse {
@@ -204,7 +212,12 @@ struct Session<S> {
     available: HashMap<String, Arc<Source>>,
     /// The publisher's id for the audio-level header extension, once its offer named one.
     audio_level_ext: Option<u8>,
+    /// When to tell a newly connected client who is speaking already.
+    speakers_due: Option<Instant>,
 }
+
+/// How long after its PeerConnection is up a client is told the current speakers.
+const SPEAKERS_AFTER_CONNECT: Duration = Duration::from_secs(1);
 
 /// Data messages queued from a participant's channels before its channels are paused.
 const DATA_QUEUE: usize = 256;
@@ -305,6 +318,7 @@ pub async fn run<S>(
         subscriptions: Subscriptions::new(auto_subscribe),
         available: HashMap::new(),
         audio_level_ext: None,
+        speakers_due: None,
     };
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
     let join = lk::JoinResponse {
@@ -670,6 +684,18 @@ where
                     self.ctx.metrics.tokens_refreshed.inc();
                 }
                 _ = quality.tick() => self.report_quality(),
+                _ = sleep_until_some(self.speakers_due) => {
+                    self.speakers_due = None;
+                    let speakers = self.ctx.hub.current_speakers(&self.room);
+                    if !speakers.is_empty()
+                        && self
+                            .send(Out::SpeakersChanged(lk::SpeakersChanged { speakers }))
+                            .await
+                            .is_err()
+                    {
+                        return End::Transport;
+                    }
+                }
                 Some(socket) = resume_rx.recv() => {
                     if self.resume(socket).await.is_err() {
                         return End::Transport;
@@ -1144,6 +1170,12 @@ where
                 tracing::info!(sid = %self.sid, ?role, ?state, "peer connection state");
                 if state == PeerState::Failed {
                     tracing::warn!(sid = %self.sid, ?role, "peer connection failed");
+                }
+                // Active now (LiveKit: once its PeerConnection is up): who is speaking already,
+                // once the client has settled (livekit-client drops speaker updates that arrive
+                // before its room is connected, which follows this by a moment).
+                if state == PeerState::Connected && role == Role::Subscriber {
+                    self.speakers_due = Some(Instant::now() + SPEAKERS_AFTER_CONNECT);
                 }
             }
             MediaEvent::Track(track) => self.on_track(track),

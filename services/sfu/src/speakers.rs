@@ -156,7 +156,16 @@ impl Speakers {
             return None;
         }
         // The current speakers with their levels, loudest first, then those who stopped.
-        let mut update: Vec<lk::SpeakerInfo> = self
+        let mut update = self.current();
+        update.extend(changed.into_iter().filter(|c| !c.active));
+        Some(update)
+    }
+}
+
+impl Speakers {
+    /// Who speaks now, loudest first (what a participant who just joined is told).
+    pub fn current(&self) -> Vec<lk::SpeakerInfo> {
+        let mut now: Vec<lk::SpeakerInfo> = self
             .by_sid
             .iter()
             .filter(|(_, s)| s.speaking)
@@ -166,9 +175,8 @@ impl Speakers {
                 active: true,
             })
             .collect();
-        update.sort_by(|a, b| b.level.total_cmp(&a.level).then(a.sid.cmp(&b.sid)));
-        update.extend(changed.into_iter().filter(|c| !c.active));
-        Some(update)
+        now.sort_by(|a, b| b.level.total_cmp(&a.level).then(a.sid.cmp(&b.sid)));
+        now
     }
 }
 
@@ -213,6 +221,7 @@ mod tests {
         let update = s
             .observe(&w(&[("PA_a", &[6; 10]), ("PA_b", &[127; 10])]))
             .unwrap();
+        assert_eq!(s.current(), update);
         assert_eq!(update.len(), 1);
         assert_eq!((update[0].sid.as_str(), update[0].active), ("PA_a", true));
         // Same speakers: nothing to say.
