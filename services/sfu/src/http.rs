@@ -94,6 +94,16 @@ fn admit(state: &HttpState, req: &Request<Incoming>) -> Result<AccessClaims, Box
         state.signal.metrics.joins_refused.inc();
         return Err(Box::new(text(StatusCode::FORBIDDEN, &e.to_string())));
     }
+    // Likewise a server with no media port left (the session checks again, as the ports may
+    // go meanwhile, and then refuses with a leave before its JoinResponse).
+    if !state.signal.media.has_free_port() {
+        state.signal.metrics.joins_refused.inc();
+        tracing::warn!(room, "join refused: no UDP port free for media");
+        return Err(Box::new(text(
+            StatusCode::FORBIDDEN,
+            "server busy: no media port free, try again later",
+        )));
+    }
     Ok(claims)
 }
 

@@ -195,6 +195,17 @@ impl MediaEngine {
             .collect()
     }
 
+    /// Whether a PeerConnection could get a UDP port now (probed by binding and releasing each
+    /// candidate port; always true with ephemeral ports).
+    pub fn has_free_port(&self) -> bool {
+        let (lo, _) = self.settings.port_range;
+        lo == 0
+            || self
+                .ports()
+                .into_iter()
+                .any(|port| std::net::UdpSocket::bind((self.settings.bind_ip, port)).is_ok())
+    }
+
     /// A new PeerConnection for `role`, reporting on `events`.
     pub async fn create_peer(
         &self,

@@ -4,6 +4,7 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod loss;
+mod refusals;
 mod resume;
 mod router;
 mod server_api;
