@@ -1,4 +1,5 @@
 mod browser;
+mod datachannel;
 mod dynacast;
 mod helpers;
 mod http;
