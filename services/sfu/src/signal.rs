@@ -214,7 +214,16 @@ struct Session<S> {
     audio_level_ext: Option<u8>,
     /// When to tell a newly connected client who is speaking already.
     speakers_due: Option<Instant>,
+    /// This participant's published media, for keyframe requests of its own.
+    own_sources: Vec<std::sync::Weak<Source>>,
+    /// The ICE username fragment of the publisher's last offer (a new one is an ICE restart).
+    publisher_ufrag: Option<String>,
 }
+
+/// After a publisher's ICE restart (a resume), keyframes are asked for at these delays: what
+/// was lost while the path changed cannot be resent, and a subscriber's decoder would otherwise
+/// stall until its own keyframe request (seconds).
+const KEYFRAMES_AFTER_ICE_RESTART_MS: [u64; 3] = [300, 1000, 2000];
 
 /// How long after its PeerConnection is up a client is told the current speakers.
 const SPEAKERS_AFTER_CONNECT: Duration = Duration::from_secs(1);
@@ -319,6 +328,8 @@ pub async fn run<S>(
         available: HashMap::new(),
         audio_level_ext: None,
         speakers_due: None,
+        own_sources: Vec::new(),
+        publisher_ufrag: None,
     };
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
     let join = lk::JoinResponse {
@@ -1104,6 +1115,7 @@ where
                 .await?;
                 self.flush_candidates(Role::Publisher).await;
                 self.detect_unpublished(&desc.sdp);
+                self.on_publisher_ice(&desc.sdp);
                 if let Some(id) = crate::sdp::extmap_id(&desc.sdp, crate::media::AUDIO_LEVEL_URI) {
                     self.audio_level_ext = Some(id);
                 }
@@ -1111,6 +1123,36 @@ where
             Err(e) => tracing::warn!(sid = %self.sid, error = %e, "publisher offer refused"),
         }
         Ok(())
+    }
+
+    /// A publisher offer with a new ICE username fragment restarts ICE: keyframes are asked
+    /// for on every published video layer a few times as the new path settles.
+    fn on_publisher_ice(&mut self, offer_sdp: &str) {
+        let ufrag = crate::sdp::ice_ufrag(offer_sdp);
+        let restarted =
+            self.publisher_ufrag.is_some() && ufrag.is_some() && self.publisher_ufrag != ufrag;
+        if ufrag.is_some() {
+            self.publisher_ufrag = ufrag;
+        }
+        self.own_sources.retain(|s| s.strong_count() > 0);
+        if !restarted || self.own_sources.is_empty() {
+            return;
+        }
+        tracing::info!(sid = %self.sid, "publisher ICE restart: asking for keyframes");
+        let sources = self.own_sources.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for ms in KEYFRAMES_AFTER_ICE_RESTART_MS {
+                tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+                for source in sources.iter().filter_map(|s| s.upgrade()) {
+                    if source.kind == crate::media::Kind::Video {
+                        for layer in 0..=crate::forward::MAX_LAYER {
+                            source.request_keyframe(layer);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// A data packet from this client: stamped with its identity and relayed.
@@ -1223,6 +1265,7 @@ where
             track.keyframe_requester(),
             metrics.clone(),
         ));
+        self.own_sources.push(Arc::downgrade(&source));
         // Audio levels for active speakers, when the publisher sends them.
         let level = match (track.kind, self.audio_level_ext) {
             (crate::media::Kind::Audio, Some(id)) => {
