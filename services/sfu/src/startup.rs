@@ -114,6 +114,22 @@ impl Application {
                 hub.reap(crate::hub::wall_ms());
             }
         });
+        // Active speakers: each room's audio levels, looked at a few times a second.
+        let speakers_hub = Arc::downgrade(&signal.hub);
+        let mut speakers_stop = shutdown.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::speakers::TICK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = speakers_stop.wait_for(|stopped| *stopped) => return,
+                }
+                let Some(hub) = speakers_hub.upgrade() else {
+                    return;
+                };
+                hub.tick_speakers();
+            }
+        });
         let node_id = match settings.cluster.node_id.trim() {
             "" => crate::registry::default_node_id(),
             id => id.to_owned(),
