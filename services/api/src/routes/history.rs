@@ -14,7 +14,7 @@ use ppodok_domain::stats::{self, WindowError};
 use ppodok_domain::time::{format_iso_duration_ms, local_to_utc, parse_local_datetime};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -141,7 +141,7 @@ pub async fn patch_settings(
         .as_deref()
         .map(|b| stats::parse_hh_mm(b.trim()).ok_or(ApiError::BadRequest(MSG_BAD_BOUNDARY.into())))
         .transpose()?;
-    let mut row: member::ActiveModel = me.member.clone().into();
+    let mut row: member::ActiveModel = (*me.member).clone().into();
     if let Some(zone) = zone {
         row.time_zone = Set(Some(zone.name().to_owned()));
     }
@@ -149,7 +149,29 @@ pub async fn patch_settings(
         row.day_boundary_minutes = Set(Some(minutes as i32));
     }
     row.updated_at = Set(state.clock.now_naive());
-    let updated = row.update(&state.db).await?;
+    // The member row is cached by the session views: the edit bumps the auth epoch with it.
+    let (updated, epoch) = state
+        .db
+        .transaction::<_, (member::Model, i64), sea_orm::DbErr>(|txn| {
+            Box::pin(async move {
+                let updated = row.update(txn).await?;
+                Ok((updated, crate::sessions::bump_epoch(txn).await?))
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            sea_orm::TransactionError::Connection(e)
+            | sea_orm::TransactionError::Transaction(e) => e,
+        })?;
+    let member_id = updated.id;
+    state
+        .sessions
+        .view()
+        .apply(&crate::sessions::Change::Member { member_id }, epoch);
+    state
+        .realtime
+        .emit(crate::realtime::Event::MemberChanged { member_id, epoch })
+        .await;
     Ok(envelope::ok(settings_response(member_days(
         &state, &updated,
     ))))
