@@ -305,7 +305,7 @@ async fn cached_reads_run_one_statement_and_no_redis_command(backend: Backend) {
 }
 
 /// SQLite: a write transaction held open (by another connection, so the service's writer waits
-/// on its lock in the middle of a booking) does not hold up readers.
+/// on its lock in the middle of a logout) does not hold up readers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
     let app = spawn_app_with(Backend::Sqlite, |s| s.jobs.enabled = false).await;
@@ -315,6 +315,8 @@ async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
     let path = calendar_path(g, start);
     app.get(&path, &t.access).await.assert_status(200);
 
+    let other = app.dev_login("wal-other").await;
+    accepted(&app, &other.access).await;
     let holder = Database::connect(app.store.database_url.clone())
         .await
         .unwrap();
@@ -323,16 +325,15 @@ async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
         .await
         .unwrap();
 
-    // A booking: its transaction takes the service's writer and waits for the lock.
-    let booking = {
+    // A logout: its transaction takes the service's writer, and its first statement (a write)
+    // waits for the lock. (The session itself is checked in process, not on the writer.)
+    let logout = {
         let http = app.http.clone();
-        let url = app.url("/api/v1/rooms/reservations");
-        let token = t.access.clone();
-        let body = json!({ "groupId": g, "startTime": local_string(start) });
+        let url = app.url("/api/v1/members/logout");
+        let token = other.access.clone();
         tokio::spawn(async move {
             http.post(url)
                 .bearer_auth(token)
-                .json(&body)
                 .send()
                 .await
                 .unwrap()
@@ -354,7 +355,7 @@ async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
             .any(|l| l.starts_with("ppodok_api_db_pool_connections{state=\"idle\"} 0"))
     })
     .await;
-    assert!(writer_busy, "the booking holds the writer");
+    assert!(writer_busy, "the logout holds the writer");
 
     // Readers that need the database: the calendar (membership and version) and my rooms.
     let began = Instant::now();
@@ -370,14 +371,19 @@ async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
     .await
     .assert_status(200);
     let read_took = began.elapsed();
-    assert!(!booking.is_finished(), "the booking still waits for the lock");
+    if logout.is_finished() {
+        panic!("the logout did not wait for the lock: {}", logout.await.unwrap());
+    }
     assert!(read_took < Duration::from_secs(1), "reads took {read_took:?}");
 
     txn.rollback().await.unwrap();
-    assert_eq!(booking.await.unwrap(), 201);
-    let r = app.get(&path, &t.access).await;
-    r.assert_status(200);
-    assert_eq!(r.data().as_array().unwrap().len(), 1);
+    assert_eq!(logout.await.unwrap(), 200);
+    app.get("/api/v1/members", &other.access)
+        .await
+        .assert_status(401);
+    app.get("/api/v1/members", &t.access)
+        .await
+        .assert_status(200);
 }
 
 on_both_backends!(
