@@ -301,10 +301,8 @@ async fn main() -> anyhow::Result<()> {
     println!("| backend | `/health` | `GET /api/v1/members` | cached calendar | members / health | calendar / health |");
     println!("|---|---|---|---|---|---|");
 
-    let dir = std::env::temp_dir().join(format!(
-        "ppodok-hot-path-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("ppodok-hot-path-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let sqlite_url = format!("sqlite://{}/hot.sqlite?mode=rwc", dir.display());
     let result = run(

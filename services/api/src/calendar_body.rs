@@ -246,8 +246,14 @@ mod tests {
         }
         // Backwards too (a manual clock may be set back).
         let early = start - Duration::hours(1);
-        assert_eq!(entry.body(zone, &grid, early), fresh(zone, &grid, &rooms, early));
+        assert_eq!(
+            entry.body(zone, &grid, early),
+            fresh(zone, &grid, &rooms, early)
+        );
         let empty = CalendarEntry::new(Vec::new());
-        assert_eq!(empty.body(zone, &grid, early), fresh(zone, &grid, &[], early));
+        assert_eq!(
+            empty.body(zone, &grid, early),
+            fresh(zone, &grid, &[], early)
+        );
     }
 }

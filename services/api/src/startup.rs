@@ -218,13 +218,13 @@ impl Application {
                 settings.auth.session_sync_millis.max(10),
             )),
             tokio::spawn(
-            UnlinkWorker::new(
-                db.clone(),
-                kakao.clone(),
-                settings.kakao.clone(),
-                unlink_wake.clone(),
-            )
-            .run(),
+                UnlinkWorker::new(
+                    db.clone(),
+                    kakao.clone(),
+                    settings.kakao.clone(),
+                    unlink_wake.clone(),
+                )
+                .run(),
             ),
         ];
 

@@ -54,7 +54,11 @@ pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Database
     let is_sqlite = settings.url.starts_with("sqlite:");
     let mut write = options(
         settings,
-        if is_sqlite { 1 } else { settings.max_connections },
+        if is_sqlite {
+            1
+        } else {
+            settings.max_connections
+        },
     );
     write.map_sqlx_sqlite_opts(|o| {
         o.journal_mode(SqliteJournalMode::Wal)

@@ -27,7 +27,12 @@ impl MigrationTrait for Migration {
             m,
             Table::create()
                 .table(AuthEpoch::Table)
-                .col(ColumnDef::new(AuthEpoch::Id).integer().not_null().primary_key())
+                .col(
+                    ColumnDef::new(AuthEpoch::Id)
+                        .integer()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(
                     ColumnDef::new(AuthEpoch::Epoch)
                         .big_integer()

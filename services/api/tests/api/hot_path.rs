@@ -10,8 +10,7 @@ use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use serde_json::json;
 
 use crate::helpers::{
-    local_string, slot_after, spawn_app, spawn_app_with, Backend, PrivateRedis, TcpProxy,
-    TestApp,
+    local_string, slot_after, spawn_app, spawn_app_with, Backend, PrivateRedis, TcpProxy, TestApp,
 };
 use crate::on_both_backends;
 
@@ -191,7 +190,12 @@ async fn a_member_who_left_is_refused_the_calendar_at_once(backend: Backend) {
 
 /// The calendar body served from the cache, and a fresh render of the same rooms at the same
 /// instant (`/rooms/all` renders each room afresh; the member booked all the group's rooms).
-async fn cached_and_fresh(app: &TestApp, token: &str, g: i64, start: chrono::DateTime<chrono::Utc>) -> (String, String) {
+async fn cached_and_fresh(
+    app: &TestApp,
+    token: &str,
+    g: i64,
+    start: chrono::DateTime<chrono::Utc>,
+) -> (String, String) {
     let from = local_string(start - Span::hours(1));
     let to = local_string(start + Span::days(1));
     let hits = app.metric("ppodok_api_calendar_cache_hits_total").await;
@@ -372,9 +376,15 @@ async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
     .assert_status(200);
     let read_took = began.elapsed();
     if logout.is_finished() {
-        panic!("the logout did not wait for the lock: {}", logout.await.unwrap());
+        panic!(
+            "the logout did not wait for the lock: {}",
+            logout.await.unwrap()
+        );
     }
-    assert!(read_took < Duration::from_secs(1), "reads took {read_took:?}");
+    assert!(
+        read_took < Duration::from_secs(1),
+        "reads took {read_took:?}"
+    );
 
     txn.rollback().await.unwrap();
     assert_eq!(logout.await.unwrap(), 200);
