@@ -9,7 +9,7 @@ pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m0005_auth_epoch"
+        "m0006_auth_epoch"
     }
 }
 
