@@ -72,9 +72,11 @@ node-deps: tests/stomp/node_modules/.package-lock.json
 tests/stomp/node_modules/.package-lock.json: tests/stomp/package-lock.json
 	npm ci --prefix tests/stomp --no-audit --no-fund
 
-## Benchmarks (release build): calendar cold start (SQLite; MariaDB + Redis) and STOMP fan-out.
+## Benchmarks (release build): calendar cold start (SQLite; MariaDB + Redis), the authenticated
+## read path against /health (wrk from Debian), and STOMP fan-out.
 bench:
 	$(CARGO) bench -p ppodok-api --bench calendar_cold_start
+	$(CARGO) bench -p ppodok-api --bench api_hot_path
 	$(CARGO) bench -p ppodok-api --bench stomp_fanout
 	$(CARGO) bench -p ppodok-sfu --bench sfu_load
 

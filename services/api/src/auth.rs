@@ -6,7 +6,7 @@
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
 use ppodok_tokens::TokenKind;
-use sea_orm::EntityTrait;
+use std::sync::Arc;
 
 use crate::db::entities::member;
 use crate::error::ApiError;
@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// A live member holding a valid access token of a live session.
 pub struct CurrentMember {
-    pub member: member::Model,
+    pub member: Arc<member::Model>,
     pub sid: String,
 }
 
@@ -36,26 +36,21 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-/// Verifies an access token: signature, kind, expiry, a live session and a live member.
+/// Verifies an access token: signature, kind, expiry, a live session and a live member. The
+/// session and member come from the in-process session view (no database round trip while it is
+/// fresh; see `sessions`).
 pub async fn authenticate(
     state: &AppState,
     token: &str,
-) -> Result<(member::Model, ppodok_tokens::MemberClaims), ApiError> {
+) -> Result<(Arc<member::Model>, ppodok_tokens::MemberClaims), ApiError> {
     let claims = state
         .tokens
         .verify(token, TokenKind::Access)
         .map_err(|_| ApiError::Unauthorized)?;
-    if !state
+    let member = state
         .sessions
-        .is_active(claims.member_id, &claims.sid)
+        .live_member(claims.member_id, &claims.sid)
         .await?
-    {
-        return Err(ApiError::Unauthorized);
-    }
-    let member = member::Entity::find_by_id(claims.member_id)
-        .one(&state.db)
-        .await?
-        .filter(member::Model::is_regular)
         .ok_or(ApiError::Unauthorized)?;
     Ok((member, claims))
 }

@@ -3,7 +3,8 @@
 //! together.
 //!
 //! The version is a column of the group, bumped in the same transaction as every change to its
-//! rooms (`bump_versions`), and read from the database on each read. So no Redis loss (restarted
+//! rooms (`bump_versions`), and read from the database on each read, with the reader's
+//! membership, in one statement (`access`). So no Redis loss (restarted
 //! empty, unreachable, a replica that died right after its commit) can make an old entry current
 //! again: versions never go back, and a commit is never without its bump. A computation that raced
 //! a booking stores its result under the old version, where no reader will look again; entries
@@ -21,9 +22,27 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use tokio::sync::OnceCell;
 
 use crate::calendar::RoomView;
+use crate::calendar_body::CalendarEntry;
 use crate::redis_link::RedisLink;
 
-type Rooms = Arc<Vec<RoomView>>;
+type Rooms = Arc<CalendarEntry>;
+
+/// Who may read a group's calendar, and its version: one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Member { version: i64 },
+    NotMember,
+    NoGroup,
+}
+
+/// The cache's counters (registered by the caller).
+#[derive(Clone)]
+pub struct CacheCounters {
+    /// Calendars computed from the database.
+    pub computations: prometheus::IntCounter,
+    /// Calendars served from the cache.
+    pub hits: prometheus::IntCounter,
+}
 
 const MEMORY_MAX_ENTRIES: usize = 20_000;
 
@@ -32,8 +51,9 @@ pub struct CalendarCache {
     store: Store,
     ttl: Duration,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Rooms>>>>,
-    /// With Redis, a copy of recent entries in this process: a hit skips the Redis read and the
-    /// JSON parse. Safe because keys carry the group version, which is always read from Redis.
+    /// With Redis, a copy of recent entries in this process: a hit skips the Redis read, the
+    /// JSON parse and the rendering. Safe because keys carry the group version, which is always
+    /// read from the database.
     near: Mutex<Entries>,
     /// How many times a calendar was computed from the database, and served from the cache.
     computations: prometheus::IntCounter,
@@ -91,11 +111,7 @@ impl Entries {
 }
 
 impl CalendarCache {
-    pub fn in_memory(
-        db: DatabaseConnection,
-        ttl: Duration,
-        metrics: &crate::metrics::Metrics,
-    ) -> Self {
+    pub fn in_memory(db: DatabaseConnection, ttl: Duration, metrics: CacheCounters) -> Self {
         Self::with_store(db, Store::Memory(Mutex::default()), ttl, metrics)
     }
 
@@ -104,7 +120,7 @@ impl CalendarCache {
         link: Arc<RedisLink>,
         prefix: &str,
         ttl: Duration,
-        metrics: &crate::metrics::Metrics,
+        metrics: CacheCounters,
     ) -> Self {
         Self::with_store(
             db,
@@ -121,7 +137,7 @@ impl CalendarCache {
         db: DatabaseConnection,
         store: Store,
         ttl: Duration,
-        metrics: &crate::metrics::Metrics,
+        metrics: CacheCounters,
     ) -> Self {
         Self {
             db,
@@ -129,8 +145,8 @@ impl CalendarCache {
             ttl,
             inflight: Mutex::default(),
             near: Mutex::default(),
-            computations: metrics.calendar_computations.clone(),
-            hits: metrics.calendar_hits.clone(),
+            computations: metrics.computations,
+            hits: metrics.hits,
         }
     }
 
@@ -147,6 +163,33 @@ impl CalendarCache {
         Ok(match row {
             Some(r) => r.try_get::<i64>("", "v")?,
             None => -1,
+        })
+    }
+
+    /// Whether `member_id` may read the calendar of `group_id`, and its current version, in one
+    /// statement on the read pool (the one statement a cached calendar read runs). Membership is
+    /// read from the database every time, so a member who left is refused at once everywhere.
+    pub async fn access(&self, group_id: i64, member_id: i64) -> Result<Access, DbErr> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one(Statement::from_sql_and_values(
+                backend,
+                "SELECT g.calendar_version AS v, COUNT(m.id) AS n FROM study_groups g \
+                 LEFT JOIN memberships m ON m.group_id = g.id AND m.member_id = ? \
+                 WHERE g.id = ? GROUP BY g.id, g.calendar_version",
+                [member_id.into(), group_id.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(Access::NoGroup);
+        };
+        Ok(if row.try_get::<i64>("", "n")? > 0 {
+            Access::Member {
+                version: row.try_get::<i64>("", "v")?,
+            }
+        } else {
+            Access::NotMember
         })
     }
 
@@ -178,7 +221,7 @@ impl CalendarCache {
                         return None;
                     }
                 };
-                let rooms: Rooms = Arc::new(serde_json::from_str(&raw?).ok()?);
+                let rooms: Rooms = Arc::new(CalendarEntry::new(serde_json::from_str(&raw?).ok()?));
                 self.near
                     .lock()
                     .expect("cache poisoned")
@@ -196,7 +239,7 @@ impl CalendarCache {
                     .lock()
                     .expect("cache poisoned")
                     .put(key, rooms, self.ttl);
-                let json = match serde_json::to_string(rooms.as_ref()) {
+                let json = match serde_json::to_string(&rooms.rooms) {
                     Ok(j) => j,
                     Err(e) => return tracing::warn!(error = %e, "calendar not serialisable"),
                 };
@@ -214,11 +257,13 @@ impl CalendarCache {
         }
     }
 
-    /// The calendar of `group_id` in `[from, to]`: from the cache, or computed once by `compute`
-    /// while concurrent readers of the same key wait for that one result.
+    /// The calendar of `group_id` at `version` (from `access`, read before any computation, so
+    /// a result can never be newer than its key) in `[from, to]`: from the cache, or computed
+    /// once by `compute` while concurrent readers of the same key wait for that one result.
     pub async fn get_or_compute<F, Fut>(
         &self,
         group_id: i64,
+        version: i64,
         from: NaiveDateTime,
         to: NaiveDateTime,
         compute: F,
@@ -227,8 +272,6 @@ impl CalendarCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = anyhow::Result<Vec<RoomView>>>,
     {
-        // The version is read before the database, so a result can never be newer than its key.
-        let version = self.version(group_id).await?;
         let key = self.key(group_id, version, from, to);
         if let Some(hit) = self.load(&key).await {
             self.hits.inc();
@@ -250,7 +293,7 @@ impl CalendarCache {
                 }
                 computed.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.computations.inc();
-                let rooms = Arc::new(compute().await?);
+                let rooms = Arc::new(CalendarEntry::new(compute().await?));
                 self.save(&key, &rooms).await;
                 Ok(rooms)
             })
@@ -277,12 +320,67 @@ impl CalendarCache {
         to: NaiveDateTime,
         rooms: Vec<RoomView>,
     ) {
-        self.save(&self.key(group_id, version, from, to), &Arc::new(rooms))
-            .await
+        self.save(
+            &self.key(group_id, version, from, to),
+            &Arc::new(CalendarEntry::new(rooms)),
+        )
+        .await
     }
 
     /// The group's current calendar version (read it before computing an entry to `put`).
     pub async fn current_version(&self, group_id: i64) -> Result<i64, DbErr> {
         self.version(group_id).await
+    }
+}
+
+/// Why a group calendar could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CalendarError {
+    #[error("no group {0}")]
+    NoGroup(i64),
+    #[error("not a member")]
+    NotMember,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl From<DbErr> for CalendarError {
+    fn from(e: DbErr) -> Self {
+        CalendarError::Store(e.into())
+    }
+}
+
+/// What a group calendar read needs: the cache, the read pool, and the grid and zone it renders in.
+pub struct CalendarReader<'a> {
+    pub cache: &'a CalendarCache,
+    pub read: &'a DatabaseConnection,
+    pub zone: chrono_tz::Tz,
+    pub grid: &'a ppodok_domain::schedule::SlotGrid,
+}
+
+impl CalendarReader<'_> {
+    /// The response body of `member_id`'s read of the calendar of `group_id` in `[from, to]` at
+    /// `now`: one statement (membership and version) and a copy when cached.
+    pub async fn group_body(
+        &self,
+        group_id: i64,
+        member_id: i64,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+        now: NaiveDateTime,
+    ) -> Result<Vec<u8>, CalendarError> {
+        let version = match self.cache.access(group_id, member_id).await? {
+            Access::Member { version } => version,
+            Access::NotMember => return Err(CalendarError::NotMember),
+            Access::NoGroup => return Err(CalendarError::NoGroup(group_id)),
+        };
+        let db = self.read.clone();
+        let entry = self
+            .cache
+            .get_or_compute(group_id, version, from, to, || async move {
+                Ok(crate::calendar::group_rooms(&db, &[group_id], from, to).await?)
+            })
+            .await?;
+        Ok(entry.body(self.zone, self.grid, now))
     }
 }

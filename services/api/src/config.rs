@@ -45,6 +45,8 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
+    /// SQLite only: read-only connections beside the one writer (WAL lets them read during writes).
+    pub sqlite_readers: u32,
     pub connect_timeout_secs: u64,
     pub acquire_timeout_secs: u64,
 }
@@ -66,6 +68,11 @@ pub struct AuthSettings {
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
     pub dev_login: bool,
+    /// How often the in-process session view compares itself with the database's auth epoch.
+    pub session_sync_millis: u64,
+    /// A view not synchronised for this long is not trusted (requests go to the database): the
+    /// bound within which logout, refresh-token reuse and withdrawal end access on every replica.
+    pub session_max_staleness_millis: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -49,6 +49,16 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl From<crate::cache::CalendarError> for ApiError {
+    fn from(e: crate::cache::CalendarError) -> Self {
+        match e {
+            crate::cache::CalendarError::NoGroup(id) => ApiError::group_not_found(id),
+            crate::cache::CalendarError::NotMember => ApiError::Forbidden,
+            crate::cache::CalendarError::Store(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<crate::limits::LimitError> for ApiError {
     fn from(e: crate::limits::LimitError) -> Self {
         match e {

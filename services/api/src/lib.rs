@@ -4,6 +4,7 @@ pub mod attendance;
 pub mod auth;
 pub mod cache;
 pub mod calendar;
+pub mod calendar_body;
 pub mod clock;
 pub mod config;
 pub mod db;

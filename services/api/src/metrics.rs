@@ -1,19 +1,9 @@
 //! Prometheus metrics: requests by route and status, latency, database pool.
 
-use std::time::Instant;
-
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    middleware::Next,
-    web, Error,
-};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sea_orm::DatabaseConnection;
-
-use crate::state::AppState;
 
 pub struct Metrics {
     registry: Registry,
@@ -25,6 +15,7 @@ pub struct Metrics {
     pub db_statements: prometheus::IntCounter,
     pub calendar_computations: prometheus::IntCounter,
     pub calendar_hits: prometheus::IntCounter,
+    pub redis_commands: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -83,8 +74,14 @@ impl Metrics {
             "Calendar reads served from the cache",
         )
         .expect("static metric");
+        let redis_commands = prometheus::IntCounter::new(
+            "redis_commands_total",
+            "Redis commands sent by requests and jobs (probes and the pub/sub listener excluded)",
+        )
+        .expect("static metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(redis_commands.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(db_pool.clone()),
             Box::new(job_runs.clone()),
@@ -105,6 +102,7 @@ impl Metrics {
             db_statements,
             calendar_computations,
             calendar_hits,
+            redis_commands,
         }
     }
 
@@ -163,29 +161,4 @@ fn pool_stats(db: &DatabaseConnection) -> (u32, usize) {
         }
         _ => (0, 0),
     }
-}
-
-/// Middleware: counts every request under its route pattern (`/api/v1/groups/{groupId}`), so
-/// label cardinality stays bounded; unknown paths share the label `unmatched`.
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let res = next.call(req).await?;
-    if let Some(state) = state {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
-        state.metrics.observe(
-            &method,
-            &route,
-            res.status().as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
-    }
-    Ok(res)
 }

@@ -22,16 +22,24 @@ pub struct RedisLink {
     epoch: Instant,
     /// Milliseconds after `epoch` until which the link is considered down (0 = up).
     down_until_ms: AtomicI64,
+    /// Commands sent through `run` (`redis_commands_total`).
+    commands: prometheus::IntCounter,
 }
 
 impl RedisLink {
-    pub fn new(client: Client, command_timeout: Duration, retry_after: Duration) -> Self {
+    pub fn new(
+        client: Client,
+        command_timeout: Duration,
+        retry_after: Duration,
+        commands: prometheus::IntCounter,
+    ) -> Self {
         Self {
             client,
             command_timeout,
             retry_after,
             epoch: Instant::now(),
             down_until_ms: AtomicI64::new(0),
+            commands,
         }
     }
 
@@ -62,6 +70,7 @@ impl RedisLink {
         if !self.is_up() {
             return Err(RedisError::Down("recently failed".into()));
         }
+        self.commands.inc();
         match tokio::time::timeout(self.command_timeout, command(self.client.clone())).await {
             Ok(Ok(value)) => {
                 self.down_until_ms.store(0, Ordering::Relaxed);
@@ -79,6 +88,7 @@ impl RedisLink {
     }
 
     /// A PING that ignores the open-circuit shortcut (readiness and recovery probes).
+    /// Not counted in `redis_commands_total` (scrapes and probes would show up in it).
     pub async fn ping(&self) -> bool {
         let ok = matches!(
             tokio::time::timeout(self.command_timeout, self.client.ping::<String>(None)).await,

@@ -5,7 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use actix_web::{
+    body::MessageBody,
+    dev::{Server, ServiceRequest, ServiceResponse},
+    middleware::{from_fn, Next},
+    web, App, HttpServer,
+};
 use fred::prelude::*;
 use ppodok_tokens::MemberTokenCodec;
 use tokio::sync::Notify;
@@ -19,13 +24,13 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::jobs;
 use crate::kakao::KakaoClient;
-use crate::metrics::{track, Metrics};
+use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::outbox::UnlinkWorker;
-use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Realtime};
+use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Event, EventSink, Realtime};
 use crate::redis_link::RedisLink;
 use crate::routes;
-use crate::sessions::SessionStore;
+use crate::sessions::{Change, LiveView, SessionStore};
 use crate::state::AppState;
 use ppodok_tokens::livekit::LivekitKeys;
 
@@ -35,7 +40,10 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
-async fn connect_redis(settings: &crate::config::RedisSettings) -> anyhow::Result<RedisLink> {
+async fn connect_redis(
+    settings: &crate::config::RedisSettings,
+    commands: prometheus::IntCounter,
+) -> anyhow::Result<RedisLink> {
     let timeout = Duration::from_millis(settings.command_timeout_millis.max(1));
     let config = Config::from_url(&settings.url)?;
     let client = Builder::from_config(config)
@@ -53,7 +61,53 @@ async fn connect_redis(settings: &crate::config::RedisSettings) -> anyhow::Resul
         client,
         timeout,
         Duration::from_millis(settings.retry_after_millis),
+        commands,
     ))
+}
+
+/// Applies the replica bus's session events to this process's session view.
+struct SessionSink(Arc<LiveView>);
+
+impl EventSink for SessionSink {
+    fn apply(&self, event: &Event) {
+        let (change, epoch) = match event {
+            Event::RevokeSession { sid, epoch } => (Change::Session { sid: sid.clone() }, *epoch),
+            Event::RevokeMember { member_id, epoch }
+            | Event::MemberChanged { member_id, epoch } => (
+                Change::Member {
+                    member_id: *member_id,
+                },
+                *epoch,
+            ),
+            _ => return,
+        };
+        self.0.apply(&change, epoch);
+    }
+}
+
+/// Middleware: counts every request under its route pattern (`/api/v1/groups/{groupId}`), so
+/// label cardinality stays bounded; unknown paths share the label `unmatched`.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        state.metrics.observe(
+            &method,
+            &route,
+            res.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(res)
 }
 
 fn cors(origins: &[String]) -> Cors {
@@ -113,15 +167,35 @@ impl Application {
             .map_err(|_| anyhow::anyhow!("bad time.zone"))?;
 
         let metrics = Metrics::new();
-        let mut db = crate::db::connect_and_migrate(&settings.database).await?;
+        let dbs = crate::db::connect_and_migrate(&settings.database).await?;
+        // The session view's sync runs on a handle without the statement counter: what
+        // `db_statements_total` counts is the work of requests and jobs.
+        let sync_db = dbs.read.clone();
+        let mut db = dbs.write;
         let statements = metrics.db_statements.clone();
         db.set_metric_callback(move |_| statements.inc());
+        let read = if dbs.separate_read {
+            let mut read = dbs.read;
+            let statements = metrics.db_statements.clone();
+            read.set_metric_callback(move |_| statements.inc());
+            read
+        } else {
+            db.clone()
+        };
+        let sessions = SessionStore::new(
+            db.clone(),
+            read.clone(),
+            sync_db,
+            Duration::from_millis(settings.auth.session_max_staleness_millis),
+        );
+        sessions.sync().await?;
         let redis = if settings.uses_redis() {
-            Some(Arc::new(connect_redis(&settings.redis).await?))
+            Some(Arc::new(
+                connect_redis(&settings.redis, metrics.redis_commands.clone()).await?,
+            ))
         } else {
             None
         };
-        let sessions = SessionStore::database(db.clone());
         let secret = if settings.auth.jwt_secret.is_empty() {
             tracing::warn!("auth.jwt_secret is empty: using a random secret, tokens will not survive a restart");
             use rand::RngCore;
@@ -139,26 +213,35 @@ impl Application {
         );
         let kakao = KakaoClient::new(settings.kakao.clone());
         let unlink_wake = Arc::new(Notify::new());
-        let mut background = vec![tokio::spawn(
-            UnlinkWorker::new(
-                db.clone(),
-                kakao.clone(),
-                settings.kakao.clone(),
-                unlink_wake.clone(),
-            )
-            .run(),
-        )];
+        let mut background = vec![
+            sessions.spawn_sync(Duration::from_millis(
+                settings.auth.session_sync_millis.max(10),
+            )),
+            tokio::spawn(
+                UnlinkWorker::new(
+                    db.clone(),
+                    kakao.clone(),
+                    settings.kakao.clone(),
+                    unlink_wake.clone(),
+                )
+                .run(),
+            ),
+        ];
 
         let cache_ttl = Duration::from_secs(settings.cache.calendar_ttl_secs);
+        let cache_counters = crate::cache::CacheCounters {
+            computations: metrics.calendar_computations.clone(),
+            hits: metrics.calendar_hits.clone(),
+        };
         let calendar_cache = match &redis {
             Some(link) => CalendarCache::redis(
-                db.clone(),
+                read.clone(),
                 link.clone(),
                 &settings.redis.key_prefix,
                 cache_ttl,
-                &metrics,
+                cache_counters,
             ),
-            None => CalendarCache::in_memory(db.clone(), cache_ttl, &metrics),
+            None => CalendarCache::in_memory(read.clone(), cache_ttl, cache_counters),
         };
         let livekit = (!settings.livekit.api_secret.is_empty())
             .then(|| LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret));
@@ -179,7 +262,10 @@ impl Application {
                         &settings.redis.url,
                         channel.clone(),
                         origin.clone(),
-                        hub.clone(),
+                        vec![
+                            hub.clone() as Arc<dyn EventSink>,
+                            Arc::new(SessionSink(sessions.view().clone())),
+                        ],
                     )
                     .await?,
                 );
@@ -207,6 +293,7 @@ impl Application {
         )?);
         let state = web::Data::new(AppState {
             db,
+            read,
             redis,
             sessions,
             tokens,

@@ -14,7 +14,10 @@ use crate::metrics::Metrics;
 use crate::sessions::SessionStore;
 
 pub struct AppState {
+    /// Transactions and writes (on SQLite the one writer connection).
     pub db: DatabaseConnection,
+    /// Reads outside transactions on the hot path (on SQLite a pool of read-only connections).
+    pub read: DatabaseConnection,
     pub redis: Option<Arc<crate::redis_link::RedisLink>>,
     pub sessions: SessionStore,
     pub tokens: MemberTokenCodec,

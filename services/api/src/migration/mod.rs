@@ -7,6 +7,7 @@ mod m0002_rooms_study;
 mod m0003_member_sessions;
 mod m0004_calendar_version;
 mod m0005_push_reminders;
+mod m0006_auth_epoch;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_member_sessions::Migration),
             Box::new(m0004_calendar_version::Migration),
             Box::new(m0005_push_reminders::Migration),
+            Box::new(m0006_auth_epoch::Migration),
         ]
     }
 }

@@ -156,12 +156,13 @@ impl Hub {
                 member_id,
                 group_id,
             } => self.drop_group_topics(*member_id, *group_id),
-            Event::RevokeMember { member_id } => {
+            Event::RevokeMember { member_id, .. } => {
                 self.close_where(|s| s.member_id == *member_id, "탈퇴한 회원이에요.");
             }
-            Event::RevokeSession { sid } => {
+            Event::RevokeSession { sid, .. } => {
                 self.close_where(|s| &s.sid == sid, "로그아웃된 세션이에요.");
             }
+            Event::MemberChanged { .. } => {}
         }
     }
 
@@ -332,10 +333,16 @@ mod tests {
         hub.apply(&publish("/topic/6", "{}"));
         assert!(leaver.rx.try_recv().is_ok(), "other groups still arrive");
 
-        hub.apply(&Event::RevokeSession { sid: "s2".into() });
+        hub.apply(&Event::RevokeSession {
+            sid: "s2".into(),
+            epoch: 0,
+        });
         assert!(other_device.closed.borrow().is_some());
         assert!(leaver.closed.borrow().is_none());
-        hub.apply(&Event::RevokeMember { member_id: 1 });
+        hub.apply(&Event::RevokeMember {
+            member_id: 1,
+            epoch: 0,
+        });
         assert!(leaver.closed.borrow().is_some());
         assert!(stranger.closed.borrow().is_none());
     }

@@ -33,10 +33,32 @@ pub enum Event {
     },
     /// The member left the group: their sessions stop receiving its topics.
     RevokeMembership { member_id: i64, group_id: i64 },
-    /// The member withdrew: their sessions close.
-    RevokeMember { member_id: i64 },
+    /// The member withdrew: their sessions close. `epoch`: the auth epoch of the revocation,
+    /// for the session views (`sessions::LiveView`).
+    RevokeMember {
+        member_id: i64,
+        #[serde(default)]
+        epoch: i64,
+    },
     /// The login session ended (logout, refresh-token reuse): its STOMP sessions close.
-    RevokeSession { sid: String },
+    RevokeSession {
+        sid: String,
+        #[serde(default)]
+        epoch: i64,
+    },
+    /// The member's row changed (an edit): session views reload it.
+    MemberChanged { member_id: i64, epoch: i64 },
+}
+
+/// Where events from the bus are applied in this process (the STOMP hub, the session view).
+pub trait EventSink: Send + Sync {
+    fn apply(&self, event: &Event);
+}
+
+impl EventSink for Hub {
+    fn apply(&self, event: &Event) {
+        Hub::apply(self, event)
+    }
 }
 
 /// An event on the wire, tagged with the replica that published it.
@@ -213,13 +235,13 @@ impl Realtime {
     }
 }
 
-/// Subscribes to the replica channel and applies every event to the local hub, until dropped.
+/// Subscribes to the replica channel and applies every event to the local sinks, until dropped.
 /// Events this replica published itself (`origin`) were applied when emitted and are skipped.
 pub async fn listen(
     url: &str,
     channel: String,
     origin: String,
-    hub: Arc<Hub>,
+    sinks: Vec<Arc<dyn EventSink>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let subscriber = Builder::from_config(Config::from_url(url)?)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
@@ -238,7 +260,11 @@ pub async fn listen(
                     };
                     match serde_json::from_str::<Wire>(&text) {
                         Ok(wire) if wire.origin == origin => {}
-                        Ok(wire) => hub.apply(&wire.event),
+                        Ok(wire) => {
+                            for sink in &sinks {
+                                sink.apply(&wire.event);
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "undecodable realtime event"),
                     }
                 }

@@ -180,7 +180,7 @@ pub async fn patch_settings(
     {
         return Err(ApiError::BadRequest(MSG_BAD_REMINDER_MINUTES.into()));
     }
-    let mut row: member::ActiveModel = me.member.clone().into();
+    let mut row: member::ActiveModel = (*me.member).clone().into();
     if let Some(zone) = zone {
         row.time_zone = Set(Some(zone.name().to_owned()));
     }
@@ -190,7 +190,8 @@ pub async fn patch_settings(
     let now = state.clock.now_naive();
     row.updated_at = Set(now);
     let member_id = me.id();
-    let (updated, reminders) = state
+    // The member row is cached by the session views: the edit bumps the auth epoch with it.
+    let (updated, reminders, epoch) = state
         .db
         .transaction::<_, _, ApiError>(|txn| {
             Box::pin(async move {
@@ -203,10 +204,19 @@ pub async fn patch_settings(
                         }
                         PrefsError::Db(e) => e.into(),
                     })?;
-                Ok((updated, reminders))
+                let epoch = crate::sessions::bump_epoch(txn).await?;
+                Ok((updated, reminders, epoch))
             })
         })
         .await?;
+    state
+        .sessions
+        .view()
+        .apply(&crate::sessions::Change::Member { member_id }, epoch);
+    state
+        .realtime
+        .emit(crate::realtime::Event::MemberChanged { member_id, epoch })
+        .await;
     Ok(envelope::ok(settings_response(
         member_days(&state, &updated),
         reminders,

@@ -245,7 +245,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
         .await?
         .is_some_and(|m| m.is_regular());
     if !live {
-        state.sessions.revoke(claims.member_id, &claims.sid).await?;
+        revoke_session(&state, &claims.sid).await?;
         return Err(ApiError::InvalidRefreshToken);
     }
     let now = unix_now();
@@ -272,11 +272,18 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
             access_token,
             refresh_token,
         })),
-        Rotation::Reused => {
+        Rotation::Reused { epoch } => {
             tracing::warn!(
                 member_id = claims.member_id,
                 "refresh token reuse; session revoked"
             );
+            state
+                .realtime
+                .emit(crate::realtime::Event::RevokeSession {
+                    sid: claims.sid.clone(),
+                    epoch,
+                })
+                .await;
             Err(ApiError::InvalidRefreshToken)
         }
         Rotation::Unknown => Err(ApiError::InvalidRefreshToken),
@@ -287,14 +294,23 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
 #[utoipa::path(post, path = "/api/v1/members/logout", tag = "members",
     responses((status = 200, description = "logged out")), security(("bearer" = [])))]
 pub async fn logout(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
-    state.sessions.revoke(me.id(), &me.sid).await?;
-    state
-        .realtime
-        .emit(crate::realtime::Event::RevokeSession {
-            sid: me.sid.clone(),
-        })
-        .await;
+    revoke_session(&state, &me.sid).await?;
     Ok(envelope::ok(()))
+}
+
+/// Ends a session here at once and on the other replicas through the bus (their session views
+/// also catch up from the database's auth epoch if the message is lost).
+async fn revoke_session(state: &AppState, sid: &str) -> ApiResult<()> {
+    if let Some(epoch) = state.sessions.revoke(sid).await? {
+        state
+            .realtime
+            .emit(crate::realtime::Event::RevokeSession {
+                sid: sid.to_owned(),
+                epoch,
+            })
+            .await;
+    }
+    Ok(())
 }
 
 fn member_response(m: &member::Model, duration: Option<String>) -> MemberResponse {
@@ -349,9 +365,9 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
         .then(|| me.member.provider_user_id.clone())
         .flatten();
     let video_rooms = crate::video::open_rooms_of(&state, member_id, None).await;
-    let left_groups = state
+    let (left_groups, epoch) = state
         .db
-        .transaction::<_, crate::membership::LeaveEffects, ApiError>(|txn| {
+        .transaction::<_, (crate::membership::LeaveEffects, i64), ApiError>(|txn| {
             Box::pin(async move {
                 // Lock the member row: a concurrent second withdrawal waits, then finds it withdrawn.
                 let current = member::Entity::find_by_id(member_id)
@@ -411,20 +427,22 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
                     .insert(txn)
                     .await?;
                 }
-                Ok(effects)
+                // Every session ends with the withdrawal, in its transaction.
+                let epoch = crate::sessions::revoke_member_in(txn, member_id).await?;
+                Ok((effects, epoch))
             })
         })
         .await?;
-    crate::rooms::after_leaving(&state, member_id, &left_groups).await;
-    crate::video::remove_from_rooms(&state, member_id, video_rooms);
+    state
+        .sessions
+        .view()
+        .apply(&crate::sessions::Change::Member { member_id }, epoch);
     state
         .realtime
-        .emit(crate::realtime::Event::RevokeMember { member_id })
+        .emit(crate::realtime::Event::RevokeMember { member_id, epoch })
         .await;
-    // After commit. The member row already says WITHDRAWN, so a failure here cannot keep tokens alive.
-    if let Err(e) = state.sessions.revoke_member(member_id).await {
-        tracing::warn!(member_id, error = %e, "revoking sessions after withdrawal failed");
-    }
+    crate::rooms::after_leaving(&state, member_id, &left_groups).await;
+    crate::video::remove_from_rooms(&state, member_id, video_rooms);
     state.unlink_wake.notify_one();
     Ok(envelope::deleted())
 }

@@ -64,21 +64,17 @@ pub async fn group_calendar(
     q: web::Query<CalendarQuery>,
 ) -> ApiResult<HttpResponse> {
     let (from, to) = window(&state, &q.from, &q.to)?;
-    rooms::require_member(&state, q.group_id, me.id()).await?;
-    let group_id = q.group_id;
-    let db = state.db.clone();
-    let rooms = state
-        .calendar_cache
-        .get_or_compute(group_id, from, to, || async move {
-            Ok(calendar::group_rooms(&db, &[group_id], from, to).await?)
-        })
-        .await?;
-    Ok(envelope::ok(
-        rooms
-            .iter()
-            .map(|r| room_response(&state, r))
-            .collect::<Vec<_>>(),
-    ))
+    let body = crate::cache::CalendarReader {
+        cache: &state.calendar_cache,
+        read: &state.read,
+        zone: state.zone,
+        grid: &state.grid,
+    }
+    .group_body(q.group_id, me.id(), from, to, state.clock.now_naive())
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -96,7 +92,7 @@ pub async fn my_calendar(
     q: web::Query<WindowQuery>,
 ) -> ApiResult<HttpResponse> {
     let (from, to) = window(&state, &q.from, &q.to)?;
-    let rooms = calendar::my_rooms(&state.db, me.id(), from, to).await?;
+    let rooms = calendar::my_rooms(&state.read, me.id(), from, to).await?;
     Ok(envelope::ok(
         rooms
             .iter()
@@ -109,7 +105,7 @@ pub async fn my_calendar(
 #[utoipa::path(get, path = "/api/v1/rooms/nearest", tag = "rooms",
     responses((status = 200, body = RoomResponse)), security(("bearer" = [])))]
 pub async fn nearest(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
-    let room = calendar::nearest_room(&state.db, me.id(), state.clock.now_naive()).await?;
+    let room = calendar::nearest_room(&state.read, me.id(), state.clock.now_naive()).await?;
     Ok(envelope::ok(room.map(|r| room_response(&state, &r))))
 }
 

@@ -10,6 +10,7 @@ mod binary;
 mod cache;
 mod caps;
 mod groups;
+mod hot_path;
 mod jobs;
 mod limits;
 mod migrations;

@@ -1,0 +1,349 @@
+//! The authenticated read path against a bare endpoint, side by side in one run: `/health`,
+//! `GET /api/v1/members` (me) and the cached group calendar (140 rooms, ≈33 KB of JSON), each
+//! loaded by `wrk -t2 -c32` (Debian's wrk) against the release `ppodok-api` binary, on SQLite
+//! (embedded) and on MariaDB + Redis (fresh schema and key prefix) when they answer at 127.0.0.1.
+//!
+//! `cargo bench -p ppodok-api --bench api_hot_path` (part of `make bench`).
+//! Environment: `HOT_PATH_SECS` per measurement (default 5), `HOT_PATH_ROUNDS` (default 2; the
+//! three endpoints are measured in turn, round after round, and each figure is the mean).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{Duration as Span, NaiveTime, Utc};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, Set, TransactionTrait};
+
+const ROOMS: i64 = 140;
+const MEMBERS: i64 = 40;
+const MEMBERS_PER_ROOM: usize = 4;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(envs: &[(&str, String)]) -> anyhow::Result<Server> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ppodok-api"));
+    cmd.env("PPODOK__SERVER__PORT", "0")
+        .env("PPODOK__JOBS__ENABLED", "false")
+        .env("PPODOK__LIMITS__ENABLED", "false")
+        .env("PPODOK__CACHE__WARM_ON_BOOT", "false")
+        .env("PPODOK__TELEMETRY__FILTER", "error")
+        .env(
+            "PPODOK__AUTH__JWT_SECRET",
+            "hot-path-bench-secret-hot-path-bench",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(base) = line.strip_prefix("ppodok-api listening on ") {
+                let _ = tx.send(base.to_owned());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(60))?;
+    Ok(Server { child, base })
+}
+
+/// One group of `MEMBERS` members and `ROOMS` rooms from today 08:00 (service zone), every 30
+/// minutes, `MEMBERS_PER_ROOM` members in each.
+async fn seed(url: &str) -> anyhow::Result<i64> {
+    use ppodok_api::db::entities::{member, membership, rank, reservation, room, study_group};
+    let db = Database::connect(url).await?;
+    let txn = db.begin().await?;
+    let now = Utc::now().naive_utc();
+    let mut ids = Vec::new();
+    for m in 0..MEMBERS {
+        let row = member::ActiveModel {
+            name: Set(format!("hot-{m}")),
+            profile: Set(Some(format!(
+                "https://k.kakaocdn.net/dn/bench/profile_{m:04}.jpg"
+            ))),
+            provider: Set("dev".into()),
+            provider_user_id: Set(Some(format!("hot-{m}"))),
+            status: Set(member::STATUS_REGULAR.into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        ids.push(row.id);
+    }
+    let group = study_group::ActiveModel {
+        name: Set("hot path".into()),
+        is_secret: Set(false),
+        invite_code: Set("hotpathcode0001".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    for m in &ids {
+        membership::ActiveModel {
+            group_id: Set(group.id),
+            member_id: Set(*m),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        rank::ActiveModel {
+            group_id: Set(group.id),
+            member_id: Set(*m),
+            duration_ms: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+    }
+    let zone: chrono_tz::Tz = "Asia/Seoul".parse()?;
+    let today = Utc::now()
+        .with_timezone(&zone)
+        .date_naive()
+        .and_time(NaiveTime::MIN);
+    let first = ppodok_domain::time::local_to_utc(today, zone)
+        .expect("a local midnight")
+        .naive_utc()
+        + Span::hours(8);
+    for r in 0..ROOMS {
+        let start = first + Span::minutes(30 * r);
+        let end = start + Span::minutes(25);
+        let room = room::ActiveModel {
+            group_id: Set(group.id),
+            start_at: Set(start),
+            end_at: Set(end),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        for k in 0..MEMBERS_PER_ROOM {
+            reservation::ActiveModel {
+                room_id: Set(room.id),
+                member_id: Set(ids[(r as usize * 7 + k * 13) % ids.len()]),
+                group_id: Set(group.id),
+                start_at: Set(start),
+                end_at: Set(end),
+                client_present: Set(false),
+                sfu_present: Set(false),
+                credited_ms: Set(0),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+        }
+    }
+    txn.commit().await?;
+    db.close().await?;
+    Ok(group.id)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn millis(value: &str) -> Option<f64> {
+    let split = value.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = value.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1e3,
+        "ms" => n,
+        "s" => n * 1e3,
+        "m" => n * 60e3,
+        _ => return None,
+    })
+}
+
+/// `wrk -t2 -c32 --latency` for `secs` on `url`.
+fn wrk(url: &str, token: Option<&str>, secs: u64) -> anyhow::Result<Figures> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c32", &format!("-d{secs}s"), "--latency"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd.arg(url).output()?;
+    anyhow::ensure!(out.status.success(), "wrk failed: {:?}", out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        !text.contains("Non-2xx"),
+        "non-2xx answers under load:\n{text}"
+    );
+    let mut f = Figures::default();
+    for line in text.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Requests/sec:"), Some(v)) => f.rps = v.parse()?,
+            (Some("50%"), Some(v)) => f.p50_ms = millis(v).unwrap_or(f64::NAN),
+            (Some("99%"), Some(v)) => f.p99_ms = millis(v).unwrap_or(f64::NAN),
+            _ => {}
+        }
+    }
+    anyhow::ensure!(f.rps > 0.0, "no requests measured:\n{text}");
+    Ok(f)
+}
+
+async fn run(backend: &str, envs: Vec<(&str, String)>, db_url: &str) -> anyhow::Result<()> {
+    // The first start migrates the schema; then the data goes in and the measured server starts.
+    drop(start(&envs)?);
+    let group = seed(db_url).await?;
+    let server = start(&envs)?;
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{}/api/v1/members/dev-login", server.base))
+        .json(&serde_json::json!({ "name": "hot-1" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["data"]["accessToken"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let zone: chrono_tz::Tz = "Asia/Seoul".parse()?;
+    let today = Utc::now().with_timezone(&zone).date_naive();
+    let calendar = format!(
+        "{}/api/v1/rooms?groupId={group}&from={today}T00:00:00&to={}T00:00:00",
+        server.base,
+        today + Span::days(14)
+    );
+    let body = http
+        .get(&calendar)
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let rooms = serde_json::from_slice::<serde_json::Value>(&body)?["data"]
+        .as_array()
+        .map_or(0, Vec::len);
+    anyhow::ensure!(rooms as i64 == ROOMS, "calendar holds {rooms} rooms");
+
+    let secs = env_or("HOT_PATH_SECS", 5);
+    let rounds = env_or("HOT_PATH_ROUNDS", 2).max(1);
+    let targets = [
+        ("/health", format!("{}/health", server.base), None),
+        (
+            "GET /api/v1/members",
+            format!("{}/api/v1/members", server.base),
+            Some(token.as_str()),
+        ),
+        ("cached calendar", calendar.clone(), Some(token.as_str())),
+    ];
+    // Settle (connections, caches, CPU frequency) before measuring.
+    for (_, url, token) in &targets {
+        wrk(url, *token, 1)?;
+    }
+    let mut sums = [Figures::default(); 3];
+    for _ in 0..rounds {
+        for (i, (_, url, token)) in targets.iter().enumerate() {
+            let f = wrk(url, *token, secs)?;
+            sums[i].rps += f.rps / rounds as f64;
+            sums[i].p50_ms += f.p50_ms / rounds as f64;
+            sums[i].p99_ms += f.p99_ms / rounds as f64;
+        }
+    }
+    let [health, members, cal] = sums;
+    println!(
+        "| {backend} | {:.1}k req/s, p50 {:.2} ms, p99 {:.2} ms | {:.1}k req/s, p50 {:.2} ms, p99 {:.2} ms | {:.1}k req/s, p50 {:.2} ms, p99 {:.2} ms ({:.1} KB) | {:.2} | {:.2} |",
+        health.rps / 1e3,
+        health.p50_ms,
+        health.p99_ms,
+        members.rps / 1e3,
+        members.p50_ms,
+        members.p99_ms,
+        cal.rps / 1e3,
+        cal.p50_ms,
+        cal.p99_ms,
+        body.len() as f64 / 1e3,
+        members.rps / health.rps,
+        cal.rps / health.rps,
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    println!(
+        "api hot path: wrk -t2 -c32, {ROOMS} rooms x {MEMBERS_PER_ROOM} members in one group, release binary"
+    );
+    println!("| backend | `/health` | `GET /api/v1/members` | cached calendar | members / health | calendar / health |");
+    println!("|---|---|---|---|---|---|");
+
+    let dir =
+        std::env::temp_dir().join(format!("ppodok-hot-path-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let sqlite_url = format!("sqlite://{}/hot.sqlite?mode=rwc", dir.display());
+    let result = run(
+        "SQLite (embedded)",
+        vec![("PPODOK__DATABASE__URL", sqlite_url.clone())],
+        &sqlite_url,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+
+    let admin_url = std::env::var("PPODOK_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    match Database::connect(admin_url.clone()).await {
+        Ok(admin) => {
+            let schema = format!("ppodok_bench_{}", uuid::Uuid::new_v4().simple());
+            admin
+                .execute_unprepared(&format!(
+                    "CREATE DATABASE `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                ))
+                .await?;
+            let url = format!("{admin_url}/{schema}");
+            let redis = std::env::var("PPODOK_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let prefix = format!("ppodok-bench-{}:", uuid::Uuid::new_v4().simple());
+            let result = run(
+                "MariaDB + Redis",
+                vec![
+                    ("PPODOK__DATABASE__URL", url.clone()),
+                    ("PPODOK__REDIS__URL", redis),
+                    ("PPODOK__REDIS__KEY_PREFIX", prefix),
+                ],
+                &url,
+            )
+            .await;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE `{schema}`"))
+                .await?;
+            result?;
+        }
+        Err(e) => println!("(MariaDB not reachable, skipped: {e})"),
+    }
+    Ok(())
+}
