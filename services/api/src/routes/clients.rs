@@ -17,6 +17,7 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterClientRequest {
+    #[schema(max_length = 1000, pattern = r"\S")]
     pub fcm_token: String,
 }
 
@@ -34,7 +35,7 @@ pub struct ClientResponse {
 pub async fn register(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<RegisterClientRequest>,
+    body: crate::routes::Json<RegisterClientRequest>,
 ) -> ApiResult<HttpResponse> {
     let token = validate::fcm_token(&body.fcm_token)?;
     let key = hex::encode(Sha256::digest(token.as_bytes()));

@@ -17,6 +17,7 @@ mod ops;
 mod rankings;
 mod redis_faults;
 mod rooms;
+mod schemathesis;
 mod stats;
 mod stomp;
 mod stomp_browser;
