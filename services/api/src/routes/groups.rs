@@ -33,12 +33,6 @@ fn invalid_invite(path: &str) -> ApiError {
 #[serde(rename_all = "camelCase")]
 pub struct GroupResponse {
     pub group_id: i64,
-    /// 1–50 characters, not blank, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 50,
-        pattern = r#"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"#
-    )]
     pub group_name: String,
     pub secret: bool,
     /// My colour for this group (only on endpoints that say so).

@@ -486,12 +486,18 @@ async fn non_object_bodies_are_refused(backend: Backend) {
     let endpoints: Vec<(Method, String)> = vec![
         (Method::POST, "/api/v1/members/dev-login".into()),
         (Method::POST, "/api/v1/groups".into()),
-        (Method::PATCH, format!("/api/v1/groups/{g}")),
+        (Method::PATCH, "/api/v1/groups".into()),
+        (Method::PATCH, "/api/v1/groups/color".into()),
+        (Method::DELETE, "/api/v1/groups".into()),
+        (Method::POST, "/api/v1/groups/path".into()),
         (Method::POST, format!("/api/v1/groups/{g}")),
         (Method::POST, "/api/v1/todos".into()),
+        (Method::PATCH, "/api/v1/todos".into()),
+        (Method::POST, "/api/v1/clients".into()),
         (Method::PATCH, "/api/v1/members/settings".into()),
         (Method::POST, "/api/v1/rooms/reservations".into()),
         (Method::POST, "/api/v1/rooms/histories".into()),
+        (Method::PATCH, "/api/v1/rooms/histories".into()),
         (Method::POST, "/api/v1/timers/start".into()),
     ];
     for (method, path) in endpoints {
