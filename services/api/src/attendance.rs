@@ -361,3 +361,62 @@ pub async fn announce(
         .publish(format!("/topic/{group_id}/presence"), &body)
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(minute: i64, sfu: bool) -> (reservation::Model, NaiveDateTime) {
+        let start = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let at = |m: i64| start + Duration::minutes(m);
+        let r = reservation::Model {
+            id: 1,
+            room_id: 1,
+            member_id: 1,
+            group_id: 1,
+            start_at: start,
+            end_at: at(25),
+            client_present: true,
+            client_entered_at: Some(at(minute)),
+            sfu_present: sfu,
+            present_since: Some(at(minute)),
+            credited_ms: 0,
+            created_at: start,
+        };
+        (r, start)
+    }
+
+    #[test]
+    fn a_presence_ends_at_its_last_evidence() {
+        let lapse = Duration::seconds(90);
+        let (r, start) = open(5, false);
+        let at = |m: i64| start + Duration::minutes(m);
+        let end = r.end_at;
+        // Enter, then silence: the Enter itself.
+        assert_eq!(close_point(&r, None, end, at(31), lapse), Some(at(5)));
+        // A session seen before the Enter adds nothing; one seen at 12 is evidence until 12.
+        assert_eq!(
+            close_point(&r, Some(at(2)), end, at(31), lapse),
+            Some(at(5))
+        );
+        assert_eq!(
+            close_point(&r, Some(at(12)), end, at(31), lapse),
+            Some(at(12))
+        );
+        // Evidence at (or past) the end: the whole room.
+        assert_eq!(close_point(&r, Some(at(26)), end, at(31), lapse), Some(end));
+        // Recent evidence is not final yet.
+        assert_eq!(close_point(&r, Some(at(24)), end, at(25), lapse), None);
+        // On video and never reported gone: continuous evidence.
+        let (video, _) = open(5, true);
+        assert_eq!(close_point(&video, None, end, at(31), lapse), Some(end));
+        // Nothing open: nothing to close.
+        let closed = reservation::Model {
+            present_since: None,
+            ..r
+        };
+        assert_eq!(close_point(&closed, None, end, at(31), lapse), None);
+    }
+}
