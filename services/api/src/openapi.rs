@@ -6,7 +6,7 @@ use utoipa::{
 };
 
 use crate::routes::{
-    clients, groups, health, history, legacy_video, members, rankings, rooms, timers, todos,
+    clients, groups, health, history, legacy_video, members, push, rankings, rooms, timers, todos,
 };
 
 #[derive(OpenApi)]
@@ -19,7 +19,8 @@ use crate::routes::{
         groups::joinable, groups::mine, groups::invite_preview, groups::create, groups::join_by_id,
         groups::join_by_invite, groups::edit, groups::set_color, groups::leave_group,
         todos::list, todos::add, todos::edit, todos::delete,
-        clients::register,
+        clients::register, push::unregister_client, push::subscribe, push::unsubscribe,
+        push::vapid_public_key,
         rooms::group_calendar, rooms::my_calendar, rooms::nearest, rooms::book, rooms::cancel,
         rooms::enter, rooms::exit, rooms::sfu_webhook, rooms::video_token,
         legacy_video::sfu_url, legacy_video::token,
@@ -71,15 +72,34 @@ struct Contract;
 
 impl Modify for Contract {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let mut doc = serde_json::to_value(&*openapi).expect("the document serializes");
-        contract(&mut doc);
-        *openapi = serde_json::from_value(doc).expect("the document stays valid");
+        // Only the responses are rewritten (through JSON): the rest of the document, whose
+        // schemas utoipa may not read back (an any-value field), is left as generated.
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemas = serde_json::to_value(&components.schemas).expect("schemas serialize");
+        components.schemas.insert(
+            "ErrorBody".to_owned(),
+            serde_json::from_value(error_body()).expect("a plain object schema"),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let mut value = serde_json::to_value(&*op).expect("an operation serializes");
+                contract(path, &mut value, &schemas);
+                op.responses = serde_json::from_value(value["responses"].take())
+                    .expect("envelope responses are plain schemas");
+            }
+        }
     }
 }
 
-fn contract(doc: &mut serde_json::Value) {
-    use serde_json::{json, Value};
-    doc["components"]["schemas"]["ErrorBody"] = json!({
+fn error_body() -> serde_json::Value {
+    serde_json::json!({
         "type": "object",
         "description": "The contract's error envelope.",
         "required": ["code", "message"],
@@ -87,7 +107,12 @@ fn contract(doc: &mut serde_json::Value) {
             "code": { "type": "string", "description": "`fail`, or `INVALID REFRESH TOKEN`" },
             "message": { "type": "string" }
         }
-    });
+    })
+}
+
+/// Rewrites one operation's responses (`op` is the operation as JSON; `components` the schemas).
+fn contract(path: &str, op: &mut serde_json::Value, components: &serde_json::Value) {
+    use serde_json::{json, Value};
     let error = |description: &str| {
         json!({
             "description": description,
@@ -98,7 +123,6 @@ fn contract(doc: &mut serde_json::Value) {
         "Retry-After": { "description": "seconds to wait", "required": true,
                           "schema": { "type": "string", "pattern": "^[0-9]+$" } }
     });
-    let components = doc["components"]["schemas"].clone();
     // Whether a body schema (possibly a `$ref`) has an id property (`groupId`, `roomId`, …).
     let names_an_id = |schema: &Value| {
         let resolved = match schema.get("$ref").and_then(Value::as_str) {
@@ -113,87 +137,79 @@ fn contract(doc: &mut serde_json::Value) {
             .as_object()
             .is_some_and(|p| p.keys().any(|k| k.ends_with("Id")))
     };
-    let Some(paths) = doc["paths"].as_object_mut() else {
+    let bare = BARE.contains(&path);
+    let Some(op) = op.as_object_mut() else {
         return;
     };
-    for (path, item) in paths.iter_mut() {
-        let bare = BARE.contains(&path.as_str());
-        for method in ["get", "put", "post", "patch", "delete"] {
-            let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) else {
+    let secured = op
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty());
+    let params = op.get("parameters").and_then(Value::as_array);
+    let body_id = op
+        .get("requestBody")
+        .and_then(|b| b["content"]["application/json"].get("schema"))
+        .is_some_and(names_an_id);
+    let names_id = body_id
+        || params.is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["in"] == "path" || p["name"].as_str().is_some_and(|n| n.ends_with("Id")))
+        });
+    let has_body = op.contains_key("requestBody");
+    let has_input = has_body || params.is_some_and(|ps| !ps.is_empty());
+    let responses = op
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("responses is an object");
+    for (status, response) in responses.iter_mut() {
+        if status.starts_with('2') {
+            if bare {
                 continue;
-            };
-            let secured = op
-                .get("security")
-                .and_then(Value::as_array)
-                .is_some_and(|s| !s.is_empty());
-            let params = op.get("parameters").and_then(Value::as_array);
-            let body_id = op
-                .get("requestBody")
-                .and_then(|b| b["content"]["application/json"].get("schema"))
-                .is_some_and(names_an_id);
-            let names_id = body_id
-                || params.is_some_and(|ps| {
-                    ps.iter().any(|p| {
-                        p["in"] == "path" || p["name"].as_str().is_some_and(|n| n.ends_with("Id"))
-                    })
-                });
-            let has_body = op.contains_key("requestBody");
-            let has_input = has_body || params.is_some_and(|ps| !ps.is_empty());
-            let responses = op
-                .entry("responses")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .expect("responses is an object");
-            for (status, response) in responses.iter_mut() {
-                if status.starts_with('2') {
-                    if bare {
-                        continue;
-                    }
-                    let data = response
-                        .get("content")
-                        .and_then(|c| c.get("application/json"))
-                        .and_then(|c| c.get("schema"))
-                        .cloned()
-                        .unwrap_or_else(|| json!({ "type": "null" }));
-                    response["content"] = json!({ "application/json": { "schema": {
-                        "type": "object",
-                        "required": ["data", "message", "code"],
-                        "properties": {
-                            "data": data,
-                            "message": { "type": "string" },
-                            "code": { "type": "string", "enum": ["success", "resource.created", "resource.deleted"] }
-                        }
-                    } } });
-                } else {
-                    let description = response["description"].as_str().unwrap_or("").to_owned();
-                    *response = error(&description);
+            }
+            let data = response
+                .get("content")
+                .and_then(|c| c.get("application/json"))
+                .and_then(|c| c.get("schema"))
+                .cloned()
+                .unwrap_or_else(|| json!({ "type": "null" }));
+            response["content"] = json!({ "application/json": { "schema": {
+                "type": "object",
+                "required": ["data", "message", "code"],
+                "properties": {
+                    "data": data,
+                    "message": { "type": "string" },
+                    "code": { "type": "string", "enum": ["success", "resource.created", "resource.deleted"] }
                 }
-            }
-            let mut add = |status: &str, description: &str| {
-                responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| error(description));
-            };
-            if has_input {
-                add("400", "malformed or invalid input");
-            }
-            if secured {
-                add("401", "no valid access token");
-            }
-            if names_id {
-                add("404", "no such resource (or not mine)");
-            }
-            if has_body {
-                add("413", "request body too large");
-            }
-            if !NO_DEPENDENCY.contains(&path.as_str()) {
-                add("503", "the database or Redis is unreachable");
-            }
-            for status in ["429", "503"] {
-                if let Some(r) = responses.get_mut(status) {
-                    r["headers"] = retry_after.clone();
-                }
-            }
+            } } });
+        } else {
+            let description = response["description"].as_str().unwrap_or("").to_owned();
+            *response = error(&description);
+        }
+    }
+    let mut add = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error(description));
+    };
+    if has_input {
+        add("400", "malformed or invalid input");
+    }
+    if secured {
+        add("401", "no valid access token");
+    }
+    if names_id {
+        add("404", "no such resource (or not mine)");
+    }
+    if has_body {
+        add("413", "request body too large");
+    }
+    if !NO_DEPENDENCY.contains(&path) {
+        add("503", "the database or Redis is unreachable");
+    }
+    for status in ["429", "503"] {
+        if let Some(r) = responses.get_mut(status) {
+            r["headers"] = retry_after.clone();
         }
     }
 }

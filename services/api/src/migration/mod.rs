@@ -6,7 +6,8 @@ mod m0001_identity_groups_todos;
 mod m0002_rooms_study;
 mod m0003_member_sessions;
 mod m0004_calendar_version;
-mod m0005_member_liveness;
+mod m0005_push_reminders;
+mod m0006_member_liveness;
 
 pub struct Migrator;
 
@@ -18,7 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_rooms_study::Migration),
             Box::new(m0003_member_sessions::Migration),
             Box::new(m0004_calendar_version::Migration),
-            Box::new(m0005_member_liveness::Migration),
+            Box::new(m0005_push_reminders::Migration),
+            Box::new(m0006_member_liveness::Migration),
         ]
     }
 }

@@ -26,6 +26,8 @@ use webrtc::peer_connection::{
     SettingEngineBuilder,
 };
 
+use crate::quality::LinkStats;
+
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
 use super::interceptors::{KeyframeRequestTap, WireCounters, WireObserver};
 use super::nat::{nat_1to1_candidates, NatMapping};
@@ -193,6 +195,17 @@ impl MediaEngine {
             .collect()
     }
 
+    /// Whether a PeerConnection could get a UDP port now (probed by binding and releasing each
+    /// candidate port; always true with ephemeral ports).
+    pub fn has_free_port(&self) -> bool {
+        let (lo, _) = self.settings.port_range;
+        lo == 0
+            || self
+                .ports()
+                .into_iter()
+                .any(|port| std::net::UdpSocket::bind((self.settings.bind_ip, port)).is_ok())
+    }
+
     /// A new PeerConnection for `role`, reporting on `events`.
     pub async fn create_peer(
         &self,
@@ -257,7 +270,11 @@ impl MediaEngine {
             },
         );
         // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
-        let registry = registry.with(Slot::from(500), WireObserver::new(self.counters.clone()));
+        let link = Arc::new(LinkStats::default());
+        let registry = registry.with(
+            Slot::from(500),
+            WireObserver::new(self.counters.clone(), link.clone()),
+        );
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
         // peer-reflexive (learnt from the browser's checks). webrtc-rs waits 1 s (prflx) or
         // 0.5 s (srflx) before nominating such a pair, which is most of a join's media delay;
@@ -298,6 +315,7 @@ impl MediaEngine {
             role,
             pc: Box::new(pc),
             channels: Vec::new(),
+            link,
         })
     }
 }
@@ -307,11 +325,17 @@ pub struct Peer {
     role: Role,
     pc: Box<dyn PeerConnection>,
     channels: Vec<(&'static str, Arc<dyn DataChannel>)>,
+    link: Arc<LinkStats>,
 }
 
 impl Peer {
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// What this PeerConnection's wire saw (for connection quality).
+    pub fn link_stats(&self) -> &LinkStats {
+        &self.link
     }
 
     /// Creates LiveKit's data channels (`_reliable` ordered; `_lossy` and `_data_track`

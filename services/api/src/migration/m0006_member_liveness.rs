@@ -8,7 +8,7 @@ pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m0005_member_liveness"
+        "m0006_member_liveness"
     }
 }
 
