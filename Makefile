@@ -53,8 +53,9 @@ tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.jso
 
 ## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379)
 ## (STOMP also with @stomp/stompjs inside headless Chromium), schemathesis against the binary's
-## OpenAPI document, the SFU against livekit-client in
-## headless Chromium, and the old client's video flow through nginx rendered from deploy/routes.toml.
+## OpenAPI document, the SFU against livekit-client in headless Chromium, the old client's video
+## flow through nginx rendered from deploy/routes.toml, and the scale-out topology (2 API replicas
+## and 2 SFU nodes behind that nginx, one node killed).
 ## The SFU's tests run one at a time: each drives two or three Chromium pages encoding video, and
 ## two such tests at once on a 2-core machine starve the encoders (frame freezes that are not the SFU's).
 ## The deploy kit's checks run next: they start the API and SFU binaries the two steps before

@@ -78,6 +78,32 @@ resource "aws_lb_target_group" "web" {
   }
 }
 
+resource "aws_lb_target_group" "sfu_node_0" {
+  name        = "ppodok-sfu-0"
+  port        = 7880
+  protocol    = "HTTP"
+  target_type = "ip"
+  vpc_id      = var.vpc_id
+
+  health_check {
+    path    = "/health"
+    matcher = "200"
+  }
+}
+
+resource "aws_lb_target_group" "sfu_node_1" {
+  name        = "ppodok-sfu-1"
+  port        = 7880
+  protocol    = "HTTP"
+  target_type = "ip"
+  vpc_id      = var.vpc_id
+
+  health_check {
+    path    = "/health"
+    matcher = "200"
+  }
+}
+
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.router.arn
   port              = 80
@@ -108,6 +134,40 @@ resource "aws_lb_listener_rule" "denied" {
   condition {
     path_pattern {
       values = ["/metrics", "/metrics/*", "/socket.io", "/socket.io/*"]
+    }
+  }
+}
+
+# WebSocket: the ALB passes the upgrade through on its own.
+resource "aws_lb_listener_rule" "sfu_node_signalling_0" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 5
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.sfu_node_0.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/sfu/ppodok-sfu-0/rtc", "/sfu/ppodok-sfu-0/rtc/*"]
+    }
+  }
+}
+
+# WebSocket: the ALB passes the upgrade through on its own.
+resource "aws_lb_listener_rule" "sfu_node_signalling_1" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 6
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.sfu_node_1.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/sfu/ppodok-sfu-1/rtc", "/sfu/ppodok-sfu-1/rtc/*"]
     }
   }
 }

@@ -4,6 +4,7 @@
 //! input validation (with the contract's Korean messages), the contract's wire formats for times
 //! and durations, and invite codes.
 
+pub mod cluster;
 pub mod invite;
 pub mod periods;
 pub mod schedule;

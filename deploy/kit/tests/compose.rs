@@ -112,7 +112,7 @@ fn the_whole_system_is_there() {
     );
     assert_eq!(
         built_from(&services, "deploy/docker/sfu.Dockerfile"),
-        ["sfu-1"]
+        ["sfu-1", "sfu-2"]
     );
     for (name, service) in &services {
         if service["build"].is_mapping() {
@@ -228,17 +228,52 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
         );
     }
 
-    // The SFU publishes exactly its media port range, 1:1.
-    let sfu = &services["sfu-1"];
-    let env = environment(sfu);
-    let (min, max) = (
-        &env["PPODOK_SFU__RTC__UDP_PORT_MIN"],
-        &env["PPODOK_SFU__RTC__UDP_PORT_MAX"],
-    );
-    let published = strings(&sfu["ports"]);
-    assert_eq!(published, [format!("{min}-{max}:{min}-{max}/udp")]);
+    // Each SFU node publishes exactly its own media port range, 1:1, and is in the node
+    // registry under a node id the router has a node-addressed upstream for (its alias).
+    let nodes: Vec<String> = routes()["node_routes"][0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    let nginx = read("deploy/generated/nginx.compose.conf");
+    let mut ranges = Vec::new();
+    for (name, node) in built_from(&services, "deploy/docker/sfu.Dockerfile")
+        .iter()
+        .zip(&nodes)
+    {
+        let sfu = &services[name.as_str()];
+        let env = environment(sfu);
+        let (min, max) = (
+            &env["PPODOK_SFU__RTC__UDP_PORT_MIN"],
+            &env["PPODOK_SFU__RTC__UDP_PORT_MAX"],
+        );
+        let published = strings(&sfu["ports"]);
+        assert_eq!(
+            published,
+            [format!("{min}-{max}:{min}-{max}/udp")],
+            "{name}"
+        );
+        ranges.push((min.parse::<u16>().unwrap(), max.parse::<u16>().unwrap()));
+        assert!(env["PPODOK_SFU__WEBHOOK__URLS"]
+            .starts_with(&format!("http://{api_alias}:{api_port}/")));
+        assert_eq!(env["PPODOK_SFU__CLUSTER__NODE_ID"], *node, "{name}");
+        assert!(env["PPODOK_SFU__CLUSTER__PUBLIC_URL"].ends_with(&format!("/sfu/{node}")));
+        assert!(!env["PPODOK_SFU__CLUSTER__REDIS_URL"].is_empty(), "{name}");
+        assert!(
+            strings(&sfu["networks"]["default"]["aliases"]).contains(&node.as_str()),
+            "{name}: the router's node upstream `{node}` must be its alias"
+        );
+        assert!(
+            nginx.contains(&format!("server {node}:{sfu_port};")),
+            "{node}"
+        );
+    }
+    assert_eq!(ranges.len(), nodes.len(), "one SFU service per routed node");
+    ranges.sort();
     assert!(
-        env["PPODOK_SFU__WEBHOOK__URLS"].starts_with(&format!("http://{api_alias}:{api_port}/"))
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "{ranges:?} overlap"
     );
 
     // The router serves the rendered compose config and waits for healthy upstreams.
@@ -248,7 +283,6 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
         volumes.contains(&"./generated/nginx.compose.conf:/etc/nginx/nginx.conf:ro"),
         "{volumes:?}"
     );
-    let nginx = read("deploy/generated/nginx.compose.conf");
     assert!(nginx.contains(&format!("server {api_alias}:{api_port};")));
     assert!(nginx.contains(&format!("server {sfu_alias}:{sfu_port};")));
     let listen = routes()["router"]["listen_port"].as_integer().unwrap();
@@ -257,7 +291,7 @@ fn ports_aliases_and_health_match_the_routes_file_and_the_services() {
         router_ports,
         [format!("${{PPODOK_HTTP_PORT:-8000}}:{listen}")]
     );
-    for upstream in ["api-1", "api-2", "sfu-1"] {
+    for upstream in ["api-1", "api-2", "sfu-1", "sfu-2"] {
         assert_eq!(
             router["depends_on"][upstream]["condition"].as_str(),
             Some("service_healthy"),

@@ -110,6 +110,35 @@ fn write_ingress(out: &mut String, table: &RouteTable) -> fmt::Result {
             }
         }
     }
+    // One Service per node of node-addressed routes, selecting that pod of the StatefulSet by
+    // the pod-name label Kubernetes sets on every StatefulSet pod.
+    for target in &table.targets {
+        let Some(node) = &target.node_id else {
+            continue;
+        };
+        writeln!(out, "---")?;
+        writeln!(
+            out,
+            "# {}: node {node} only (node-addressed routes)",
+            target.name
+        )?;
+        writeln!(out, "apiVersion: v1")?;
+        writeln!(out, "kind: Service")?;
+        writeln!(out, "metadata:")?;
+        writeln!(out, "  name: {}", target.service_name)?;
+        writeln!(out, "  annotations:")?;
+        writeln!(
+            out,
+            "    alb.ingress.kubernetes.io/healthcheck-path: {}",
+            target.health_path
+        )?;
+        writeln!(out, "spec:")?;
+        writeln!(out, "  selector:")?;
+        writeln!(out, "    statefulset.kubernetes.io/pod-name: {node}")?;
+        writeln!(out, "  ports:")?;
+        writeln!(out, "    - port: {}", target.port)?;
+        writeln!(out, "      targetPort: {}", target.port)?;
+    }
     Ok(())
 }
 

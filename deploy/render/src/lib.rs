@@ -14,8 +14,8 @@ use std::fmt;
 pub use alb::{alb_path_patterns, render_alb};
 pub use ingress::{path_type, render_ingress};
 pub use model::{
-    Action, DeniedPaths, PathPattern, Route, RouteTable, RouterSettings, Rule, Target, TargetKind,
-    DENIED_ROUTE_NAME,
+    Action, DeniedPaths, NodeAddress, NodeRoutes, PathPattern, Route, RouteTable, RouterSettings,
+    Rule, Target, TargetKind, DENIED_ROUTE_NAME,
 };
 pub use nginx::{nginx_locations, render_nginx, render_nginx_compose};
 pub use validate::{validate, ValidationError, ValidationErrors};
@@ -56,9 +56,11 @@ pub fn parse(routes_toml: &str) -> Result<RouteTable, toml::de::Error> {
     toml::from_str(routes_toml)
 }
 
-/// Parses and validates the routes file; only a table loaded this way may be rendered.
+/// Parses the routes file, expands its node routes and validates it; only a table loaded this
+/// way may be rendered.
 pub fn load(routes_toml: &str) -> Result<RouteTable, LoadError> {
-    let table = parse(routes_toml).map_err(LoadError::Parse)?;
+    let mut table = parse(routes_toml).map_err(LoadError::Parse)?;
+    table.expand_node_routes();
     validate(&table).map_err(LoadError::Invalid)?;
     Ok(table)
 }

@@ -13,6 +13,44 @@ pub struct RouteTable {
     pub denied: DeniedPaths,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Node-addressed routes (`/sfu/<node>/rtc…` → that node), expanded by [`crate::load`] into
+    /// one target and one rule per node.
+    #[serde(default)]
+    pub node_routes: Vec<NodeRoutes>,
+}
+
+/// Routes that address one node of a target each: every node of a StatefulSet (say) gets a
+/// target of its own (an nginx upstream, an ALB target group, a Kubernetes Service selecting
+/// that pod) and a rule for `<path_prefix>/<node id><path>` for each of `paths`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRoutes {
+    /// Node n's rule is `<name>_<n>`.
+    pub name: String,
+    /// Node n's rule has priority `priority + n`.
+    pub priority: u32,
+    /// The target whose nodes these are (port, health path; host for local nginx).
+    pub target: String,
+    #[serde(default)]
+    pub websocket: bool,
+    pub path_prefix: String,
+    /// Prefixes under `<path_prefix>/<node id>`, e.g. `/rtc`.
+    pub paths: Vec<String>,
+    pub nodes: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddress {
+    /// The node's id: its path segment, its Service / target group / compose host name, and the
+    /// pod name in a StatefulSet.
+    pub id: String,
+    /// For nginx.conf (local runs); default: the target's `upstream_host`.
+    #[serde(default)]
+    pub upstream_host: Option<String>,
+    /// For nginx.conf (local runs); default: the target's `port` (the port everywhere else).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -43,6 +81,13 @@ pub struct Target {
     pub upstream_host: String,
     /// ALB target group name, Kubernetes Service name, and the network alias in compose.yaml.
     pub service_name: String,
+    /// Set on the targets [`RouteTable::expand_node_routes`] makes: the node's id.
+    #[serde(skip)]
+    pub node_id: Option<String>,
+    /// A node's own port in nginx.conf (local runs, where nodes share a host); everywhere else
+    /// (compose, the ALB, Kubernetes) every node listens on `port`.
+    #[serde(skip)]
+    pub local_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -163,6 +208,50 @@ pub struct Route<'a> {
 pub const DENIED_ROUTE_NAME: &str = "denied";
 
 impl RouteTable {
+    /// Adds a target and a rule per node of every `[[node_routes]]` (once: the added targets
+    /// carry their `node_id`). Node routes naming a missing target add nothing; validation
+    /// reports them.
+    pub fn expand_node_routes(&mut self) {
+        if self.targets.iter().any(|t| t.node_id.is_some()) {
+            return;
+        }
+        for group in self.node_routes.clone() {
+            let Some(base) = self.target(&group.target).cloned() else {
+                continue;
+            };
+            for (n, node) in group.nodes.iter().enumerate() {
+                let name = format!("{}_node_{n}", base.name);
+                self.targets.push(Target {
+                    name: name.clone(),
+                    kind: TargetKind::Service,
+                    root: None,
+                    port: base.port,
+                    local_port: node.port,
+                    health_path: base.health_path.clone(),
+                    upstream_host: node
+                        .upstream_host
+                        .clone()
+                        .unwrap_or_else(|| base.upstream_host.clone()),
+                    service_name: node.id.clone(),
+                    node_id: Some(node.id.clone()),
+                });
+                self.rules.push(Rule {
+                    name: format!("{}_{n}", group.name),
+                    priority: group.priority + n as u32,
+                    target: name,
+                    websocket: group.websocket,
+                    paths: group
+                        .paths
+                        .iter()
+                        .map(|p| {
+                            PathPattern::Prefix(format!("{}/{}{p}", group.path_prefix, node.id))
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|target| target.name == name)
     }

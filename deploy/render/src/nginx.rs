@@ -42,6 +42,7 @@ pub fn render_nginx_compose(table: &RouteTable) -> String {
     let mut compose = table.clone();
     for target in &mut compose.targets {
         target.upstream_host = target.service_name.clone();
+        target.local_port = None;
     }
     render_nginx(&compose)
 }
@@ -99,7 +100,8 @@ fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
         writeln!(
             out,
             "        server {}:{};",
-            target.upstream_host, target.port
+            target.upstream_host,
+            target.local_port.unwrap_or(target.port)
         )?;
         writeln!(out, "        keepalive {UPSTREAM_KEEPALIVE};")?;
         writeln!(out, "    }}")?;
@@ -317,6 +319,8 @@ mod tests {
             health_path: "/".into(),
             upstream_host: "127.0.0.1".into(),
             service_name: "ppodok-web".into(),
+            node_id: None,
+            local_port: None,
         });
         table.router.default_target = "web".into();
         let config = render_nginx(&table);

@@ -218,6 +218,26 @@ pub fn validate(table: &RouteTable) -> Result<(), ValidationErrors> {
     .collect();
 
     check_rule_names_and_targets(table, &mut errors);
+    for group in &table.node_routes {
+        match table.target(&group.target) {
+            None => errors.push(ValidationError::UnknownTarget {
+                route: group.name.clone(),
+                target: group.target.clone(),
+            }),
+            Some(target) if target.kind == TargetKind::Static => {
+                errors.push(ValidationError::StaticRoot {
+                    target: group.target.clone(),
+                    reason: "is static; node routes need a service",
+                })
+            }
+            Some(_) => {}
+        }
+        if group.nodes.is_empty() || group.paths.is_empty() {
+            errors.push(ValidationError::NoPaths {
+                route: group.name.clone(),
+            });
+        }
+    }
     check_priorities(&routes, &mut errors);
     check_paths(&routes, &mut errors);
     check_exact_prefix_collisions(&routes, &mut errors);
@@ -800,6 +820,8 @@ mod tests {
             health_path: "/".into(),
             upstream_host: "127.0.0.1".into(),
             service_name: "ppodok-web".into(),
+            node_id: None,
+            local_port: None,
         };
         assert!(errors_after(|table| table.targets.push(web(Some("/srv/web")))).is_empty());
         for root in [None, Some("srv/web"), Some("/srv/web;")] {

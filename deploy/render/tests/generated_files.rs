@@ -62,6 +62,15 @@ fn real_routes_send_each_path_where_the_design_says() {
         ("/metrics", "denied"),
         ("/metrics/anything", "denied"),
         ("/socket.io/", "denied"),
+        ("/sfu/ppodok-sfu-0/rtc", "sfu_node_0"),
+        ("/sfu/ppodok-sfu-0/rtc/validate", "sfu_node_0"),
+        ("/sfu/ppodok-sfu-1/rtc", "sfu_node_1"),
+        ("/sfu/ppodok-sfu-1/rtc/v1/validate", "sfu_node_1"),
+        (
+            "/sfu/ppodok-sfu-1/twirp/livekit.RoomService/ListRooms",
+            "web",
+        ),
+        ("/sfu/ppodok-sfu-2/rtc", "web"),
     ];
     for (path, want) in expected {
         assert_eq!(destination(path), want, "{path}");
@@ -82,6 +91,60 @@ fn real_targets_listen_where_the_services_do() {
     assert!(table
         .rules
         .iter()
-        .filter(|rule| rule.target == "sfu")
+        .filter(|rule| rule.target.starts_with("sfu"))
         .all(|rule| rule.websocket));
+}
+
+#[test]
+fn each_sfu_node_is_a_target_of_its_own_on_every_router() {
+    let table = real_routes();
+    let nodes: Vec<(&str, &str, u16, Option<u16>)> = table
+        .targets
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.node_id.as_deref()?,
+                t.service_name.as_str(),
+                t.port,
+                t.local_port,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("ppodok-sfu-0", "ppodok-sfu-0", 7880, None),
+            ("ppodok-sfu-1", "ppodok-sfu-1", 7880, Some(7881))
+        ]
+    );
+    let files = render_all(&table);
+    let file = |name: &str| {
+        files
+            .iter()
+            .find(|f| f.file_name == name)
+            .map(|f| f.contents.as_str())
+            .unwrap()
+    };
+    let nginx = file("nginx.conf");
+    assert!(nginx.contains("    upstream sfu_node_1 {\n        server 127.0.0.1:7881;\n"));
+    assert!(nginx.contains(
+        "        location ^~ /sfu/ppodok-sfu-1/rtc/ {\n            proxy_pass http://sfu_node_1;\n"
+    ));
+    let compose = file("nginx.compose.conf");
+    assert!(compose.contains("    upstream sfu_node_0 {\n        server ppodok-sfu-0:7880;\n"));
+    assert!(compose.contains("    upstream sfu_node_1 {\n        server ppodok-sfu-1:7880;\n"));
+    let alb = file("alb.tf");
+    assert!(alb.contains("resource \"aws_lb_target_group\" \"sfu_node_0\" {"));
+    assert!(alb.contains("\"/sfu/ppodok-sfu-0/rtc/*\""), "{alb}");
+    let ingress = file("ingress.yaml");
+    assert!(
+        ingress.contains("          - path: /sfu/ppodok-sfu-1/rtc\n            pathType: Prefix\n")
+    );
+    assert!(ingress.contains("kind: Service\nmetadata:\n  name: ppodok-sfu-1\n"));
+    assert!(ingress.contains("    statefulset.kubernetes.io/pod-name: ppodok-sfu-1\n"));
+    assert!(ingress.contains("    - port: 7880\n      targetPort: 7880\n"));
+    assert!(
+        !alb.contains("7881") && !ingress.contains("7881"),
+        "7881 is local only"
+    );
 }

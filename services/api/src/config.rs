@@ -134,6 +134,41 @@ pub struct LivekitSettings {
     pub sfu_url: String,
     pub token_ttl_secs: i64,
     pub join_before_minutes: i64,
+    /// The single SFU's server API (RoomService), used without placement.
+    #[serde(default = "default_sfu_api_url")]
+    pub sfu_api_url: String,
+    /// `off` (one SFU at `sfu_url`), `least_loaded` or `fewest_rooms` (nodes from the registry
+    /// in Redis; see README "Running several nodes").
+    #[serde(default = "default_placement")]
+    pub placement: String,
+    /// Place rooms only on nodes of this region (empty = any).
+    #[serde(default)]
+    pub placement_region: String,
+}
+
+fn default_sfu_api_url() -> String {
+    "http://127.0.0.1:7880".into()
+}
+
+fn default_placement() -> String {
+    "off".into()
+}
+
+impl LivekitSettings {
+    /// The placement policy, `None` when placement is off.
+    pub fn placement_policy(
+        &self,
+    ) -> anyhow::Result<Option<ppodok_domain::cluster::PlacementPolicy>> {
+        use ppodok_domain::cluster::PlacementPolicy;
+        match self.placement.trim() {
+            "" | "off" => Ok(None),
+            "least_loaded" => Ok(Some(PlacementPolicy::LeastLoaded)),
+            "fewest_rooms" => Ok(Some(PlacementPolicy::FewestRooms)),
+            other => anyhow::bail!(
+                "livekit.placement: {other:?} is not off, least_loaded or fewest_rooms"
+            ),
+        }
+    }
 }
 
 /// The development LiveKit secret shipped in the defaults of both services.

@@ -162,6 +162,13 @@ impl Application {
         };
         let livekit = (!settings.livekit.api_secret.is_empty())
             .then(|| LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret));
+        let video_nodes = Arc::new(crate::placement::VideoNodes::new(
+            &settings.livekit,
+            livekit.clone(),
+            redis
+                .clone()
+                .map(|link| (link, settings.redis.key_prefix.clone())),
+        )?);
         let hub = Arc::new(Hub::new(RealtimeMetrics::register(metrics.registry())));
         let realtime = match &redis {
             Some(link) => {
@@ -213,6 +220,7 @@ impl Application {
             calendar_cache,
             realtime,
             livekit,
+            video_nodes,
             limits,
             passwords,
             push,

@@ -32,6 +32,8 @@ pub struct AppState {
     pub realtime: crate::realtime::Realtime,
     /// LiveKit key pair shared with the SFU (None when no secret is configured).
     pub livekit: Option<ppodok_tokens::livekit::LivekitKeys>,
+    /// Which SFU node a video room is on (placement), and removals from rooms.
+    pub video_nodes: Arc<crate::placement::VideoNodes>,
     /// Rate limits (per client IP or member).
     pub limits: crate::limits::RateLimiter,
     /// Bounded argon2 hashing of group passwords.

@@ -2,9 +2,10 @@
 //! Shared by `POST /api/v1/rooms/{roomId}/video-token` and the legacy `GET /video/getToken`.
 
 use chrono::NaiveDateTime;
+use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait};
 
 use crate::attendance;
-use crate::db::entities::member;
+use crate::db::entities::{member, reservation, room};
 use crate::error::ApiError;
 use crate::rooms;
 use crate::state::AppState;
@@ -15,6 +16,8 @@ pub struct VideoToken {
     pub identity: String,
     pub room_name: String,
     pub expires_at: NaiveDateTime,
+    /// The signalling URL of the SFU node the room is on.
+    pub url: String,
 }
 
 /// Mints a token for `member` in `room_id`: 404 for no such room (or one of another group), 403 without a reservation,
@@ -43,6 +46,17 @@ pub async fn issue(
     // Token times are checked by the SFU against the real clock.
     let issued = chrono::Utc::now().timestamp();
     let ttl = state.settings.livekit.token_ttl_secs;
+    // The node the room is on (placing it now if it is on none); the placement outlives the
+    // room by a margin, and the node releases it earlier once the room ends there.
+    let placement_ttl = (room.end_at - now).num_seconds().max(0) as u64 + 600;
+    let url = state
+        .video_nodes
+        .url_for(&room_name, placement_ttl)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, room = %room_name, "no SFU node for a video room");
+            ApiError::Unavailable
+        })?;
     let grant = ppodok_tokens::livekit::VideoGrant::join(&room_name);
     let token = keys.mint_access_token(&identity, &member.name, grant, issued, ttl);
     let expires_at = chrono::DateTime::from_timestamp(issued + ttl, 0)
@@ -53,5 +67,36 @@ pub async fn issue(
         identity,
         room_name,
         expires_at,
+        url,
     })
+}
+
+/// Rooms whose video is open now (from `join_before_minutes` before the start to the end) that
+/// `member_id` is booked into, in `group_id` only when given. Read before a cancellation, a
+/// leave or a withdrawal, whose member is then removed from them ([`remove_from_rooms`]).
+pub async fn open_rooms_of(state: &AppState, member_id: i64, group_id: Option<i64>) -> Vec<i64> {
+    let now = state.clock.now_naive();
+    let opens_before = now + chrono::Duration::minutes(state.settings.livekit.join_before_minutes);
+    let mut query = room::Entity::find()
+        .select_only()
+        .column(room::Column::Id)
+        .join(JoinType::InnerJoin, room::Relation::Reservation.def())
+        .filter(reservation::Column::MemberId.eq(member_id))
+        .filter(room::Column::StartAt.lte(opens_before))
+        .filter(room::Column::EndAt.gt(now));
+    if let Some(group_id) = group_id {
+        query = query.filter(room::Column::GroupId.eq(group_id));
+    }
+    match query.into_tuple::<i64>().all(&state.db).await {
+        Ok(rooms) => rooms,
+        Err(e) => {
+            tracing::warn!(error = %e, member_id, "listing a member's open video rooms failed");
+            Vec::new()
+        }
+    }
+}
+
+/// Removes `member_id` from the video rooms `rooms` (in the background, within seconds).
+pub fn remove_from_rooms(state: &AppState, member_id: i64, rooms: Vec<i64>) {
+    crate::placement::remove_in_background(state.video_nodes.clone(), member_id, rooms);
 }

@@ -16,6 +16,58 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub webhook: WebhookSettings,
+    #[serde(default)]
+    pub cluster: ClusterSettings,
+}
+
+/// Several nodes behind one router: the node registry and room placement in Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    /// Empty = this node is alone: no registry, no placement checks (the embedded default).
+    pub redis_url: String,
+    pub key_prefix: String,
+    /// Unique per node (a StatefulSet pod name); empty = the host name.
+    pub node_id: String,
+    /// Signalling URL clients get for this node; empty = `ws://127.0.0.1:<port>`.
+    pub public_url: String,
+    /// Where the API reaches this node's server API; empty = `http://127.0.0.1:<port>`.
+    pub internal_url: String,
+    pub region: String,
+    pub zone: String,
+    /// Participants this node takes; the API places no new room on a node at capacity.
+    pub capacity: u32,
+    pub refresh_millis: u64,
+    pub ttl_millis: u64,
+    /// On SIGTERM a node takes no new rooms and stops once its rooms are empty, or after this long.
+    pub drain_timeout_secs: u64,
+    /// A placement a node claims itself (one the API did not make) lasts this long at most.
+    pub placement_ttl_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            key_prefix: "ppodok:".into(),
+            node_id: String::new(),
+            public_url: String::new(),
+            internal_url: String::new(),
+            region: String::new(),
+            zone: String::new(),
+            capacity: 500,
+            refresh_millis: 1000,
+            ttl_millis: 3000,
+            drain_timeout_secs: 1800,
+            placement_ttl_secs: 4 * 3600,
+        }
+    }
+}
+
+impl ClusterSettings {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.trim().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -135,6 +187,24 @@ impl Settings {
                 ));
             }
         }
+        if self.cluster.enabled() {
+            let c = &self.cluster;
+            if c.refresh_millis == 0 || c.ttl_millis < 2 * c.refresh_millis {
+                return Err(
+                    "cluster.ttl_millis must be at least twice a non-zero refresh_millis".into(),
+                );
+            }
+            if !c
+                .node_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err("cluster.node_id: ASCII letters, digits, '-' and '_' only".into());
+            }
+            if c.capacity == 0 {
+                return Err("cluster.capacity must be non-zero".into());
+            }
+        }
         for url in &self.webhook.urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!("webhook.urls: {url:?} is not an http(s) URL"));
@@ -156,6 +226,7 @@ mod tests {
         assert_eq!(s.signal.token_refresh_secs, 300);
         assert_eq!(s.signal.resume_grace_secs, 20);
         assert!(s.webhook.urls.is_empty());
+        assert!(!s.cluster.enabled(), "alone by default: no Redis");
         assert!(s.validate().is_ok());
     }
 
@@ -182,5 +253,12 @@ mod tests {
         assert!(s.validate().is_err());
         s.rtc.nat_1to1_ips = vec!["54.1.2.3/10.0.1.5".into(), "2001:db8::1".into()];
         assert!(s.validate().is_ok());
+        s.cluster.redis_url = "redis://127.0.0.1:6379".into();
+        s.cluster.node_id = "sfu/1".into();
+        assert!(s.validate().is_err(), "a node id is a path segment");
+        s.cluster.node_id = "ppodok-sfu-1".into();
+        assert!(s.validate().is_ok());
+        s.cluster.ttl_millis = s.cluster.refresh_millis;
+        assert!(s.validate().is_err());
     }
 }

@@ -20,6 +20,10 @@ use crate::signal::{self, SignalContext};
 pub struct HttpState {
     pub keys: LivekitKeys,
     pub signal: Arc<SignalContext>,
+    /// This node's segment in node-addressed signalling, `/sfu/<node_id>/rtc…`.
+    pub node_id: String,
+    /// The node registry and placement checks (several nodes); `None` = this node is alone.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 type Body = Full<Bytes>;
@@ -71,7 +75,10 @@ fn token_of(req: &Request<Incoming>) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-fn admit(state: &HttpState, req: &Request<Incoming>) -> Result<AccessClaims, Box<Response<Body>>> {
+async fn admit(
+    state: &HttpState,
+    req: &Request<Incoming>,
+) -> Result<AccessClaims, Box<Response<Body>>> {
     let refuse = |msg: &str| {
         state.signal.metrics.joins_refused.inc();
         text(StatusCode::UNAUTHORIZED, msg)
@@ -104,7 +111,42 @@ fn admit(state: &HttpState, req: &Request<Incoming>) -> Result<AccessClaims, Box
             "server busy: no media port free, try again later",
         )));
     }
+    // Several nodes: only the node the room is placed on takes it. The reason tells the client
+    // to fetch a new token, which names the right node.
+    if let Some(registry) = &state.registry {
+        if let Err(refusal) = registry.check_join(room).await {
+            state.signal.metrics.joins_refused.inc();
+            return Err(Box::new(text(StatusCode::FORBIDDEN, &refusal.to_string())));
+        }
+    }
     Ok(claims)
+}
+
+/// `POST /admin/drain`: this node takes no new rooms and finishes the ones it has. Authorised
+/// like the server API, by an API-key-signed token with the `roomCreate` grant (node-wide power).
+fn drain(state: &HttpState, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let registry = state.registry.clone()?;
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let allowed = state
+        .keys
+        .verify_api_token(token)
+        .ok()
+        .and_then(|claims| claims.video)
+        .is_some_and(|grant| grant.room_create);
+    if !allowed {
+        return Some(text(
+            StatusCode::UNAUTHORIZED,
+            "an API token with the roomCreate grant is required",
+        ));
+    }
+    tokio::spawn(async move { registry.start_drain().await });
+    Some(text(StatusCode::ACCEPTED, "draining"))
 }
 
 /// `POST /twirp/livekit.RoomService/<Method>`: the server API.
@@ -183,14 +225,14 @@ fn offers_subprotocol(req: &Request<Incoming>) -> bool {
         })
 }
 
-fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> {
+async fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> {
     if offers_subprotocol(&req) {
         return text(
             StatusCode::BAD_REQUEST,
             "unsupported WebSocket subprotocol: LiveKit signalling uses none",
         );
     }
-    let claims = match admit(&state, &req) {
+    let claims = match admit(&state, &req).await {
         Ok(claims) => claims,
         Err(res) => return *res,
     };
@@ -267,7 +309,18 @@ pub async fn route(
     state: Arc<HttpState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let mut path = req.uri().path().trim_end_matches('/').to_owned();
+    // Node-addressed signalling through the router: `/sfu/<this node>/rtc…` is `/rtc…` here
+    // (the router passes paths on unchanged: the ALB cannot rewrite them). Nothing else of the
+    // node is reachable that way, and another node's id is not found.
+    if let Some(rest) = path
+        .strip_prefix("/sfu/")
+        .and_then(|p| p.strip_prefix(state.node_id.as_str()))
+    {
+        if rest == "/rtc" || rest.starts_with("/rtc/") {
+            path = rest.to_owned();
+        }
+    }
     let method = req.method().clone();
     if method == Method::OPTIONS {
         let mut res = text(StatusCode::NO_CONTENT, "");
@@ -291,14 +344,17 @@ pub async fn route(
             );
             res
         }
-        "/rtc/validate" => match admit(&state, &req) {
+        "/admin/drain" if method == Method::POST => {
+            drain(&state, &req).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found"))
+        }
+        "/rtc/validate" => match admit(&state, &req).await {
             Ok(_) => text(StatusCode::OK, "success"),
             Err(res) => *res,
         },
         // Single-PeerConnection mode is not implemented: a plain 404 (with CORS, so the
         // browser's validate fetch can read it) makes livekit-client retry on /rtc.
         "/rtc/v1" | "/rtc/v1/validate" => text(StatusCode::NOT_FOUND, "not found"),
-        "/rtc" if is_websocket_upgrade(&req) => upgrade(state, req),
+        "/rtc" if is_websocket_upgrade(&req) => upgrade(state, req).await,
         _ => text(StatusCode::NOT_FOUND, "not found"),
     };
     Ok(res)

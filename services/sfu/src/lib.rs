@@ -17,6 +17,7 @@ pub mod media;
 pub mod metrics;
 pub mod negotiation;
 pub mod quality;
+pub mod registry;
 pub mod room;
 pub mod router;
 pub mod sdp;

@@ -8,10 +8,6 @@ async fn main() -> anyhow::Result<()> {
     ppodok_telemetry::init(format, &settings.telemetry.filter);
     let app = Application::build(settings).await?;
     println!("ppodok-sfu listening on http://127.0.0.1:{}", app.port());
-    let stop = app.shutdown_handle();
-    tokio::spawn(async move {
-        ppodok_sfu::startup::wait_for_signal().await;
-        stop.shutdown();
-    });
+    app.stop_on_signal();
     app.run_until_stopped().await
 }

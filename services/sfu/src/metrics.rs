@@ -46,6 +46,12 @@ pub struct Metrics {
     pub twirp_requests: IntCounterVec,
     /// `refresh_token` messages sent to clients.
     pub tokens_refreshed: IntCounter,
+    /// Joins refused by the placement check. Labels: reason (placed_elsewhere|draining).
+    pub placement_refusals: IntCounterVec,
+    /// Node registry commands that failed (Redis unreachable).
+    pub registry_errors: IntCounter,
+    /// 1 while the node drains (no new rooms).
+    pub draining: IntGauge,
     /// Subscription changes a participant (or the server API) asked for. Labels: change
     /// (subscribe, unsubscribe).
     pub subscription_changes: IntCounterVec,
@@ -176,6 +182,19 @@ impl Metrics {
                 "sfu_tokens_refreshed_total",
                 "Refreshed access tokens sent to clients",
             ),
+            placement_refusals: counter_vec(
+                "sfu_placement_refusals_total",
+                "Joins refused because the room is placed on another node or this node drains",
+                &["reason"],
+            ),
+            registry_errors: counter(
+                "sfu_registry_errors_total",
+                "Node registry commands that failed",
+            ),
+            draining: gauge(
+                "sfu_draining",
+                "1 while the node drains (takes no new rooms)",
+            ),
             subscription_changes: counter_vec(
                 "sfu_subscription_changes_total",
                 "Subscription changes asked for by participants or the server API",
@@ -245,6 +264,9 @@ impl Metrics {
         }
         for reason in ["queue_full", "write_failed"] {
             metrics.forward_drops.with_label_values(&[reason]);
+        }
+        for reason in ["placed_elsewhere", "draining"] {
+            metrics.placement_refusals.with_label_values(&[reason]);
         }
         metrics
     }

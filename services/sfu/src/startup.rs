@@ -16,6 +16,7 @@ use crate::http::{route, HttpState};
 use crate::hub::Hub;
 use crate::media::{IceServer, MediaEngine, MediaSettings, NatMapping};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::signal::SignalContext;
 use crate::webhook::{DeliveryPolicy, Webhooks};
 
@@ -24,6 +25,7 @@ pub struct Application {
     port: u16,
     state: Arc<HttpState>,
     shutdown: watch::Sender<bool>,
+    drain_timeout: std::time::Duration,
 }
 
 /// Stops a running [`Application`]: the listener closes, and every session tells its client to
@@ -128,12 +130,38 @@ impl Application {
                 hub.tick_speakers();
             }
         });
-        let state = Arc::new(HttpState { keys, signal });
+        let node_id = match settings.cluster.node_id.trim() {
+            "" => crate::registry::default_node_id(),
+            id => id.to_owned(),
+        };
+        let registry = if settings.cluster.enabled() {
+            let registry = Registry::connect(
+                &settings.cluster,
+                node_id.clone(),
+                port,
+                signal.hub.clone(),
+                signal.metrics.clone(),
+            )
+            .await?;
+            registry.refresh_once().await;
+            registry.spawn(shutdown.subscribe());
+            tracing::info!(node = %node_id, "registered in the node registry");
+            Some(registry)
+        } else {
+            None
+        };
+        let state = Arc::new(HttpState {
+            keys,
+            signal,
+            node_id,
+            registry,
+        });
         Ok(Self {
             listener,
             port,
             state,
             shutdown,
+            drain_timeout: std::time::Duration::from_secs(settings.cluster.drain_timeout_secs),
         })
     }
 
@@ -148,6 +176,42 @@ impl Application {
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// This node's id (`cluster.node_id`, else the host name): its segment in `/sfu/<id>/rtc`.
+    pub fn node_id(&self) -> &str {
+        &self.state.node_id
+    }
+
+    /// The node registry, when `cluster.redis_url` is set.
+    pub fn registry(&self) -> Option<Arc<Registry>> {
+        self.state.registry.clone()
+    }
+
+    /// What SIGTERM does: in a cluster, drain (no new rooms) until the last room here has ended
+    /// or `cluster.drain_timeout_secs` passed, then stop; a second signal stops at once. Alone,
+    /// stop at once.
+    pub fn stop_on_signal(&self) {
+        let stop = self.shutdown_handle();
+        let registry = self.registry();
+        let timeout = self.drain_timeout;
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            if let Some(registry) = registry {
+                registry.start_drain().await;
+                let deadline = tokio::time::Instant::now() + timeout;
+                let drained = async {
+                    while registry.local_rooms() > 0 && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = drained => {}
+                    _ = wait_for_signal() => {}
+                }
+            }
+            stop.shutdown();
+        });
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -176,6 +240,9 @@ impl Application {
             });
         }
         tracing::info!("SFU stopped accepting connections");
+        if let Some(registry) = &self.state.registry {
+            registry.deregister().await;
+        }
         Ok(())
     }
 }

@@ -438,6 +438,7 @@ pub async fn leave_group(
         .await?
         .ok_or_else(|| ApiError::not_a_member(member_id, group.id))?;
     let group_id = group.id;
+    let video_rooms = crate::video::open_rooms_of(&state, member_id, Some(group_id)).await;
     let effects = state
         .db
         .transaction::<_, crate::membership::LeaveEffects, sea_orm::DbErr>(|txn| {
@@ -446,5 +447,6 @@ pub async fn leave_group(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("leaving group: {e}")))?;
     crate::rooms::after_leaving(&state, member_id, &effects).await;
+    crate::video::remove_from_rooms(&state, member_id, video_rooms);
     Ok(envelope::deleted())
 }

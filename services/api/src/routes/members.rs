@@ -353,6 +353,7 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
     let kakao_id = (me.member.provider == member::PROVIDER_KAKAO)
         .then(|| me.member.provider_user_id.clone())
         .flatten();
+    let video_rooms = crate::video::open_rooms_of(&state, member_id, None).await;
     let left_groups = state
         .db
         .transaction::<_, crate::membership::LeaveEffects, ApiError>(|txn| {
@@ -420,6 +421,7 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
         })
         .await?;
     crate::rooms::after_leaving(&state, member_id, &left_groups).await;
+    crate::video::remove_from_rooms(&state, member_id, video_rooms);
     state
         .realtime
         .emit(crate::realtime::Event::RevokeMember { member_id })

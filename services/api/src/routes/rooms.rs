@@ -171,11 +171,18 @@ pub async fn cancel(
     me: CurrentMember,
     path: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let data = match rooms::cancel(&state, me.id(), path.into_inner()).await? {
-        Cancelled::StillOpen(room) | Cancelled::NotBooked(Some(room)) => {
+    let room_id = path.into_inner();
+    let data = match rooms::cancel(&state, me.id(), room_id).await? {
+        Cancelled::StillOpen(room) => {
+            video::remove_from_rooms(&state, me.id(), vec![room_id]);
             Some(room_response(&state, &room))
         }
-        Cancelled::Removed { .. } | Cancelled::NotBooked(None) => None,
+        Cancelled::NotBooked(Some(room)) => Some(room_response(&state, &room)),
+        Cancelled::Removed { .. } => {
+            video::remove_from_rooms(&state, me.id(), vec![room_id]);
+            None
+        }
+        Cancelled::NotBooked(None) => None,
     };
     Ok(HttpResponse::Ok().json(envelope::Envelope {
         data,
@@ -415,7 +422,7 @@ pub async fn video_token(
     let minted = video::issue(&state, &me.member, path.into_inner()).await?;
     Ok(envelope::ok(VideoTokenResponse {
         token: minted.token,
-        url: state.settings.livekit.sfu_url.clone(),
+        url: minted.url,
         identity: minted.identity,
         room_name: minted.room_name,
         expires_at: local(&state, minted.expires_at),

@@ -143,3 +143,60 @@ async fn rtc_refuses_a_websocket_subprotocol_offer() {
     assert!(!res.headers().contains_key("sec-websocket-protocol"));
     drop(ws);
 }
+
+/// Node-addressed signalling: `/sfu/<this node>/rtc…` is this node's `/rtc…`; another node's id,
+/// or anything but `/rtc` under the node's prefix, is not found. Draining needs the registry.
+#[tokio::test]
+async fn node_addressed_paths_reach_only_this_nodes_signalling() {
+    let sfu = crate::helpers::spawn_sfu_with(|s| s.cluster.node_id = "ppodok-sfu-7".into()).await;
+    let c = Client::new();
+    let token = sfu.token("alice", "r1");
+    let get = |path: String| {
+        let c = c.clone();
+        let url = format!("{}{path}", sfu.http_url());
+        async move { c.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(
+        get(format!(
+            "/sfu/ppodok-sfu-7/rtc/validate?access_token={token}"
+        ))
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(format!(
+            "/sfu/ppodok-sfu-7/rtc/v1/validate?access_token={token}"
+        ))
+        .await,
+        StatusCode::NOT_FOUND,
+        "single-PC mode stays refused under the node prefix"
+    );
+    for path in [
+        format!("/sfu/ppodok-sfu-8/rtc/validate?access_token={token}"),
+        format!("/sfu/ppodok-sfu-77/rtc/validate?access_token={token}"),
+        "/sfu/ppodok-sfu-7/metrics".to_owned(),
+        "/sfu/ppodok-sfu-7/health".to_owned(),
+    ] {
+        assert_eq!(get(path.clone()).await, StatusCode::NOT_FOUND, "{path}");
+    }
+    let twirp = c
+        .post(format!(
+            "{}/sfu/ppodok-sfu-7/twirp/livekit.RoomService/ListRooms",
+            sfu.http_url()
+        ))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twirp.status(), StatusCode::NOT_FOUND);
+    let drain = c
+        .post(format!("{}/admin/drain", sfu.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        drain.status(),
+        StatusCode::NOT_FOUND,
+        "alone, a node has nothing to drain"
+    );
+}

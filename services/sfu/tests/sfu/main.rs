@@ -12,4 +12,5 @@ mod server_api;
 mod signal;
 mod speakers;
 mod subscriptions;
+mod topology;
 mod with_api;
