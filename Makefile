@@ -1,7 +1,7 @@
 # ppodok — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run run-api run-sfu test test-web web-e2e web web-test-deps node-deps sfu-browser-deps bench fmt lint check clean-test-dbs
+.PHONY: run run-api run-sfu test test-web web-e2e web web-test-deps node-deps sfu-browser-deps openapi-deps bench fmt lint check clean-test-dbs
 
 ## Start the whole system on embedded defaults: the API (:8080, SQLite file in ./data, in-process
 ## stores, dev login on, the web client at http://127.0.0.1:8080/) and the SFU (:7880), whose
@@ -52,15 +52,16 @@ tests/sfu-browser/node_modules/.package-lock.json: tests/sfu-browser/package.jso
 	npm ci --prefix tests/sfu-browser --no-audit --no-fund
 
 ## Unit tests, HTTP/STOMP scenarios on SQLite and on MariaDB + Redis (127.0.0.1:3306 / :6379)
-## (STOMP also with @stomp/stompjs inside headless Chromium), the SFU against livekit-client in
-## headless Chromium, the old client's video flow through nginx rendered from deploy/routes.toml,
-## and the scale-out topology (2 API replicas and 2 SFU nodes behind that nginx, one node killed).
+## (STOMP also with @stomp/stompjs inside headless Chromium), schemathesis against the binary's
+## OpenAPI document, the SFU against livekit-client in headless Chromium, the old client's video
+## flow through nginx rendered from deploy/routes.toml, and the scale-out topology (2 API replicas
+## and 2 SFU nodes behind that nginx, one node killed).
 ## The SFU's tests run one at a time: each drives two or three Chromium pages encoding video, and
 ## two such tests at once on a 2-core machine starve the encoders (frame freezes that are not the SFU's).
 ## The deploy kit's checks run next: they start the API and SFU binaries the two steps before
 ## built (promtool, docker-compose from Debian; no Docker engine needed). The web client's
 ## browser run comes last, on the same binaries.
-test: node-deps sfu-browser-deps web web-test-deps
+test: node-deps sfu-browser-deps openapi-deps web web-test-deps
 	$(CARGO) test --workspace --no-fail-fast --exclude ppodok-sfu --exclude ppodok-deploy-kit
 	$(CARGO) test -p ppodok-sfu --no-fail-fast -- --test-threads=1
 	$(CARGO) test -p ppodok-deploy-kit --no-fail-fast
@@ -71,6 +72,15 @@ node-deps: tests/stomp/node_modules/.package-lock.json
 
 tests/stomp/node_modules/.package-lock.json: tests/stomp/package-lock.json
 	npm ci --prefix tests/stomp --no-audit --no-fund
+
+## schemathesis for the OpenAPI test (services/api/tests/api/schemathesis.rs): PyPI, every
+## package pinned in tests/openapi/requirements.txt, in a venv (python3 -m venv).
+openapi-deps: tests/openapi/.venv/.installed
+
+tests/openapi/.venv/.installed: tests/openapi/requirements.txt
+	python3 -m venv tests/openapi/.venv
+	tests/openapi/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/openapi/requirements.txt
+	touch $@
 
 ## Benchmarks (release build): calendar cold start (SQLite; MariaDB + Redis), the authenticated
 ## read path against /health (wrk from Debian), and STOMP fan-out.

@@ -20,10 +20,42 @@ pub fn format_local_datetime(t: NaiveDateTime) -> String {
 
 /// Parses a contract local time: `YYYY-MM-DDTHH:mm:ss` with optional fraction (`HH:mm` accepted too).
 pub fn parse_local_datetime(s: &str) -> Option<NaiveDateTime> {
+    if !local_datetime_shaped(s) {
+        return None;
+    }
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
         .ok()
 }
+
+/// The shape [`LOCAL_DATETIME_PATTERN`] describes, checked byte by byte (chrono alone also takes
+/// one-digit months, signed years and other forms the contract does not).
+fn local_datetime_shaped(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let minutes = digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16);
+    minutes
+        && match b.len() {
+            16 | 19 => b.len() == 16 || (at(16, b':') && digits(17..19)),
+            21..=29 => at(16, b':') && digits(17..19) && at(19, b'.') && digits(20..b.len()),
+            _ => false,
+        }
+}
+
+/// The contract's local date-time, as a JSON Schema / ECMA-262 pattern (the OpenAPI document
+/// uses it; [`parse_local_datetime`] accepts exactly this shape).
+pub const LOCAL_DATETIME_PATTERN: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$";
 
 /// The service-zone wall-clock time of a UTC instant.
 pub fn utc_to_local(t: DateTime<Utc>, zone: Tz) -> NaiveDateTime {
@@ -109,6 +141,16 @@ mod tests {
         );
         assert_eq!(parse_local_datetime("2023-07-01 10:00:00"), None);
         assert_eq!(parse_local_datetime("yesterday"), None);
+        for bad in [
+            "2023-7-01T10:00",
+            "+2023-07-01T10:00",
+            "2023-07-01T10:00:0",
+            "2023-07-01T10:00:00.",
+            " 2023-07-01T10:00",
+        ] {
+            assert_eq!(parse_local_datetime(bad), None, "{bad}");
+        }
+        assert!(parse_local_datetime("2023-07-01T10:00:00.123").is_some());
     }
 
     #[test]

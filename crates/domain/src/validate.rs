@@ -31,11 +31,12 @@ fn char_len_within(s: &str, max: usize) -> bool {
     s.chars().take(max + 1).count() <= max
 }
 
-/// A group name: trimmed, non-blank, at most [`GROUP_NAME_MAX`] characters. Returns the trimmed name.
+/// A group name: non-blank, at most [`GROUP_NAME_MAX`] characters as sent (the OpenAPI
+/// `maxLength`), no control characters. Returns the trimmed name.
 pub fn group_name(raw: &str) -> Result<String, ValidationError> {
     let name = raw.trim();
     if name.is_empty()
-        || !char_len_within(name, GROUP_NAME_MAX)
+        || !char_len_within(raw, GROUP_NAME_MAX)
         || name.chars().any(char::is_control)
     {
         return Err(ValidationError::GroupName);
@@ -59,9 +60,10 @@ pub fn group_password(secret: bool, raw: Option<&str>) -> Result<Option<String>,
     }
 }
 
-/// A member's colour for a group (the client uses daisyUI names such as `accent`, or hex codes).
+/// A member's colour for a group (the client uses daisyUI names such as `accent`, or hex codes):
+/// 1–32 of `[A-Za-z0-9#-]`, exactly as sent.
 pub fn color(raw: &str) -> Result<String, ValidationError> {
-    let c = raw.trim();
+    let c = raw;
     let ok = !c.is_empty()
         && c.len() <= COLOR_MAX
         && c.bytes()
@@ -85,7 +87,7 @@ pub fn todo_content(raw: &str) -> Result<String, ValidationError> {
 pub fn member_name(raw: &str) -> Result<String, ValidationError> {
     let name = raw.trim();
     if name.is_empty()
-        || !char_len_within(name, MEMBER_NAME_MAX)
+        || !char_len_within(raw, MEMBER_NAME_MAX)
         || name.chars().any(char::is_control)
     {
         return Err(ValidationError::MemberName);
@@ -96,7 +98,7 @@ pub fn member_name(raw: &str) -> Result<String, ValidationError> {
 /// A web-push device token.
 pub fn fcm_token(raw: &str) -> Result<String, ValidationError> {
     let t = raw.trim();
-    if t.is_empty() || t.len() > FCM_TOKEN_MAX {
+    if t.is_empty() || !char_len_within(raw, FCM_TOKEN_MAX) {
         return Err(ValidationError::FcmToken);
     }
     Ok(t.to_owned())
@@ -142,7 +144,8 @@ mod tests {
 
     #[test]
     fn colors_todos_names_and_tokens() {
-        assert_eq!(color(" accent ").unwrap(), "accent");
+        assert_eq!(color("accent").unwrap(), "accent");
+        assert_eq!(color(" accent "), Err(ValidationError::Color));
         assert_eq!(color("#ff00aa").unwrap(), "#ff00aa");
         assert_eq!(color("<script>"), Err(ValidationError::Color));
         assert_eq!(color(""), Err(ValidationError::Color));

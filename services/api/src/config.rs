@@ -102,6 +102,12 @@ pub struct RoomSettings {
     pub booking_horizon_days: i64,
     pub max_window_days: i64,
     pub retention_hours: i64,
+    /// How often a live STOMP session records that its member is still there (evidence of
+    /// presence, see `attendance`), in real milliseconds.
+    pub presence_touch_millis: u64,
+    /// How long after its last evidence an unconfirmed presence waits before it is closed at that
+    /// evidence (a live session refreshes it well within this).
+    pub presence_lapse_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

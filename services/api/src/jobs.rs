@@ -113,10 +113,14 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
     let now = state.clock.now_naive();
     match job {
         Job::ClosePresence => {
-            crate::attendance::close_dangling(state, None, now).await?;
+            crate::attendance::Attendance::of(state)
+                .close_dangling(None, now)
+                .await?;
         }
         Job::ExpireRooms => {
-            crate::attendance::close_dangling(state, None, now).await?;
+            crate::attendance::Attendance::of(state)
+                .close_dangling(None, now)
+                .await?;
             let cutoff = now - Duration::hours(state.settings.rooms.retention_hours);
             let groups: Vec<i64> = room::Entity::find()
                 .select_only()

@@ -413,3 +413,21 @@ pub mod member_session {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod member_liveness {
+    use sea_orm::entity::prelude::*;
+
+    /// When a live STOMP session of the member was last seen (written at a bounded rate).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "member_liveness")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member_id: i64,
+        pub seen_at: DateTime,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,6 +8,7 @@ mod m0003_member_sessions;
 mod m0004_calendar_version;
 mod m0005_push_reminders;
 mod m0006_auth_epoch;
+mod m0007_member_liveness;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_calendar_version::Migration),
             Box::new(m0005_push_reminders::Migration),
             Box::new(m0006_auth_epoch::Migration),
+            Box::new(m0007_member_liveness::Migration),
         ]
     }
 }

@@ -313,6 +313,11 @@ impl Connection {
             Instant::now() + Duration::from_secs((who.expires_at - now_unix).max(0) as u64);
         let mut next_beat = Instant::now() + send_every.unwrap_or(far);
         let mut last_seen = Instant::now();
+        // Evidence of presence for attendance: recorded now and every `touch` while the client
+        // answers (any frame, heart-beat or the pong to the ping sent with each touch).
+        let touch = Duration::from_millis(self.state.settings.rooms.presence_touch_millis.max(10));
+        self.touch(who.member_id).await;
+        let mut next_touch = Instant::now() + touch;
         loop {
             let silence_limit = last_seen
                 + expect_every
@@ -347,7 +352,25 @@ impl Connection {
                     next_beat = Instant::now() + send_every.unwrap_or(far);
                 }
                 _ = sleep_until(silence_limit) => return Err(Fatal::new("heart-beat이 끊겼어요.")),
+                _ = sleep_until(next_touch) => {
+                    if last_seen.elapsed() <= touch * 2 + Duration::from_secs(1) {
+                        self.touch(who.member_id).await;
+                    }
+                    if self.ws.ping(b"").await.is_err() {
+                        return Ok(());
+                    }
+                    next_touch = Instant::now() + touch;
+                }
             }
+        }
+    }
+
+    /// Records that this member's session is alive now (one upsert; failures only logged, the
+    /// next touch retries).
+    async fn touch(&self, member_id: i64) {
+        let now = self.state.clock.now_naive();
+        if let Err(e) = crate::attendance::record_liveness(&self.state.db, member_id, now).await {
+            tracing::warn!(error = %e, "presence evidence not recorded");
         }
     }
 

@@ -14,6 +14,7 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterClientRequest {
+    #[schema(max_length = 1000, pattern = r"\S")]
     pub fcm_token: String,
 }
 
@@ -31,7 +32,7 @@ pub struct ClientResponse {
 pub async fn register(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<RegisterClientRequest>,
+    body: crate::routes::Json<RegisterClientRequest>,
 ) -> ApiResult<HttpResponse> {
     let token = validate::fcm_token(&body.fcm_token)?;
     let row = crate::push::devices::register(

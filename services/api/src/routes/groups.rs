@@ -128,7 +128,7 @@ pub struct InviteQuery {
 
 /// Invite preview: the group behind a code, unless it is unknown or I am in it already.
 #[utoipa::path(get, path = "/api/v1/groups/path", tag = "groups", params(InviteQuery),
-    responses((status = 200, body = GroupResponse), (status = 400, description = "invalid code or already a member")),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 200, body = GroupResponse), (status = 400, description = "invalid code or already a member")),
     security(("bearer" = [])))]
 pub async fn invite_preview(
     state: web::Data<AppState>,
@@ -159,6 +159,12 @@ async fn group_by_invite(state: &AppState, code: &str) -> ApiResult<study_group:
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateGroupRequest {
+    /// 1–50 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r#"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"#
+    )]
     pub group_name: String,
     #[serde(default)]
     pub secret: bool,
@@ -170,12 +176,12 @@ pub struct CreateGroupRequest {
 
 /// Creates a group; I become its owner and first member.
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = CreateGroupRequest,
-    responses((status = 201, body = GroupResponse), (status = 400, description = "invalid name or password")),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 201, body = GroupResponse), (status = 400, description = "invalid name or password")),
     security(("bearer" = [])))]
 pub async fn create(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<CreateGroupRequest>,
+    body: crate::routes::Json<CreateGroupRequest>,
 ) -> ApiResult<HttpResponse> {
     let name = validate::group_name(&body.group_name)?;
     let password = validate::group_password(body.secret, body.password.as_deref())?;
@@ -231,7 +237,7 @@ pub struct JoinRequest {
 /// Joins a group by id (password for secret groups). Joining a group I am in changes nothing.
 #[utoipa::path(post, path = "/api/v1/groups/{groupId}", tag = "groups", params(("groupId" = i64, Path)),
     request_body(content = JoinRequest, description = "optional; password of a secret group"),
-    responses((status = 201, body = GroupResponse), (status = 400, description = "wrong password"), (status = 404, description = "no such group")),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 201, body = GroupResponse), (status = 400, description = "wrong password"), (status = 404, description = "no such group")),
     security(("bearer" = [])))]
 pub async fn join_by_id(
     state: web::Data<AppState>,
@@ -309,13 +315,13 @@ pub struct JoinByInviteRequest {
 
 /// Joins the group of an invite code (the code is the secret; no password asked).
 #[utoipa::path(post, path = "/api/v1/groups/path", tag = "groups", request_body = JoinByInviteRequest,
-    responses((status = 201, body = GroupResponse), (status = 400, description = "invalid code or already a member")),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 201, body = GroupResponse), (status = 400, description = "invalid code or already a member")),
     security(("bearer" = [])))]
 pub async fn join_by_invite(
     state: web::Data<AppState>,
     req: HttpRequest,
     me: CurrentMember,
-    body: web::Json<JoinByInviteRequest>,
+    body: crate::routes::Json<JoinByInviteRequest>,
 ) -> ApiResult<HttpResponse> {
     limit_invite_codes(&state, &req, me.id()).await?;
     let group = group_by_invite(&state, &body.path).await?;
@@ -332,6 +338,12 @@ pub async fn join_by_invite(
 #[serde(rename_all = "camelCase")]
 pub struct EditGroupRequest {
     pub group_id: i64,
+    /// 1–50 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r#"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"#
+    )]
     pub group_name: String,
     #[serde(default)]
     pub secret: bool,
@@ -341,12 +353,12 @@ pub struct EditGroupRequest {
 
 /// Owner edit of name, secret flag and password.
 #[utoipa::path(patch, path = "/api/v1/groups", tag = "groups", request_body = EditGroupRequest,
-    responses((status = 200, body = GroupResponse), (status = 400, description = "not the owner or invalid"), (status = 404, description = "no such group")),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 200, body = GroupResponse), (status = 400, description = "not the owner or invalid"), (status = 404, description = "no such group")),
     security(("bearer" = [])))]
 pub async fn edit(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<EditGroupRequest>,
+    body: crate::routes::Json<EditGroupRequest>,
 ) -> ApiResult<HttpResponse> {
     let group = find_group(&state, body.group_id).await?;
     if group.owner_id != Some(me.id()) {
@@ -377,6 +389,8 @@ pub async fn edit(
 #[serde(rename_all = "camelCase")]
 pub struct ColorRequest {
     pub group_id: i64,
+    /// A daisyUI colour name or a hex code.
+    #[schema(pattern = "^[A-Za-z0-9#-]{1,32}$")]
     pub color: String,
 }
 
@@ -387,7 +401,7 @@ pub struct ColorRequest {
 pub async fn set_color(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<ColorRequest>,
+    body: crate::routes::Json<ColorRequest>,
 ) -> ApiResult<HttpResponse> {
     let group = find_group(&state, body.group_id).await?;
     let color = validate::color(&body.color)?;
@@ -413,7 +427,7 @@ pub struct LeaveRequest {
 pub async fn leave_group(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<LeaveRequest>,
+    body: crate::routes::Json<LeaveRequest>,
 ) -> ApiResult<HttpResponse> {
     let group = find_group(&state, body.group_id).await?;
     if group.id == DEFAULT_GROUP_ID {

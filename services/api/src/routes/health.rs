@@ -52,7 +52,8 @@ async fn check_dependencies(state: &AppState) -> (bool, Option<bool>) {
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (db_ok, redis_ok) = check_dependencies(&state).await;
     state.metrics.set_dependency_up("database", db_ok);

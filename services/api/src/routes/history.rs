@@ -132,8 +132,10 @@ pub async fn get_settings(
 #[serde(rename_all = "camelCase")]
 pub struct SettingsRequest {
     /// IANA zone name; omitted keeps the current one.
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")]
     pub time_zone: Option<String>,
     /// `HH:MM`; omitted keeps the current one.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub day_boundary: Option<String>,
     /// Reminders on or off; omitted keeps the current choice.
     pub push_reminders: Option<bool>,
@@ -153,21 +155,20 @@ pub struct SettingsRequest {
 pub async fn patch_settings(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<SettingsRequest>,
+    body: crate::routes::Json<SettingsRequest>,
 ) -> ApiResult<HttpResponse> {
     let zone = body
         .time_zone
         .as_deref()
         .map(|z| {
-            z.trim()
-                .parse::<Tz>()
+            z.parse::<Tz>()
                 .map_err(|_| ApiError::BadRequest(MSG_BAD_ZONE.into()))
         })
         .transpose()?;
     let boundary = body
         .day_boundary
         .as_deref()
-        .map(|b| stats::parse_hh_mm(b.trim()).ok_or(ApiError::BadRequest(MSG_BAD_BOUNDARY.into())))
+        .map(|b| stats::parse_hh_mm(b).ok_or(ApiError::BadRequest(MSG_BAD_BOUNDARY.into())))
         .transpose()?;
     let change = PrefsChange {
         enabled: body.push_reminders,
@@ -280,14 +281,22 @@ fn nonzero_days(days: BTreeMap<NaiveDate, i64>) -> Vec<DayDuration> {
 #[derive(Deserialize, IntoParams)]
 pub struct WindowQuery {
     /// Local time in my zone, `YYYY-MM-DDTHH:mm:ss`.
+    #[param(
+        required = true,
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub from: Option<String>,
     /// Local time in my zone (exclusive), `YYYY-MM-DDTHH:mm:ss`.
+    #[param(
+        required = true,
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub to: Option<String>,
 }
 
 fn parse_window_bound(raw: Option<&str>, zone: Tz) -> ApiResult<DateTime<Utc>> {
     let local = raw
-        .and_then(|s| parse_local_datetime(s.trim()))
+        .and_then(parse_local_datetime)
         .ok_or(ApiError::BadRequest(MSG_BAD_WINDOW_FORMAT.into()))?;
     local_to_utc(local, zone).ok_or(ApiError::BadRequest(MSG_NONEXISTENT_TIME.into()))
 }
@@ -391,6 +400,7 @@ pub async fn summary(state: web::Data<AppState>, me: CurrentMember) -> ApiResult
 #[derive(Deserialize, IntoParams)]
 pub struct HeatmapQuery {
     /// Calendar year of study days, e.g. 2026.
+    #[param(required = true, minimum = 1970, maximum = 9999)]
     pub year: Option<i32>,
 }
 

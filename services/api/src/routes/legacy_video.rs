@@ -34,6 +34,7 @@ pub async fn sfu_url(state: web::Data<AppState>) -> HttpResponse {
 #[serde(rename_all = "camelCase")]
 pub struct LegacyTokenQuery {
     /// The room id, as the old client sends it.
+    #[param(required = true)]
     pub room_name: Option<String>,
     /// Ignored: the identity is always the member id.
     pub identity: Option<String>,

@@ -40,6 +40,11 @@ pub struct LoginRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct DevLoginRequest {
     /// Identifies the development account (created on first use).
+    #[schema(
+        min_length = 1,
+        max_length = 30,
+        pattern = r#"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"#
+    )]
     pub name: String,
 }
 
@@ -143,12 +148,12 @@ pub async fn limit_by_ip(state: &AppState, req: &HttpRequest, limit: Limit) -> A
 
 /// Sign in with a Kakao authorisation code.
 #[utoipa::path(post, path = "/api/v1/members/login", tag = "members", request_body = LoginRequest,
-    responses((status = 200, description = "token pair", body = TokenPair),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 200, description = "token pair", body = TokenPair),
               (status = 400, description = "Kakao refused the code"), (status = 502, description = "Kakao unreachable")))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: crate::routes::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     limit_by_ip(&state, &req, Limit::LoginPerIp).await?;
     let code = body.auth_code.trim();
@@ -199,11 +204,11 @@ pub async fn login(
 
 /// Development sign-in by name (enabled by `auth.dev_login`; off in production).
 #[utoipa::path(post, path = "/api/v1/members/dev-login", tag = "members", request_body = DevLoginRequest,
-    responses((status = 200, description = "token pair", body = TokenPair)))]
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 200, description = "token pair", body = TokenPair)))]
 pub async fn dev_login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<DevLoginRequest>,
+    body: crate::routes::Json<DevLoginRequest>,
 ) -> ApiResult<HttpResponse> {
     limit_by_ip(&state, &req, Limit::LoginPerIp).await?;
     let name = validate::member_name(&body.name)?;
@@ -225,7 +230,7 @@ pub async fn dev_login(
 /// Presenting a token that was already rotated revokes the whole session.
 #[utoipa::path(post, path = "/api/v1/members/tokens", tag = "members",
     params(("X-BBODOK-REFRESH-TOKEN" = String, Header, description = "refresh token")),
-    responses((status = 201, description = "new token pair", body = TokenPair),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 201, description = "new token pair", body = TokenPair),
               (status = 400, description = "INVALID REFRESH TOKEN")))]
 pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     limit_by_ip(&state, &req, Limit::RefreshPerIp).await?;

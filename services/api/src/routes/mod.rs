@@ -92,9 +92,44 @@ pub fn parse_optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body)
-        .map(Some)
+    serde_json::from_slice::<Object<T>>(body)
+        .map(|o| Some(o.0))
         .map_err(|_| ApiError::BadRequest("요청 본문을 읽을 수 없어요.".into()))
+}
+
+/// A request body that must be a JSON object. serde's derived structs also accept a JSON array
+/// of their fields in order (`[null]`, `[1]`), which the document does not allow: this refuses it.
+struct Object<T>(T);
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        if !value.is_object() {
+            return Err(D::Error::custom("the body must be a JSON object"));
+        }
+        T::deserialize(value).map(Object).map_err(D::Error::custom)
+    }
+}
+
+/// `web::Json` for object bodies (see `Object`), with the same configuration and errors.
+pub struct Json<T>(pub T);
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let inner = web::Json::<Object<T>>::from_request(req, payload);
+        Box::pin(async move { inner.await.map(|j| Json(j.into_inner().0)) })
+    }
 }
 
 /// Body, query and path errors become 400 (413 for an oversize body) in the envelope.

@@ -71,51 +71,6 @@ pub struct VapidKeyResponse {
     pub public_key: String,
 }
 
-// The envelopes these endpoints answer with, as the OpenAPI document shows them.
-
-/// `{data, message, code}` around a device.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct DeviceEnvelope {
-    pub data: DeviceResponse,
-    #[schema(example = "새로 생성되었습니다.")]
-    pub message: String,
-    #[schema(example = "resource.created")]
-    pub code: String,
-}
-
-/// `{data, message, code}` around the VAPID key.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct VapidKeyEnvelope {
-    pub data: VapidKeyResponse,
-    #[schema(example = "성공")]
-    pub message: String,
-    #[schema(example = "success")]
-    pub code: String,
-}
-
-/// `{data: null, message, code}` after a deletion.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct DeletedEnvelope {
-    #[schema(value_type = Option<()>, nullable)]
-    pub data: Option<()>,
-    #[schema(example = "삭제되었습니다.")]
-    pub message: String,
-    #[schema(example = "resource.deleted")]
-    pub code: String,
-}
-
-/// `{code: "fail", message}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct FailBody {
-    #[schema(example = "fail")]
-    pub code: String,
-    pub message: String,
-}
-
 fn device_error(e: DeviceError) -> ApiError {
     match e {
         DeviceError::BadEndpoint => ApiError::BadRequest(MSG_BAD_ENDPOINT.into()),
@@ -129,15 +84,14 @@ fn device_error(e: DeviceError) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/push/subscriptions", tag = "push",
     request_body = SubscriptionRequest,
     responses(
-        (status = 201, body = DeviceEnvelope),
-        (status = 400, body = FailBody, description = "malformed endpoint or keys"),
-        (status = 401, body = FailBody),
-        (status = 404, body = FailBody, description = "Web Push is not configured on this server")),
+        (status = 201, body = DeviceResponse),
+        (status = 400, description = "malformed endpoint or keys"),
+        (status = 404, description = "Web Push is not configured on this server")),
     security(("bearer" = [])))]
 pub async fn subscribe(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<SubscriptionRequest>,
+    body: crate::routes::Json<SubscriptionRequest>,
 ) -> ApiResult<HttpResponse> {
     if state.push.webpush.is_none() {
         return Err(ApiError::NotFound(MSG_NO_WEBPUSH.into()));
@@ -170,15 +124,13 @@ pub async fn subscribe(
 #[utoipa::path(delete, path = "/api/v1/push/subscriptions", tag = "push",
     request_body = UnsubscribeRequest,
     responses(
-        (status = 200, body = DeletedEnvelope),
-        (status = 400, body = FailBody),
-        (status = 401, body = FailBody),
-        (status = 404, body = FailBody, description = "no such subscription of mine")),
+        (status = 200, description = "deleted (data null)"),
+        (status = 404, description = "no such subscription of mine")),
     security(("bearer" = [])))]
 pub async fn unsubscribe(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<UnsubscribeRequest>,
+    body: crate::routes::Json<UnsubscribeRequest>,
 ) -> ApiResult<HttpResponse> {
     if !devices::unregister(&state.db, me.id(), KIND_WEBPUSH, &body.endpoint).await? {
         return Err(ApiError::NotFound(MSG_NO_DEVICE.into()));
@@ -190,15 +142,13 @@ pub async fn unsubscribe(
 #[utoipa::path(delete, path = "/api/v1/clients", tag = "push",
     request_body = UnregisterClientRequest,
     responses(
-        (status = 200, body = DeletedEnvelope),
-        (status = 400, body = FailBody),
-        (status = 401, body = FailBody),
-        (status = 404, body = FailBody, description = "no such token of mine")),
+        (status = 200, description = "deleted (data null)"),
+        (status = 404, description = "no such token of mine")),
     security(("bearer" = [])))]
 pub async fn unregister_client(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<UnregisterClientRequest>,
+    body: crate::routes::Json<UnregisterClientRequest>,
 ) -> ApiResult<HttpResponse> {
     if !devices::unregister(&state.db, me.id(), KIND_FCM, &body.fcm_token).await? {
         return Err(ApiError::NotFound(MSG_NO_DEVICE.into()));
@@ -209,8 +159,8 @@ pub async fn unregister_client(
 /// The VAPID public key to pass as `applicationServerKey` to `pushManager.subscribe`.
 #[utoipa::path(get, path = "/api/v1/push/vapid-public-key", tag = "push",
     responses(
-        (status = 200, body = VapidKeyEnvelope),
-        (status = 404, body = FailBody, description = "Web Push is not configured on this server")))]
+        (status = 200, body = VapidKeyResponse),
+        (status = 404, description = "Web Push is not configured on this server")))]
 pub async fn vapid_public_key(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let key = state
         .push

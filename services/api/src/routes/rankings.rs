@@ -27,7 +27,7 @@ use crate::state::AppState;
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
 const MSG_BAD_PERIOD: &str = "period는 day, week, month, all 중 하나여야 해요.";
-const MSG_BAD_LIMIT: &str = "limit은 1 이상이어야 해요.";
+const MSG_BAD_LIMIT: &str = "limit은 1부터 200 사이여야 해요.";
 
 /// A ranking period: all time, or the current day/week/month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +36,23 @@ enum Period {
     Current(PeriodKind),
 }
 
+/// The `period` values, for the document (the server parses them exactly, see `parse_period`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum PeriodName {
+    All,
+    Day,
+    Week,
+    Month,
+    Daily,
+    Weekly,
+    Monthly,
+}
+
 fn parse_period(raw: Option<&str>) -> ApiResult<Period> {
-    match raw.map(str::trim) {
-        None | Some("") | Some("all") => Ok(Period::AllTime),
+    match raw {
+        None | Some("all") => Ok(Period::AllTime),
         Some(s) => PeriodKind::parse(s)
             .map(Period::Current)
             .ok_or(ApiError::BadRequest(MSG_BAD_PERIOD.into())),
@@ -197,7 +211,8 @@ pub struct RankResponse {
 #[serde(rename_all = "camelCase")]
 pub struct RanksQuery {
     pub group_id: i64,
-    /// `all` (default), `day`, `week` or `month`.
+    /// `all` (default), `day`, `week` or `month` (`daily`, `weekly`, `monthly` too).
+    #[param(inline, value_type = Option<PeriodName>)]
     pub period: Option<String>,
 }
 
@@ -236,9 +251,11 @@ pub async fn ranks(
 #[serde(rename_all = "camelCase")]
 pub struct RankingsQuery {
     pub group_id: i64,
-    /// `all` (default), `day`, `week` or `month`.
+    /// `all` (default), `day`, `week` or `month` (`daily`, `weekly`, `monthly` too).
+    #[param(inline, value_type = Option<PeriodName>)]
     pub period: Option<String>,
-    /// How many entries (default 50, at most 200).
+    /// How many entries (default 50, 1 to 200).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 
@@ -285,8 +302,8 @@ pub async fn rankings(
     let period = parse_period(q.period.as_deref())?;
     let limit = match q.limit {
         None => DEFAULT_LIMIT,
-        Some(0) => return Err(ApiError::BadRequest(MSG_BAD_LIMIT.into())),
-        Some(n) => n.min(MAX_LIMIT),
+        Some(n @ 1..=MAX_LIMIT) => n,
+        Some(_) => return Err(ApiError::BadRequest(MSG_BAD_LIMIT.into())),
     };
     require_member(&state, q.group_id, me.id()).await?;
     let (start, end) = match period {

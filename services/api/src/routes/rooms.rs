@@ -7,7 +7,7 @@ use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::attendance::{self, Source};
+use crate::attendance::{self, Attendance, AttendanceError, Source};
 use crate::auth::CurrentMember;
 use crate::calendar;
 use crate::envelope;
@@ -49,8 +49,14 @@ fn window(state: &AppState, from: &str, to: &str) -> ApiResult<(NaiveDateTime, N
 pub struct CalendarQuery {
     pub group_id: i64,
     /// Local time `YYYY-MM-DDTHH:mm:ss`: rooms starting at or after it.
+    #[param(
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub from: String,
     /// Local time: rooms ending at or before it.
+    #[param(
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub to: String,
 }
 
@@ -79,7 +85,15 @@ pub async fn group_calendar(
 
 #[derive(Deserialize, IntoParams)]
 pub struct WindowQuery {
+    /// Local time `YYYY-MM-DDTHH:mm:ss`.
+    #[param(
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub from: String,
+    /// Local time `YYYY-MM-DDTHH:mm:ss`.
+    #[param(
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub to: String,
 }
 
@@ -103,7 +117,7 @@ pub async fn my_calendar(
 
 /// My next room that has not ended (data null when none).
 #[utoipa::path(get, path = "/api/v1/rooms/nearest", tag = "rooms",
-    responses((status = 200, body = RoomResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = Option<RoomResponse>)), security(("bearer" = [])))]
 pub async fn nearest(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
     let room = calendar::nearest_room(&state.read, me.id(), state.clock.now_naive()).await?;
     Ok(envelope::ok(room.map(|r| room_response(&state, &r))))
@@ -114,19 +128,22 @@ pub async fn nearest(state: web::Data<AppState>, me: CurrentMember) -> ApiResult
 pub struct BookRequest {
     pub group_id: i64,
     /// Slot start, local time on the grid (`YYYY-MM-DDTHH:mm:ss`, :00 or :30 by default).
+    #[schema(
+        pattern = r#"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?$"#
+    )]
     pub start_time: String,
 }
 
 /// Books me into a slot, creating its room when empty. Idempotent: 201 when booked now, 200 when
 /// I was booked already.
 #[utoipa::path(post, path = "/api/v1/rooms/reservations", tag = "rooms", request_body = BookRequest,
-    responses((status = 201, body = RoomResponse), (status = 200, body = RoomResponse, description = "already booked"),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 201, body = RoomResponse), (status = 200, body = RoomResponse, description = "already booked"),
               (status = 400, description = "off the grid, started or too far ahead"), (status = 403, description = "not a member")),
     security(("bearer" = [])))]
 pub async fn book(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<BookRequest>,
+    body: crate::routes::Json<BookRequest>,
 ) -> ApiResult<HttpResponse> {
     let local = parse_local_datetime(&body.start_time)
         .ok_or_else(|| ApiError::BadRequest(rooms::MSG_BAD_TIME.into()))?;
@@ -143,7 +160,7 @@ pub async fn book(
 /// Cancels my booking (before the room starts). Idempotent; data is the room as it remains, or
 /// null when it went away with my booking.
 #[utoipa::path(delete, path = "/api/v1/rooms/{roomId}/reservation", tag = "rooms", params(("roomId" = i64, Path)),
-    responses((status = 200, body = RoomResponse), (status = 400, description = "already started")),
+    responses((status = 429, description = "rate limited (Retry-After)"), (status = 200, body = Option<RoomResponse>), (status = 400, description = "already started")),
     security(("bearer" = [])))]
 pub async fn cancel(
     state: web::Data<AppState>,
@@ -190,14 +207,15 @@ pub struct HistoryResponse {
 pub async fn enter(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<HistoryRequest>,
+    body: crate::routes::Json<HistoryRequest>,
 ) -> ApiResult<HttpResponse> {
     let room = attendance::find_room(&state, body.room_id, me.id()).await?;
     let now = state.clock.now_naive();
     if now > room.end_at {
         return Err(ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()));
     }
-    let entered = attendance::enter(&state, me.id(), room.id, Source::Client, now)
+    let entered = Attendance::of(&state)
+        .enter(me.id(), room.id, Source::Client, now)
         .await?
         .ok_or_else(|| ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()))?;
     attendance::announce(
@@ -218,25 +236,28 @@ pub async fn enter(
 /// "I left the room": credits the time since entry (once, clamped). Before the start it does
 /// nothing and returns data null.
 #[utoipa::path(patch, path = "/api/v1/rooms/histories", tag = "rooms", request_body = HistoryRequest,
-    responses((status = 201, body = HistoryResponse), (status = 400, description = "not in the room"), (status = 404, description = "no such room")),
+    responses((status = 201, body = Option<HistoryResponse>, description = "null when I left before the start"), (status = 400, description = "not in the room"), (status = 404, description = "no such room")),
     security(("bearer" = [])))]
 pub async fn exit(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<HistoryRequest>,
+    body: crate::routes::Json<HistoryRequest>,
 ) -> ApiResult<HttpResponse> {
     let room = attendance::find_room(&state, body.room_id, me.id()).await?;
     let now = state.clock.now_naive();
     // Leaving before the start closes my presence with nothing credited (it used to stay open and
     // be credited the whole room later); the contract still answers data null there.
     let early = now < room.start_at;
-    let exited = match attendance::client_exit(&state, me.id(), room.id, now).await {
+    let exited = match Attendance::of(&state)
+        .client_exit(me.id(), room.id, now)
+        .await
+    {
         Ok(exited) => exited,
         // Not entered (or not booked) before the start: nothing to close.
-        Err(ApiError::BadRequest(_)) if early => {
+        Err(AttendanceError::NotInRoom { .. }) if early => {
             return Ok(envelope::created(Option::<HistoryResponse>::None))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     attendance::announce(
         &state,
@@ -325,18 +346,23 @@ pub async fn sfu_webhook(
     }
     match (event.event.as_str(), room_id, member_id) {
         ("participant_joined", Some(room), Some(member)) => {
-            match attendance::enter(&state, member, room, Source::Sfu, at).await {
+            match Attendance::of(&state)
+                .enter(member, room, Source::Sfu, at)
+                .await
+            {
                 Ok(Some(_)) => announce_sfu(&state, member, room, true).await?,
-                Ok(None) | Err(ApiError::BadRequest(_)) => {}
-                Err(e) => return Err(e),
+                Ok(None) | Err(AttendanceError::NotInRoom { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         ("participant_left", Some(room), Some(member)) => {
-            attendance::sfu_left(&state, member, room, at).await?;
+            Attendance::of(&state).sfu_left(member, room, at).await?;
             announce_sfu(&state, member, room, false).await?;
         }
         ("room_finished", Some(room), _) => {
-            attendance::close_dangling(&state, Some(room), at).await?;
+            Attendance::of(&state)
+                .close_dangling(Some(room), at)
+                .await?;
         }
         _ => tracing::debug!(event = %event.event, "webhook event ignored"),
     }

@@ -77,6 +77,8 @@ pub async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddTodoRequest {
+    /// Not blank, at most 255 characters.
+    #[schema(max_length = 255, pattern = r"\S")]
     pub content: String,
     pub group_id: i64,
 }
@@ -87,7 +89,7 @@ pub struct AddTodoRequest {
 pub async fn add(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<AddTodoRequest>,
+    body: crate::routes::Json<AddTodoRequest>,
 ) -> ApiResult<HttpResponse> {
     let content = validate::todo_content(&body.content)?;
     require_member(&state, body.group_id, me.id()).await?;
@@ -121,7 +123,8 @@ pub async fn add(
 #[serde(rename_all = "camelCase")]
 pub struct EditTodoRequest {
     pub todo_id: i64,
-    /// New text; omitted keeps it.
+    /// New text (not blank, at most 255 characters); omitted keeps it.
+    #[schema(max_length = 255, pattern = r"\S")]
     pub content: Option<String>,
     /// New state; omitted keeps it.
     pub done: Option<bool>,
@@ -133,7 +136,7 @@ pub struct EditTodoRequest {
 pub async fn edit(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<EditTodoRequest>,
+    body: crate::routes::Json<EditTodoRequest>,
 ) -> ApiResult<HttpResponse> {
     let content = body
         .content
@@ -173,7 +176,7 @@ pub struct DeleteTodoRequest {
 pub async fn delete(
     state: web::Data<AppState>,
     me: CurrentMember,
-    body: web::Json<DeleteTodoRequest>,
+    body: crate::routes::Json<DeleteTodoRequest>,
 ) -> ApiResult<HttpResponse> {
     todo::Entity::delete_many()
         .filter(todo::Column::Id.eq(body.todo_id))

@@ -8,6 +8,7 @@ use crate::helpers::{
     eventually, local_string, slot_after, spawn_app_with, Backend, TestApp, Tokens,
 };
 use crate::on_both_backends;
+use crate::stomp_support::StompJs;
 
 const NOT_IN_ROOM: &str = "사용자가 참여하고 있는 방이 아닙니다.";
 
@@ -21,11 +22,18 @@ struct Booked {
 }
 
 async fn booked_room(backend: Backend, jobs: bool) -> Booked {
-    let app = spawn_app_with(backend, |s| {
+    booked_room_with(backend, |s| {
         s.jobs.enabled = jobs;
         s.jobs.tick_millis = 20;
     })
-    .await;
+    .await
+}
+
+async fn booked_room_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut ppodok_api::config::Settings),
+) -> Booked {
+    let app = spawn_app_with(backend, adjust).await;
     let me = app.dev_login("attendee").await;
     let member_id = app.member_id(&me.access).await;
     let (group_id, _) = app.create_group(&me.access, "출석", None).await;
@@ -276,21 +284,139 @@ async fn client_and_webhook_for_the_same_interval_count_once(backend: Backend) {
     b.assert_credited(18).await;
 }
 
-async fn a_member_who_vanishes_is_closed_at_the_room_end(backend: Backend) {
-    let b = booked_room(backend, true).await;
-    b.at(5);
-    b.enter().await.assert_status(201);
-    // The tab is closed: no exit ever comes. Once the room is over, the job credits up to its end.
-    b.at(31);
+/// Waits until the presence job has closed every presence.
+async fn closed_by_the_job(app: &TestApp) {
     let closed = eventually(std::time::Duration::from_secs(10), || async {
-        b.app
-            .count("reservations", "present_since IS NOT NULL")
-            .await
-            == 0
+        app.count("reservations", "present_since IS NOT NULL").await == 0
     })
     .await;
     assert!(closed, "dangling presence closed");
+}
+
+/// The member's last STOMP liveness as the database holds it.
+async fn seen_at(app: &TestApp, member_id: i64) -> Option<chrono::NaiveDateTime> {
+    use sea_orm::EntityTrait;
+    ppodok_api::db::entities::member_liveness::Entity::find_by_id(member_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .map(|l| l.seen_at)
+}
+
+/// Waits until a STOMP session of the member has recorded liveness at the clock's current time.
+async fn evidence_recorded_now(app: &TestApp, member_id: i64) {
+    let now = app.clock.now_naive();
+    let seen = eventually(std::time::Duration::from_secs(10), || async {
+        seen_at(app, member_id).await.is_some_and(|t| t >= now)
+    })
+    .await;
+    assert!(seen, "the live session recorded its evidence at {now}");
+}
+
+async fn an_enter_followed_by_silence_is_credited_only_to_its_last_evidence(backend: Backend) {
+    let b = booked_room(backend, true).await;
+    b.at(5);
+    b.enter().await.assert_status(201);
+    // The tab is closed: no exit, no video, no live session. The Enter is the only evidence.
+    b.at(31);
+    closed_by_the_job(&b.app).await;
+    b.assert_credited(0).await;
+}
+
+async fn a_session_that_stops_answering_is_credited_to_its_last_touch(backend: Backend) {
+    let b = booked_room(backend, true).await;
+    b.at(5);
+    b.enter().await.assert_status(201);
+    // A live STOMP session of the member is evidence until it goes away (at minute 8 here).
+    b.at(8);
+    let session = StompJs::connect(&b.app, Some(&b.me.access), &[])
+        .await
+        .ready()
+        .await;
+    evidence_recorded_now(&b.app, b.member_id).await;
+    session.close().await;
+    b.at(31);
+    closed_by_the_job(&b.app).await;
+    b.assert_credited(3).await;
+}
+
+/// Enter at 5, a STOMP session kept alive through the room on `b.app`, the room closed by the
+/// presence job of `closer`: the whole room (5 → 25) is credited.
+async fn a_live_session_earns_the_room(b: &Booked, closer: &TestApp) {
+    b.at(5);
+    b.enter().await.assert_status(201);
+    let session = StompJs::connect(&b.app, Some(&b.me.access), &[])
+        .await
+        .ready()
+        .await;
+    // At the end (25) the job may run before the session's touch lands: the evidence (24) is
+    // recent, so it waits rather than closing there; its next run sees the touch at 25.
+    for minute in [10, 17, 24, 25] {
+        b.at(minute);
+        evidence_recorded_now(&b.app, b.member_id).await;
+    }
+    b.at(31);
+    closed_by_the_job(closer).await;
     b.assert_credited(20).await;
+    session.close().await;
+}
+
+async fn a_live_session_through_the_room_earns_all_of_it(backend: Backend) {
+    let b = booked_room_with(backend, |s| {
+        s.jobs.enabled = true;
+        s.jobs.tick_millis = 20;
+        s.rooms.presence_touch_millis = 20;
+    })
+    .await;
+    a_live_session_earns_the_room(&b, &b.app).await;
+}
+
+/// Replica A holds the STOMP session and runs no jobs; replica B runs the presence job and sees
+/// A's evidence through the database. (MariaDB: SQLite is the single-replica embedded mode.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_on_one_replica_counts_for_the_job_on_another() {
+    let b = booked_room_with(Backend::MariaDb, |s| {
+        s.jobs.enabled = false;
+        s.rooms.presence_touch_millis = 20;
+    })
+    .await;
+    let job_replica = b
+        .app
+        .spawn_replica_with(|s| {
+            s.jobs.enabled = true;
+            s.jobs.tick_millis = 20;
+        })
+        .await;
+    a_live_session_earns_the_room(&b, &job_replica).await;
+}
+
+async fn video_is_evidence_until_the_sfu_says_left(backend: Backend) {
+    let b = booked_room(backend, true).await;
+    b.at(5);
+    b.enter().await.assert_status(201);
+    b.sfu("participant_joined", 6, "EV_j1")
+        .await
+        .assert_status(200);
+    // On video and never reported gone: credited to the room's end.
+    b.at(31);
+    closed_by_the_job(&b.app).await;
+    b.assert_credited(20).await;
+}
+
+async fn video_left_ends_the_credit_there(backend: Backend) {
+    let b = booked_room(backend, true).await;
+    b.at(5);
+    b.enter().await.assert_status(201);
+    b.sfu("participant_joined", 6, "EV_j2")
+        .await
+        .assert_status(200);
+    b.at(15);
+    b.sfu("participant_left", 15, "EV_l2")
+        .await
+        .assert_status(200);
+    b.at(31);
+    closed_by_the_job(&b.app).await;
+    b.assert_credited(10).await;
 }
 
 async fn leaving_before_the_start_credits_nothing(backend: Backend) {
@@ -376,7 +502,11 @@ on_both_backends!(
     times_are_clamped_to_the_room_window,
     presence_webhooks_alone_credit_time,
     client_and_webhook_for_the_same_interval_count_once,
-    a_member_who_vanishes_is_closed_at_the_room_end,
+    an_enter_followed_by_silence_is_credited_only_to_its_last_evidence,
+    a_session_that_stops_answering_is_credited_to_its_last_touch,
+    a_live_session_through_the_room_earns_all_of_it,
+    video_is_evidence_until_the_sfu_says_left,
+    video_left_ends_the_credit_there,
     leaving_before_the_start_credits_nothing,
     the_sfu_leaving_closes_a_client_that_never_said_goodbye,
     webhooks_need_the_shared_secret,

@@ -471,9 +471,52 @@ async fn secret_group_with_missing_password_body_is_a_400_not_a_500(backend: Bac
 }
 
 on_both_backends!(
+    non_object_bodies_are_refused,
     bad_input_gets_the_documented_4xx_envelope,
     secret_group_with_missing_password_body_is_a_400_not_a_500
 );
+
+/// A body that is not a JSON object (serde would read `[null]` as a struct's fields in order) is
+/// a 400 in the envelope on every endpoint that takes a body, and changes nothing.
+async fn non_object_bodies_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.dev_login("array-body").await;
+    let (g, _) = app.create_group(&t.access, "배열", None).await;
+    let before = app.count("study_groups", "1 = 1").await;
+    let endpoints: Vec<(Method, String)> = vec![
+        (Method::POST, "/api/v1/members/dev-login".into()),
+        (Method::POST, "/api/v1/groups".into()),
+        (Method::PATCH, "/api/v1/groups".into()),
+        (Method::PATCH, "/api/v1/groups/color".into()),
+        (Method::DELETE, "/api/v1/groups".into()),
+        (Method::POST, "/api/v1/groups/path".into()),
+        (Method::POST, format!("/api/v1/groups/{g}")),
+        (Method::POST, "/api/v1/todos".into()),
+        (Method::PATCH, "/api/v1/todos".into()),
+        (Method::POST, "/api/v1/clients".into()),
+        (Method::PATCH, "/api/v1/members/settings".into()),
+        (Method::POST, "/api/v1/rooms/reservations".into()),
+        (Method::POST, "/api/v1/rooms/histories".into()),
+        (Method::PATCH, "/api/v1/rooms/histories".into()),
+        (Method::POST, "/api/v1/timers/start".into()),
+    ];
+    for (method, path) in endpoints {
+        for body in [
+            json!([null]),
+            json!([g]),
+            json!(["이름"]),
+            json!(null),
+            json!(7),
+        ] {
+            let r = app
+                .send(method.clone(), &path, Some(&t.access), Some(body.clone()))
+                .await;
+            assert_eq!(r.status, 400, "{method} {path} {body}: {}", r.body);
+            assert_eq!(r.body["code"], "fail", "{method} {path} {body}");
+        }
+    }
+    assert_eq!(app.count("study_groups", "1 = 1").await, before);
+}
 
 /// Every documented path answers a method it lacks with 405 in the envelope and an `Allow` header
 /// naming exactly the methods the document declares for it.

@@ -2,25 +2,27 @@
 //! production configuration that refuses to start without its secret.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ppodok-api");
+pub const BIN: &str = env!("CARGO_BIN_EXE_ppodok-api");
 
-#[tokio::test]
-async fn binary_serves_on_embedded_defaults_and_stops_on_sigterm() {
-    let dir = std::env::temp_dir().join(format!("ppodok-bin-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(&dir)
+/// Starts the real binary in `dir` on a free port with `env` on top of the embedded defaults;
+/// returns the child and its base URL (from the "listening on" line).
+pub async fn start_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
         .env("PPODOK__SERVER__PORT", "0")
         .env_remove("PPODOK_CONFIG")
         .env_remove("PPODOK__DATABASE__URL")
         .env_remove("PPODOK__REDIS__URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("binary starts");
     let stdout = child.stdout.take().unwrap();
     // Log lines share stdout; keep draining it so the child never blocks on a full pipe.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -41,6 +43,14 @@ async fn binary_serves_on_embedded_defaults_and_stops_on_sigterm() {
         .trim_start_matches("ppodok-api listening on ")
         .to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    (child, base)
+}
+
+#[tokio::test]
+async fn binary_serves_on_embedded_defaults_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("ppodok-bin-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut child, base) = start_binary(&dir, &[]).await;
 
     let http = reqwest::Client::new();
     assert_eq!(

@@ -21,6 +21,7 @@ mod push_support;
 mod rankings;
 mod redis_faults;
 mod rooms;
+mod schemathesis;
 mod stats;
 mod stomp;
 mod stomp_browser;

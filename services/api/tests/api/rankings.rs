@@ -244,14 +244,17 @@ async fn rankings_are_for_members_only(backend: Backend) {
         format!("/api/v1/rankings?groupId={group}&period=fortnight"),
         format!("/api/v1/rankings?groupId={group}&limit=0"),
         format!("/api/v1/rankings?groupId={group}&limit=-3"),
+        // Out of the documented 1..=200: refused, not silently capped.
+        format!("/api/v1/rankings?groupId={group}&limit=201"),
+        format!("/api/v1/rankings?groupId={group}&limit=9223372036854775808"),
+        format!("/api/v1/rankings?groupId={group}&period="),
     ] {
         let r = app.get(&path, token).await;
         assert_eq!(r.status.as_u16(), 400, "{path}: {}", r.body);
         r.assert_fail(400);
     }
-    // An oversized limit is capped, not refused.
     app.get(
-        &format!("/api/v1/rankings?groupId={group}&limit=100000"),
+        &format!("/api/v1/rankings?groupId={group}&limit=200"),
         token,
     )
     .await
