@@ -12,7 +12,7 @@
 //!
 //! `cargo bench -p ppodok-sfu --bench sfu_load` (part of `make bench`).
 //! Environment: `SFU_LOAD_ROOMS` (4), `SFU_LOAD_PUBLISHERS` (2), `SFU_LOAD_SUBSCRIBERS` (4),
-//! `SFU_LOAD_SECS` (15).
+//! `SFU_LOAD_SECS` (15), `SFU_LOAD_BINARY` (another `ppodok-sfu` binary to load, e.g. main's).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -489,7 +489,10 @@ async fn main() -> anyhow::Result<()> {
     let subscribers = env_or("SFU_LOAD_SUBSCRIBERS", 4);
     let secs = env_or("SFU_LOAD_SECS", 15).max(1) as u64;
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_ppodok-sfu"))
+    // Another build of the SFU (e.g. main's, for a side-by-side run) with the same generator.
+    let binary = std::env::var("SFU_LOAD_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ppodok-sfu").to_owned());
+    let mut server = Command::new(&binary)
         .env("PPODOK_SFU__HOST", "127.0.0.1")
         .env("PPODOK_SFU__PORT", "0")
         .env("PPODOK_SFU__LIVEKIT__API_KEY", API_KEY)

@@ -1,4 +1,5 @@
 mod browser;
+mod churn;
 mod helpers;
 mod http;
 mod lifecycle;
