@@ -129,6 +129,22 @@ resource "aws_lb_listener_rule" "sfu_signalling" {
   }
 }
 
+resource "aws_lb_listener_rule" "sfu_server_api" {
+  listener_arn = aws_lb_listener.http.arn
+  priority     = 12
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.sfu.arn
+  }
+
+  condition {
+    path_pattern {
+      values = ["/twirp", "/twirp/*"]
+    }
+  }
+}
+
 resource "aws_lb_listener_rule" "api_legacy_video" {
   listener_arn = aws_lb_listener.http.arn
   priority     = 15

@@ -12,11 +12,17 @@
 // GET /video/getToken?identity=&name=&roomName= for the token (the ws-url and token arguments
 // are then ignored), reporting {"event":"legacyToken","status":N,"identity":…,"url":…}.
 //
+// SFU_BROWSER_CONNECT='{"autoSubscribe":false}' adds options to room.connect();
+// SFU_BROWSER_ROOM='{"dynacast":true}' to the Room (default: no adaptive stream, no dynacast).
+// SFU_BROWSER_TONE=1 makes the fake microphone play a steady 440 Hz tone (a WAV written for the
+// run) instead of Chromium's short beeps.
+//
 // Scenarios:
 //   connect  room.connect(); report SignalConnected / Connected or the ConnectionError, then stay
 //            in the room until stdin closes (or hold-seconds pass).
 //   publish  connect, then enableCameraAndMicrophone(); report LocalTrackPublished per track,
 //            then keep publishing until stdin closes (or hold-seconds pass).
+//   mic      as publish, the microphone only.
 //
 // Lines: {"event":"ready"}, {"event":"signalConnected","remotes":[…]}, {"event":"connected"},
 // {"event":"connectError","reason":N,"reasonName":"…","message":"…"},
@@ -44,7 +50,15 @@
 //   setMetadata <text>, setName <text>, setAttributes <key> <value> (the local participant's
 //   self-updates; cmdDone/cmdError carry "ms", how long the call took),
 //   screenshare (publishes a moving 1280x720 canvas as the screen_share source: headless Chromium
-//   has no screen to capture), mute/unmute/unpublish screen_share.
+//   has no screen to capture), mute/unmute/unpublish screen_share,
+//   subscribe <identity> <camera|microphone> <true|false> (setSubscribed on that remote
+//   publication), permissions <identity,…|*> (setTrackSubscriptionPermissions: only the named
+//   identities may subscribe, or everyone).
+// {"event":"inboundKept",…} as "inbound", for a receiver whose publication no longer has a track
+//  (unsubscribed): what still reaches the browser after an unsubscribe.
+// {"event":"activeSpeakers","identities":[…]} (ActiveSpeakersChanged, loudest first),
+// {"event":"connectionQuality","identity":…,"quality":"excellent"|"good"|"poor"|"lost"|…},
+// {"event":"permissionChanged","identity":…,"source":…,"status":…} (TrackSubscriptionPermissionChanged).
 // Received: {"event":"chatMessage"|"textReceived"|"dataReceived","identity":…,"text":…}.
 // Changes: {"event":"metadataChanged"|"nameChanged"|"attributesChanged","identity":…,"local":…,
 //  "metadata":…,"name":…,"attributes":{…}}, {"event":"roomMetadataChanged","metadata":…}.
@@ -81,7 +95,7 @@ function serve() {
 }
 
 // Runs inside the page.
-async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
+async function inPage(scenario, wsUrl, token, debug, hideCandidates, connectOptions, roomOptions) {
   const LK = window.LivekitClient;
   if (hideCandidates) {
     // The server learns this page's address only from the checks it receives, so every packet
@@ -125,7 +139,7 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
   window.__forge = (identity, sid) => {
     forgeNext = [identity, sid];
   };
-  const room = new LK.Room({ adaptiveStream: false, dynacast: false });
+  const room = new LK.Room({ adaptiveStream: false, dynacast: false, ...roomOptions });
   window.__room = room;
   room.on(LK.RoomEvent.SignalConnected, () =>
     window.emit({
@@ -165,8 +179,20 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
       source: pub.source,
       sid: pub.trackSid,
     });
+  // Receivers by publication, kept after an unsubscribe so that what still arrives is visible.
+  const kept = new Map();
+  room.on(LK.RoomEvent.ActiveSpeakersChanged, (speakers) =>
+    window.emit({ event: 'activeSpeakers', identities: speakers.map((p) => p.identity) }),
+  );
+  room.on(LK.RoomEvent.ConnectionQualityChanged, (quality, participant) =>
+    window.emit({ event: 'connectionQuality', identity: participant.identity, quality }),
+  );
+  room.on(LK.RoomEvent.TrackSubscriptionPermissionChanged, (pub, status, participant) =>
+    window.emit({ event: 'permissionChanged', identity: participant.identity, source: pub.source, status }),
+  );
   room.on(LK.RoomEvent.TrackSubscribed, (track, pub, participant) => {
     remote('trackSubscribed')(track, pub, participant);
+    if (track.receiver) kept.set(pub, { receiver: track.receiver, identity: participant.identity });
     const el = track.attach();
     el.muted = track.kind === 'audio' ? false : true;
     document.body.appendChild(el);
@@ -222,6 +248,19 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
     if (cmd === 'setAttributes') {
       const [, key, value] = line.trim().split(/\s+/);
       return void (await room.localParticipant.setAttributes({ [key]: value ?? '' }));
+    }
+    if (cmd === 'subscribe') {
+      const [, identity, src, on] = line.trim().split(/\s+/);
+      const p = [...room.remoteParticipants.values()].find((x) => x.identity === identity);
+      const want = { microphone: LK.Track.Source.Microphone }[src] ?? LK.Track.Source.Camera;
+      const pub = p && [...p.trackPublications.values()].find((x) => x.source === want);
+      if (!pub) throw new Error(`no ${src} publication of ${identity}`);
+      return void pub.setSubscribed(on === 'true');
+    }
+    if (cmd === 'permissions') {
+      if (arg === '*') return void room.localParticipant.setTrackSubscriptionPermissions(true);
+      const allowed = arg.split(',').map((identity) => ({ participantIdentity: identity, allowAll: true }));
+      return void room.localParticipant.setTrackSubscriptionPermissions(false, allowed);
     }
     if (cmd === 'chat') return void (await room.localParticipant.sendChatMessage(rest));
     if (cmd === 'text') return void (await room.localParticipant.sendText(rest, { topic: 'lk.chat' }));
@@ -324,6 +363,26 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
         });
       }
     }
+    for (const [pub, { receiver, identity }] of kept) {
+      if (pub.track) continue;
+      let report;
+      try {
+        report = await receiver.getStats();
+      } catch {
+        continue;
+      }
+      report.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        window.emit({
+          event: 'inboundKept',
+          identity,
+          source: pub.source,
+          kind: pub.kind,
+          packetsReceived: s.packetsReceived ?? 0,
+          framesDecoded: s.framesDecoded ?? 0,
+        });
+      });
+    }
   }, 250);
   room.on(LK.RoomEvent.LocalTrackPublished, (pub) =>
     window.emit({
@@ -334,7 +393,7 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
     }),
   );
   try {
-    await room.connect(wsUrl, token, { peerConnectionTimeout: 15000 });
+    await room.connect(wsUrl, token, { peerConnectionTimeout: 15000, ...connectOptions });
     window.emit({
       event: 'connectResolved',
       state: room.state,
@@ -359,12 +418,16 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates) {
       reason,
       reasonName: reason !== undefined ? LK.ConnectionErrorReason[reason] : undefined,
       message: String(e && e.message),
+      // For a LeaveRequest: the server's DisconnectReason.
+      context: e && e.context,
+      contextName: e && typeof e.context === 'number' ? LK.DisconnectReason[e.context] : undefined,
     });
     return;
   }
-  if (scenario === 'publish') {
+  if (scenario === 'publish' || scenario === 'mic') {
     try {
-      await room.localParticipant.enableCameraAndMicrophone();
+      if (scenario === 'mic') await room.localParticipant.setMicrophoneEnabled(true);
+      else await room.localParticipant.enableCameraAndMicrophone();
     } catch (e) {
       window.emit({ event: 'publishError', message: String(e && e.message) });
     }
@@ -381,6 +444,32 @@ async function legacyToken({ cookie, roomName, identity, name }) {
   return { status: res.status, identity: body.identity, accessToken: body.accessToken, url };
 }
 
+// A 440 Hz tone at half scale, 48 kHz mono 16-bit, 2 s (Chromium loops the file).
+function toneArgs(dir) {
+  if (!process.env.SFU_BROWSER_TONE) return [];
+  const rate = 48000;
+  const samples = rate * 2;
+  const wav = Buffer.alloc(44 + samples * 2);
+  wav.write('RIFF', 0);
+  wav.writeUInt32LE(36 + samples * 2, 4);
+  wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16);
+  wav.writeUInt16LE(1, 20);
+  wav.writeUInt16LE(1, 22);
+  wav.writeUInt32LE(rate, 24);
+  wav.writeUInt32LE(rate * 2, 28);
+  wav.writeUInt16LE(2, 32);
+  wav.writeUInt16LE(16, 34);
+  wav.write('data', 36);
+  wav.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i++) {
+    wav.writeInt16LE(Math.round(16000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2);
+  }
+  const file = path.join(dir, 'tone.wav');
+  fs.writeFileSync(file, wav);
+  return [`--use-file-for-fake-audio-capture=${file}`];
+}
+
 async function main() {
   const server = await serve();
   const { port } = server.address();
@@ -391,7 +480,7 @@ async function main() {
     // Over a pipe, Chromium exits when this process dies (a test that fails kills it on drop).
     pipe: true,
     userDataDir,
-    args: [...CHROMIUM_ARGS, ...MEDIA_ARGS],
+    args: [...CHROMIUM_ARGS, ...MEDIA_ARGS, ...toneArgs(userDataDir)],
   });
   let finished = false;
   const finish = async (code) => {
@@ -447,6 +536,8 @@ async function main() {
       accessToken,
       Boolean(process.env.SFU_BROWSER_LOG),
       Boolean(process.env.SFU_BROWSER_HIDE_CANDIDATES),
+      JSON.parse(process.env.SFU_BROWSER_CONNECT ?? '{}'),
+      JSON.parse(process.env.SFU_BROWSER_ROOM ?? '{}'),
     );
   } catch (e) {
     emit({ event: 'fatal', message: String(e && e.stack ? e.stack : e) });

@@ -23,6 +23,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub limits: crate::limits::LimitSettings,
     pub web: WebSettings,
+    pub push: crate::push::config::PushSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +224,7 @@ impl Settings {
         } else if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err("auth.jwt_secret must be at least 32 bytes".into());
         }
+        self.push.validate()?;
         if self.auth.access_ttl_secs <= 0 || self.auth.refresh_ttl_secs <= self.auth.access_ttl_secs
         {
             return Err("auth ttls must be positive and refresh must outlive access".into());

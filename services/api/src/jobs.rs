@@ -28,6 +28,7 @@ pub enum Job {
     WarmCalendars,
     PurgeWebhookEvents,
     StopIdleTimers,
+    QueueReminders,
 }
 
 impl Job {
@@ -39,6 +40,7 @@ impl Job {
             Job::WarmCalendars => "warm_calendars",
             Job::PurgeWebhookEvents => "purge_webhook_events",
             Job::StopIdleTimers => "stop_idle_timers",
+            Job::QueueReminders => "queue_reminders",
         }
     }
 
@@ -50,6 +52,7 @@ impl Job {
             Job::ExpireRooms => j.expire_rooms_every_secs,
             Job::WarmCalendars => j.warm_cache_every_secs,
             Job::StopIdleTimers => j.stop_idle_timers_every_secs,
+            Job::QueueReminders => state.settings.push.queue_every_secs,
             Job::PurgeDoneTodos | Job::PurgeWebhookEvents => {
                 return state.ranking_days.day_of(now.and_utc()).to_string();
             }
@@ -152,6 +155,16 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
             let cap = Duration::minutes(state.settings.study.timer_idle_cap_minutes);
             crate::timers::stop_idle_timers(&state.db, &state.ranking_days, cap, state.clock.now())
                 .await?;
+        }
+        Job::QueueReminders => {
+            if state.settings.push.enabled {
+                let grace = Duration::seconds(state.settings.push.start_grace_secs.max(0));
+                let kinds = state.push.deliverable_kinds();
+                let queued = crate::push::queue::queue_due(&state.db, now, &kinds, grace).await?;
+                if queued > 0 {
+                    state.push.wake.notify_one();
+                }
+            }
         }
         Job::PurgeWebhookEvents => {
             webhook_event::Entity::delete_many()

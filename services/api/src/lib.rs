@@ -18,6 +18,7 @@ pub mod migration;
 pub mod openapi;
 pub mod outbox;
 pub mod passwords;
+pub mod push;
 pub mod realtime;
 pub mod redis_link;
 pub mod rooms;

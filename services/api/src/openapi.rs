@@ -6,7 +6,7 @@ use utoipa::{
 };
 
 use crate::routes::{
-    clients, groups, health, history, legacy_video, members, rankings, rooms, timers, todos,
+    clients, groups, health, history, legacy_video, members, push, rankings, rooms, timers, todos,
 };
 
 #[derive(OpenApi)]
@@ -19,7 +19,8 @@ use crate::routes::{
         groups::joinable, groups::mine, groups::invite_preview, groups::create, groups::join_by_id,
         groups::join_by_invite, groups::edit, groups::set_color, groups::leave_group,
         todos::list, todos::add, todos::edit, todos::delete,
-        clients::register,
+        clients::register, push::unregister_client, push::subscribe, push::unsubscribe,
+        push::vapid_public_key,
         rooms::group_calendar, rooms::my_calendar, rooms::nearest, rooms::book, rooms::cancel,
         rooms::enter, rooms::exit, rooms::sfu_webhook, rooms::video_token,
         legacy_video::sfu_url, legacy_video::token,

@@ -194,6 +194,10 @@ impl Application {
             settings.limits.password_hash_concurrency,
             settings.limits.password_hash_queue,
         );
+        let push = Arc::new(crate::push::Push::new(
+            settings.push.clone(),
+            metrics.registry(),
+        )?);
         let state = web::Data::new(AppState {
             db,
             redis,
@@ -211,8 +215,19 @@ impl Application {
             livekit,
             limits,
             passwords,
+            push,
             settings: settings.clone(),
         });
+        if settings.push.enabled {
+            let worker = crate::push::worker::Worker::new(
+                state.db.clone(),
+                state.clock.clone(),
+                state.zone,
+                state.push.clone(),
+                state.realtime.clone(),
+            );
+            background.push(tokio::spawn(worker.run()));
+        }
 
         // Warm the calendars before serving, so the first readers after a restart hit the cache;
         // a slow database only delays start-up by the budget, then warming goes on in the background.

@@ -36,5 +36,7 @@ pub struct AppState {
     pub limits: crate::limits::RateLimiter,
     /// Bounded argon2 hashing of group passwords.
     pub passwords: crate::passwords::Passwords,
+    /// Push reminders: providers, metrics, the worker's wake-up.
+    pub push: Arc<crate::push::Push>,
     pub settings: Settings,
 }

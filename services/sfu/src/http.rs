@@ -94,6 +94,16 @@ fn admit(state: &HttpState, req: &Request<Incoming>) -> Result<AccessClaims, Box
         state.signal.metrics.joins_refused.inc();
         return Err(Box::new(text(StatusCode::FORBIDDEN, &e.to_string())));
     }
+    // Likewise a server with no media port left (the session checks again, as the ports may
+    // go meanwhile, and then refuses with a leave before its JoinResponse).
+    if !state.signal.media.has_free_port() {
+        state.signal.metrics.joins_refused.inc();
+        tracing::warn!(room, "join refused: no UDP port free for media");
+        return Err(Box::new(text(
+            StatusCode::FORBIDDEN,
+            "server busy: no media port free, try again later",
+        )));
+    }
     Ok(claims)
 }
 
@@ -206,6 +216,8 @@ fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> 
             .hub
             .resume_target(room, &claims.sub, param("sid").unwrap_or(""))
     });
+    // livekit-client sends `auto_subscribe=0` for `autoSubscribe: false`.
+    let auto_subscribe = !matches!(param("auto_subscribe"), Some("0") | Some("false"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ctx = state.signal.clone();
     tokio::spawn(async move {
@@ -222,7 +234,7 @@ fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<Body> 
                 .await;
                 ctx.metrics.signal_connections.inc();
                 match resume {
-                    None => signal::run(ws, ctx, claims).await,
+                    None => signal::run(ws, ctx, claims, auto_subscribe).await,
                     Some(Some(session)) => {
                         if let Err(returned) = session.send(Box::new(ws)).await {
                             // The session ended meanwhile.

@@ -8,11 +8,15 @@ use livekit_protocol as lk;
 use lk::signal_response::Message as Out;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use crate::dynacast::Dynacast;
+use crate::forward::Layer;
 use crate::metrics::Metrics;
 use crate::room::{
     CoreError, JoinError, Joined, Outgoing, ParticipantChange, RandomIds, RoomCore, RoomOptions,
 };
 use crate::router::Source;
+use crate::speakers::{AudioLevel, Speakers, Window};
+use crate::subscription::Permissions;
 use crate::webhook::Webhooks;
 
 /// Commands queued per session before the session counts as stuck and is dropped.
@@ -22,8 +26,20 @@ pub const SESSION_QUEUE: usize = 1024;
 pub enum SessionCommand {
     /// Send this to the client. A `leave` is followed by closing the session.
     Signal(Box<Out>),
-    /// Start receiving this track (auto-subscribe).
-    Subscribe(Arc<Source>),
+    /// This track's media is flowing; whether its publisher allows this session to receive it
+    /// (the session decides whether it wants it).
+    Subscribe(Arc<Source>, bool),
+    /// The publisher of `track_sid` changed whether this session may receive it.
+    Permission {
+        publisher_sid: String,
+        track_sid: String,
+        allowed: bool,
+    },
+    /// Subscribe to or unsubscribe from these tracks (the server API's `UpdateSubscriptions`).
+    Want {
+        track_sids: Vec<String>,
+        subscribe: bool,
+    },
     /// Stop receiving this track.
     Unsubscribe(String),
     /// A relayed data packet for the client's data channel of this kind.
@@ -43,7 +59,14 @@ impl std::fmt::Debug for SessionCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Signal(m) => write!(f, "Signal({m:?})"),
-            Self::Subscribe(s) => write!(f, "Subscribe({})", s.track_sid),
+            Self::Subscribe(s, allowed) => write!(f, "Subscribe({}, {allowed})", s.track_sid),
+            Self::Permission {
+                track_sid, allowed, ..
+            } => write!(f, "Permission({track_sid}, {allowed})"),
+            Self::Want {
+                track_sids,
+                subscribe,
+            } => write!(f, "Want({track_sids:?}, {subscribe})"),
             Self::Unsubscribe(t) => write!(f, "Unsubscribe({t})"),
             Self::Data { reliable, bytes } => write!(f, "Data({reliable}, {} bytes)", bytes.len()),
             Self::Drop => write!(f, "Drop"),
@@ -59,6 +82,14 @@ struct Inner {
     sources: HashMap<String, Vec<Arc<Source>>>,
     /// Where a resuming client's new socket goes, by participant sid.
     resumers: HashMap<String, mpsc::Sender<ResumeSocket>>,
+    /// Publishers' `SubscriptionPermission`s, by participant sid (absent = everyone allowed).
+    permissions: HashMap<String, Permissions>,
+    /// Audio levels of published tracks, by track sid (kept while the track is a source).
+    levels: HashMap<String, Arc<AudioLevel>>,
+    /// Each room's speakers, by room name.
+    speakers: HashMap<String, Speakers>,
+    /// Which simulcast layers of each video track some subscriber needs.
+    dynacast: Dynacast,
 }
 
 pub struct Hub {
@@ -89,6 +120,10 @@ impl Hub {
                 sessions: HashMap::new(),
                 sources: HashMap::new(),
                 resumers: HashMap::new(),
+                permissions: HashMap::new(),
+                levels: HashMap::new(),
+                speakers: HashMap::new(),
+                dynacast: Dynacast::new(),
             }),
             metrics,
         }
@@ -178,7 +213,8 @@ impl Hub {
         {
             let existing = inner.sources.get(room).cloned().unwrap_or_default();
             for source in existing {
-                self.send_to(&mut inner, &me, SessionCommand::Subscribe(source));
+                let allowed = Self::allows(&inner, &source, &me, identity);
+                self.send_to(&mut inner, &me, SessionCommand::Subscribe(source, allowed));
             }
         }
         Ok(joined)
@@ -254,6 +290,10 @@ impl Hub {
         let mut inner = self.lock();
         inner.sessions.remove(sid);
         inner.resumers.remove(sid);
+        inner.permissions.remove(sid);
+        for (track, top) in inner.dynacast.forget_subscriber(sid) {
+            self.tell_publisher(&mut inner, room, &track, top);
+        }
         self.drop_sources_of(&mut inner, room, sid);
         let before = inner.core.room_info(room);
         let gone = inner.core.participant(room, sid);
@@ -280,6 +320,7 @@ impl Hub {
 
     /// Removes a participant's sources and unsubscribes everyone from them.
     fn drop_sources_of(&self, inner: &mut Inner, room: &str, sid: &str) {
+        inner.permissions.remove(sid);
         let Some(list) = inner.sources.get_mut(room) else {
             return;
         };
@@ -289,6 +330,7 @@ impl Hub {
             inner.sources.remove(room);
         }
         for source in gone {
+            inner.dynacast.forget_track(&source.track_sid);
             self.unsubscribe_all(inner, room, &source);
         }
     }
@@ -344,12 +386,185 @@ impl Hub {
         let list = inner.sources.entry(room.to_owned()).or_default();
         list.retain(|s| s.track_sid != source.track_sid);
         list.push(source.clone());
-        for to in sids {
+        for (to, identity) in inner.core.members(room) {
             if to != source.participant_sid && inner.core.can_subscribe(room, &to) {
-                self.send_to(&mut inner, &to, SessionCommand::Subscribe(source.clone()));
+                let allowed = Self::allows(&inner, &source, &to, &identity);
+                let cmd = SessionCommand::Subscribe(source.clone(), allowed);
+                self.send_to(&mut inner, &to, cmd);
             }
         }
         true
+    }
+
+    /// A subscriber's wish for a video track: its highest layer, or `None` (paused or gone).
+    /// The publisher is told when the layers anyone needs change (dynacast).
+    pub fn want_layer(&self, room: &str, track_sid: &str, subscriber: &str, want: Option<Layer>) {
+        let mut inner = self.lock();
+        if let Some(top) = inner.dynacast.set(track_sid, subscriber, want) {
+            self.tell_publisher(&mut inner, room, track_sid, top);
+        }
+    }
+
+    fn tell_publisher(&self, inner: &mut Inner, room: &str, track_sid: &str, top: Option<Layer>) {
+        let publisher = inner.sources.get(room).and_then(|l| {
+            l.iter()
+                .find(|s| s.track_sid == track_sid && s.kind == crate::media::Kind::Video)
+                .map(|s| s.participant_sid.clone())
+        });
+        let Some(publisher) = publisher else {
+            return;
+        };
+        let label = match top {
+            None => "none",
+            Some(0) => "q",
+            Some(1) => "h",
+            Some(_) => "f",
+        };
+        self.metrics
+            .dynacast_updates
+            .with_label_values(&[label])
+            .inc();
+        tracing::debug!(track = %track_sid, ?top, "dynacast: layers wanted changed");
+        let msg = Out::SubscribedQualityUpdate(crate::dynacast::quality_update(track_sid, top));
+        self.send_to(inner, &publisher, SessionCommand::Signal(Box::new(msg)));
+    }
+
+    /// A participant's connection quality, sent to everyone in the room.
+    pub fn report_quality(&self, room: &str, sid: &str, level: lk::ConnectionQuality) {
+        let mut inner = self.lock();
+        let update = lk::ConnectionQualityUpdate {
+            updates: vec![lk::ConnectionQualityInfo {
+                participant_sid: sid.to_owned(),
+                quality: level as i32,
+                score: crate::quality::score(level),
+            }],
+        };
+        for to in inner.core.participant_sids(room) {
+            let msg = Out::ConnectionQuality(update.clone());
+            self.send_to(&mut inner, &to, SessionCommand::Signal(Box::new(msg)));
+        }
+    }
+
+    /// Who is speaking in `room` now (the set is otherwise sent only when it changes).
+    pub fn current_speakers(&self, room: &str) -> Vec<lk::SpeakerInfo> {
+        self.lock()
+            .speakers
+            .get(room)
+            .map(|s| s.current())
+            .unwrap_or_default()
+    }
+
+    /// Where a published audio track's levels are recorded (read by [`Hub::tick_speakers`]).
+    pub fn watch_level(&self, track_sid: &str, level: Arc<AudioLevel>) {
+        self.lock().levels.insert(track_sid.to_owned(), level);
+    }
+
+    /// Takes every audio track's level window and tells each room whose set of speakers
+    /// changed (every [`crate::speakers::TICK`]).
+    pub fn tick_speakers(&self) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut rooms: Vec<(String, Vec<lk::SpeakerInfo>)> = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        for (room, sources) in &inner.sources {
+            let mut windows: HashMap<String, Window> = HashMap::new();
+            for source in sources {
+                let Some(level) = inner.levels.get(&source.track_sid) else {
+                    continue;
+                };
+                live.insert(source.track_sid.clone());
+                let muted = inner
+                    .core
+                    .participant(room, &source.participant_sid)
+                    .is_some_and(|p| {
+                        p.tracks
+                            .iter()
+                            .any(|t| t.sid == source.track_sid && t.muted)
+                    });
+                let mut w = level.take();
+                if muted {
+                    w = Window::default();
+                }
+                let entry = windows.entry(source.participant_sid.clone()).or_default();
+                *entry = entry.louder(w);
+            }
+            let speakers = inner.speakers.entry(room.clone()).or_default();
+            if let Some(update) = speakers.observe(&windows) {
+                rooms.push((room.clone(), update));
+            }
+        }
+        // Forget what is no longer published, and rooms without sources.
+        inner.levels.retain(|t, _| live.contains(t));
+        let sources = &inner.sources;
+        inner.speakers.retain(|room, _| sources.contains_key(room));
+        for (room, speakers) in rooms {
+            self.metrics.speakers_updates.inc();
+            for sid in inner.core.participant_sids(&room) {
+                let msg = Out::SpeakersChanged(lk::SpeakersChanged {
+                    speakers: speakers.clone(),
+                });
+                self.send_to(inner, &sid, SessionCommand::Signal(Box::new(msg)));
+            }
+        }
+    }
+
+    /// Whether `source`'s publisher lets the subscriber (`sid`, `identity`) receive it.
+    fn allows(inner: &Inner, source: &Source, sid: &str, identity: &str) -> bool {
+        inner
+            .permissions
+            .get(&source.participant_sid)
+            .is_none_or(|p| p.allows(sid, identity, &source.track_sid))
+    }
+
+    /// A publisher's `SubscriptionPermission`: every other participant is told, per track with
+    /// media, whether it may receive it.
+    pub fn set_subscription_permission(&self, room: &str, publisher_sid: &str, perms: Permissions) {
+        let mut inner = self.lock();
+        if inner.core.participant(room, publisher_sid).is_none() {
+            return;
+        }
+        inner.permissions.insert(publisher_sid.to_owned(), perms);
+        let sources: Vec<Arc<Source>> = inner
+            .sources
+            .get(room)
+            .map(|l| {
+                l.iter()
+                    .filter(|s| s.participant_sid == publisher_sid)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (to, identity) in inner.core.members(room) {
+            if to == publisher_sid {
+                continue;
+            }
+            for source in &sources {
+                let cmd = SessionCommand::Permission {
+                    publisher_sid: publisher_sid.to_owned(),
+                    track_sid: source.track_sid.clone(),
+                    allowed: Self::allows(&inner, source, &to, &identity),
+                };
+                self.send_to(&mut inner, &to, cmd);
+            }
+        }
+    }
+
+    /// The server API's `UpdateSubscriptions` for the participant `identity`.
+    pub fn update_subscriptions(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sids: Vec<String>,
+        subscribe: bool,
+    ) -> Result<(), CoreError> {
+        let mut inner = self.lock();
+        let sid = inner.core.find_sid(room, identity)?;
+        let cmd = SessionCommand::Want {
+            track_sids,
+            subscribe,
+        };
+        self.send_to(&mut inner, &sid, cmd);
+        Ok(())
     }
 
     /// A published track's media ended (unpublished, or the publisher's PC went away): drop
@@ -362,6 +577,7 @@ impl Hub {
             Some(list.remove(i))
         });
         if let Some(source) = source {
+            inner.dynacast.forget_track(&source.track_sid);
             self.unsubscribe_all(&mut inner, room, &source);
         }
         if let Ok(effects) = inner.core.remove_track(room, sid, track_sid) {
@@ -579,7 +795,7 @@ mod tests {
     fn subscribes(cmds: &[SessionCommand]) -> Vec<String> {
         cmds.iter()
             .filter_map(|c| match c {
-                SessionCommand::Subscribe(s) => Some(s.track_sid.clone()),
+                SessionCommand::Subscribe(s, _) => Some(s.track_sid.clone()),
                 _ => None,
             })
             .collect()

@@ -9,16 +9,20 @@
 
 pub mod config;
 pub mod data;
+pub mod dynacast;
 pub mod forward;
 pub mod http;
 pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod negotiation;
+pub mod quality;
 pub mod room;
 pub mod router;
 pub mod sdp;
 pub mod signal;
+pub mod speakers;
 pub mod startup;
+pub mod subscription;
 pub mod twirp;
 pub mod webhook;

@@ -50,6 +50,18 @@ pub struct Metrics {
     pub twirp_requests: IntCounterVec,
     /// `refresh_token` messages sent to clients.
     pub tokens_refreshed: IntCounter,
+    /// Subscription changes a participant (or the server API) asked for. Labels: change
+    /// (subscribe, unsubscribe).
+    pub subscription_changes: IntCounterVec,
+    /// Subscription permission updates sent to subscribers. Labels: allowed (true, false).
+    pub permission_updates: IntCounterVec,
+    /// Dynacast: `SubscribedQualityUpdate`s sent to publishers. Labels: top (the highest layer
+    /// still wanted: q, h, f; none = the track's video is paused at the source).
+    pub dynacast_updates: IntCounterVec,
+    /// `SpeakersChanged` messages sent to rooms.
+    pub speakers_updates: IntCounter,
+    /// Connection quality levels reported to participants. Labels: quality.
+    pub quality_reports: IntCounterVec,
     /// NACKs and retransmissions, counted by the media plane.
     pub wire: WireCounters,
     /// From a packet's arrival off the publisher's transport to its write on a subscriber's.
@@ -172,6 +184,30 @@ impl Metrics {
             tokens_refreshed: counter(
                 "sfu_tokens_refreshed_total",
                 "Refreshed access tokens sent to clients",
+            ),
+            subscription_changes: counter_vec(
+                "sfu_subscription_changes_total",
+                "Subscription changes asked for by participants or the server API",
+                &["change"],
+            ),
+            permission_updates: counter_vec(
+                "sfu_subscription_permission_updates_total",
+                "Subscription permission changes sent to subscribers",
+                &["allowed"],
+            ),
+            dynacast_updates: counter_vec(
+                "sfu_dynacast_updates_total",
+                "SubscribedQualityUpdate messages sent to publishers, by the top layer still wanted",
+                &["top"],
+            ),
+            speakers_updates: counter(
+                "sfu_speakers_updates_total",
+                "SpeakersChanged messages sent to rooms",
+            ),
+            quality_reports: counter_vec(
+                "sfu_connection_quality_total",
+                "Connection quality levels reported, per participant and report",
+                &["quality"],
             ),
             wire: WireCounters {
                 nacks_received: counter(

@@ -2,6 +2,24 @@
 
 use std::collections::HashSet;
 
+/// The ICE username fragment of a description (its first; BUNDLE shares one).
+pub fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .map(str::trim_end)
+        .find_map(|line| line.strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
+
+/// The id the offer gives the header extension `uri` (`a=extmap:<id>[/<direction>] <uri>`).
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().map(str::trim_end).find_map(|line| {
+        let rest = line.strip_prefix("a=extmap:")?;
+        let (id, name) = rest.split_once(' ')?;
+        let name = name.split_whitespace().next()?;
+        (name == uri).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
 /// The msid track ids of the m-sections in `sdp` that send media (direction `sendrecv` or
 /// `sendonly`, the default being `sendrecv`). A publisher that stops sending a track (livekit-
 /// client's unpublish) turns its section `recvonly`/`inactive` and drops its msid.
@@ -43,6 +61,20 @@ pub fn sending_track_ids(sdp: &str) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_ids_and_ice_ufrag_are_read_from_the_offer() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\n\
+                   a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+                   a=extmap:4/sendonly urn:example:other\r\n";
+        assert_eq!(
+            extmap_id(sdp, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+            Some(1)
+        );
+        assert_eq!(extmap_id(sdp, "urn:example:other"), Some(4));
+        assert_eq!(extmap_id(sdp, "urn:example:absent"), None);
+        assert_eq!(ice_ufrag(sdp).as_deref(), Some("abcd"));
+    }
 
     #[test]
     fn only_sending_sections_count() {

@@ -25,6 +25,7 @@ use crate::media::{
 use crate::metrics::Metrics;
 use crate::negotiation::{Negotiation, Step};
 use crate::router::{run_downtrack, DownSettings, Source, Subscription};
+use crate::subscription::{Change, Permissions, Subscriptions};
 
 /// The version reported to clients. livekit-client refuses an empty one and switches features
 /// on by it; this is the Go server release whose behaviour we follow.
@@ -141,6 +142,14 @@ where
     }
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The `leave` for a resume that cannot be honoured: livekit-client rejoins from scratch at once.
 pub fn resume_refused() -> lk::SignalResponse {
     lk::SignalResponse {
@@ -151,6 +160,21 @@ pub fn resume_refused() -> lk::SignalResponse {
             regions: None,
         })),
     }
+}
+
+/// Refuses a join before its `JoinResponse`: livekit-client fails `connect` with a
+/// `LeaveRequest` error carrying `reason`, without retrying.
+async fn refuse_join<S>(mut ws: WebSocketStream<S>, reason: lk::DisconnectReason)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let leave = lk::SignalResponse {
+        message: Some(crate::room::leave_for(reason)),
+    };
+    let _ = ws
+        .send(WsMessage::Binary(leave.encode_to_vec().into()))
+        .await;
+    let _ = ws.close(None).await;
 }
 
 /// Answers a resume for a session that is gone, and closes the socket.
@@ -182,7 +206,27 @@ struct Session<S> {
     data_tx: mpsc::Sender<IncomingData>,
     can_publish_data: bool,
     claims: AccessClaims,
+    /// Which available tracks this participant receives.
+    subscriptions: Subscriptions,
+    /// Tracks whose media flows, by sid: what a subscription can attach to.
+    available: HashMap<String, Arc<Source>>,
+    /// The publisher's id for the audio-level header extension, once its offer named one.
+    audio_level_ext: Option<u8>,
+    /// When to tell a newly connected client who is speaking already.
+    speakers_due: Option<Instant>,
+    /// This participant's published media, for keyframe requests of its own.
+    own_sources: Vec<std::sync::Weak<Source>>,
+    /// The ICE username fragment of the publisher's last offer (a new one is an ICE restart).
+    publisher_ufrag: Option<String>,
 }
+
+/// After a publisher's ICE restart (a resume), keyframes are asked for at these delays: what
+/// was lost while the path changed cannot be resent, and a subscriber's decoder would otherwise
+/// stall until its own keyframe request (seconds).
+const KEYFRAMES_AFTER_ICE_RESTART_MS: [u64; 3] = [300, 1000, 2000];
+
+/// How long after its PeerConnection is up a client is told the current speakers.
+const SPEAKERS_AFTER_CONNECT: Duration = Duration::from_secs(1);
 
 /// Data messages queued from a participant's channels before its channels are paused.
 const DATA_QUEUE: usize = 256;
@@ -206,8 +250,12 @@ fn decode_request(frame: WsMessage) -> Result<Option<In>, String> {
 }
 
 /// Runs an admitted client's session to its end.
-pub async fn run<S>(ws: WebSocketStream<S>, ctx: Arc<SignalContext>, claims: AccessClaims)
-where
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    ctx: Arc<SignalContext>,
+    claims: AccessClaims,
+    auto_subscribe: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let grant = claims.video.clone().unwrap_or_default();
@@ -223,6 +271,21 @@ where
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     let (data_tx, mut data_rx) = mpsc::channel(DATA_QUEUE);
     let can_publish_data = permission.can_publish_data;
+    // The subscriber PeerConnection (and its UDP port) before the join: a participant the SFU
+    // cannot carry media for is refused before anyone sees it, with the reason.
+    let subscriber = match ctx
+        .media
+        .create_peer(Role::Subscriber, media_tx.clone(), data_tx.clone())
+        .await
+    {
+        Ok(peer) => peer,
+        Err(e) => {
+            tracing::warn!(room = %grant.room, identity = %claims.sub, error = %e, "join refused: no media transport");
+            ctx.metrics.joins_refused.inc();
+            refuse_join(ws, lk::DisconnectReason::MediaFailure).await;
+            return;
+        }
+    };
     let joined = match ctx.hub.join(
         &grant.room,
         &claims.sub,
@@ -236,14 +299,8 @@ where
             // Lost a race with another join after the HTTP check: refused before any
             // JoinResponse, with the reason.
             tracing::info!(room = %grant.room, identity = %claims.sub, error = %e, "join refused");
-            let mut ws = ws;
-            let leave = lk::SignalResponse {
-                message: Some(crate::room::leave_for(lk::DisconnectReason::JoinFailure)),
-            };
-            let _ = ws
-                .send(WsMessage::Binary(leave.encode_to_vec().into()))
-                .await;
-            let _ = ws.close(None).await;
+            subscriber.close().await;
+            refuse_join(ws, lk::DisconnectReason::JoinFailure).await;
             return;
         }
     };
@@ -268,6 +325,12 @@ where
         data_tx,
         can_publish_data,
         claims,
+        subscriptions: Subscriptions::new(auto_subscribe),
+        available: HashMap::new(),
+        audio_level_ext: None,
+        speakers_due: None,
+        own_sources: Vec::new(),
+        publisher_ufrag: None,
     };
     tracing::info!(room = %session.room, identity = %session.identity, sid = %session.sid, "participant joined");
     let join = lk::JoinResponse {
@@ -295,7 +358,7 @@ where
     };
     let end = match session.send(Out::Join(join)).await {
         Err(()) => End::Transport,
-        Ok(()) => match session.start_subscriber().await {
+        Ok(()) => match session.start_subscriber(subscriber).await {
             Err(()) => End::Transport,
             Ok(()) => {
                 session
@@ -413,23 +476,7 @@ where
     }
 
     /// The subscriber PC with LiveKit's data channels, and the server's first offer on it.
-    async fn start_subscriber(&mut self) -> Result<(), ()> {
-        let mut peer = match self
-            .ctx
-            .media
-            .create_peer(
-                Role::Subscriber,
-                self.media_tx.clone(),
-                self.data_tx.clone(),
-            )
-            .await
-        {
-            Ok(peer) => peer,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create the subscriber PeerConnection");
-                return Err(());
-            }
-        };
+    async fn start_subscriber(&mut self, mut peer: Peer) -> Result<(), ()> {
         if let Err(e) = peer.create_livekit_data_channels().await {
             tracing::error!(error = %e, "cannot create the data channels");
             return Err(());
@@ -503,6 +550,12 @@ where
         ));
         tracing::info!(sid = %self.sid, track = %source.track_sid, from = %source.participant_sid, "subscribed");
         let source_sid = source.track_sid.clone();
+        if source.kind == crate::media::Kind::Video {
+            let top = Some(crate::forward::MAX_LAYER);
+            self.ctx
+                .hub
+                .want_layer(&self.room, &source_sid, &self.sid, top);
+        }
         self.downtracks.insert(
             source.track_sid.clone(),
             Downtrack {
@@ -515,11 +568,91 @@ where
         self.take(step).await
     }
 
+    /// A track's media flows: received if wanted and allowed.
+    async fn on_available(&mut self, source: Arc<Source>, allowed: bool) -> Result<(), ()> {
+        if source.participant_sid == self.sid {
+            return Ok(());
+        }
+        let track_sid = source.track_sid.clone();
+        let publisher_sid = source.participant_sid.clone();
+        self.available.insert(track_sid.clone(), source);
+        if !allowed {
+            self.send(Out::SubscriptionPermissionUpdate(
+                lk::SubscriptionPermissionUpdate {
+                    participant_sid: publisher_sid,
+                    track_sid: track_sid.clone(),
+                    allowed,
+                },
+            ))
+            .await?;
+        }
+        let change = self.subscriptions.available(&track_sid, allowed);
+        self.apply(change).await
+    }
+
+    async fn on_permission(
+        &mut self,
+        publisher_sid: String,
+        track_sid: String,
+        allowed: bool,
+    ) -> Result<(), ()> {
+        let (flipped, change) = self.subscriptions.allowed(&track_sid, allowed);
+        if flipped {
+            tracing::info!(sid = %self.sid, track = %track_sid, allowed, "subscription permission changed");
+            self.ctx
+                .metrics
+                .permission_updates
+                .with_label_values(&[if allowed { "true" } else { "false" }])
+                .inc();
+            self.send(Out::SubscriptionPermissionUpdate(
+                lk::SubscriptionPermissionUpdate {
+                    participant_sid: publisher_sid,
+                    track_sid,
+                    allowed,
+                },
+            ))
+            .await?;
+        }
+        self.apply(change).await
+    }
+
+    /// The participant's own choice (`UpdateSubscription`, or the server API's).
+    async fn want(&mut self, track_sids: &[String], subscribe: bool) -> Result<(), ()> {
+        self.ctx
+            .metrics
+            .subscription_changes
+            .with_label_values(&[if subscribe {
+                "subscribe"
+            } else {
+                "unsubscribe"
+            }])
+            .inc();
+        for track in track_sids {
+            let change = self.subscriptions.want(track, subscribe);
+            self.apply(change).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, change: Option<Change>) -> Result<(), ()> {
+        match change {
+            Some(Change::Subscribe(track)) => match self.available.get(&track) {
+                Some(source) => self.subscribe(source.clone()).await,
+                None => Ok(()),
+            },
+            Some(Change::Unsubscribe(track)) => self.unsubscribe(&track).await,
+            None => Ok(()),
+        }
+    }
+
     async fn unsubscribe(&mut self, track_sid: &str) -> Result<(), ()> {
         let Some(d) = self.downtracks.remove(track_sid) else {
             return Ok(());
         };
         d.source.detach(&self.sid);
+        self.ctx
+            .hub
+            .want_layer(&self.room, track_sid, &self.sid, None);
         if let Some(peer) = self.subscriber.as_ref() {
             if let Err(e) = peer.remove_downtrack(&d.down).await {
                 tracing::debug!(sid = %self.sid, track = %track_sid, error = %e, "removing a downtrack");
@@ -546,6 +679,9 @@ where
         let period = Duration::from_secs(u64::from(self.ctx.token_refresh_secs.max(1)));
         let mut refresh = tokio::time::interval_at(Instant::now() + period, period);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let quality_every = crate::quality::INTERVAL;
+        let mut quality = tokio::time::interval_at(Instant::now() + quality_every, quality_every);
+        quality.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Attached: the ping deadline; detached: the end of the grace period.
             let wake = match &self.link {
@@ -564,6 +700,19 @@ where
                         return End::Transport;
                     }
                     self.ctx.metrics.tokens_refreshed.inc();
+                }
+                _ = quality.tick() => self.report_quality(),
+                _ = sleep_until_some(self.speakers_due) => {
+                    self.speakers_due = None;
+                    let speakers = self.ctx.hub.current_speakers(&self.room);
+                    if !speakers.is_empty()
+                        && self
+                            .send(Out::SpeakersChanged(lk::SpeakersChanged { speakers }))
+                            .await
+                            .is_err()
+                    {
+                        return End::Transport;
+                    }
                 }
                 Some(socket) = resume_rx.recv() => {
                     if self.resume(socket).await.is_err() {
@@ -633,8 +782,20 @@ where
                             tracing::info!(sid = %self.sid, "dropping the connection for good");
                             return End::Expired;
                         }
-                        Some(SessionCommand::Subscribe(source)) => self.subscribe(source).await,
-                        Some(SessionCommand::Unsubscribe(track)) => self.unsubscribe(&track).await,
+                        Some(SessionCommand::Subscribe(source, allowed)) => {
+                            self.on_available(source, allowed).await
+                        }
+                        Some(SessionCommand::Unsubscribe(track)) => {
+                            self.available.remove(&track);
+                            let change = self.subscriptions.withdrawn(&track);
+                            self.apply(change).await
+                        }
+                        Some(SessionCommand::Permission { publisher_sid, track_sid, allowed }) => {
+                            self.on_permission(publisher_sid, track_sid, allowed).await
+                        }
+                        Some(SessionCommand::Want { track_sids, subscribe }) => {
+                            self.want(&track_sids, subscribe).await
+                        }
                         Some(SessionCommand::Data { reliable, bytes }) => {
                             let sent = match self.subscriber.as_ref() {
                                 Some(sub) => sub.send_data(reliable, &bytes).await,
@@ -671,6 +832,23 @@ where
                 }
             }
         }
+    }
+
+    /// Judges this participant's connection over the last interval and tells the room.
+    fn report_quality(&self) {
+        let window = [self.subscriber.as_ref(), self.publisher.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.link_stats().take())
+            .fold(crate::quality::LinkWindow::default(), |a, b| a.merge(b));
+        let level = crate::quality::judge(&window);
+        tracing::debug!(sid = %self.sid, ?window, ?level, "connection quality");
+        self.ctx
+            .metrics
+            .quality_reports
+            .with_label_values(&[&level.as_str_name().to_ascii_lowercase()])
+            .inc();
+        self.ctx.hub.report_quality(&self.room, &self.sid, level);
     }
 
     async fn shut_down(&mut self) -> End {
@@ -855,6 +1033,24 @@ where
                 }))
                 .await?;
             }
+            In::Subscription(update) => {
+                let mut tracks = update.track_sids;
+                tracks.extend(
+                    update
+                        .participant_tracks
+                        .into_iter()
+                        .flat_map(|p| p.track_sids),
+                );
+                tracks.sort();
+                tracks.dedup();
+                self.want(&tracks, update.subscribe).await?;
+            }
+            In::SubscriptionPermission(p) => {
+                let perms = Permissions::from_proto(&p);
+                self.ctx
+                    .hub
+                    .set_subscription_permission(&self.room, &self.sid, perms);
+            }
             In::Mute(m) => {
                 if let Err(e) = self
                     .ctx
@@ -881,6 +1077,12 @@ where
                         s.max_layer = max_layer;
                         s.paused = settings.disabled;
                     });
+                    if d.source.kind == crate::media::Kind::Video {
+                        let want = (!settings.disabled).then_some(max_layer);
+                        self.ctx
+                            .hub
+                            .want_layer(&self.room, track_sid, &self.sid, want);
+                    }
                 }
             }
             other => {
@@ -920,10 +1122,44 @@ where
                 .await?;
                 self.flush_candidates(Role::Publisher).await;
                 self.detect_unpublished(&desc.sdp);
+                self.on_publisher_ice(&desc.sdp);
+                if let Some(id) = crate::sdp::extmap_id(&desc.sdp, crate::media::AUDIO_LEVEL_URI) {
+                    self.audio_level_ext = Some(id);
+                }
             }
             Err(e) => tracing::warn!(sid = %self.sid, error = %e, "publisher offer refused"),
         }
         Ok(())
+    }
+
+    /// A publisher offer with a new ICE username fragment restarts ICE: keyframes are asked
+    /// for on every published video layer a few times as the new path settles.
+    fn on_publisher_ice(&mut self, offer_sdp: &str) {
+        let ufrag = crate::sdp::ice_ufrag(offer_sdp);
+        let restarted =
+            self.publisher_ufrag.is_some() && ufrag.is_some() && self.publisher_ufrag != ufrag;
+        if ufrag.is_some() {
+            self.publisher_ufrag = ufrag;
+        }
+        self.own_sources.retain(|s| s.strong_count() > 0);
+        if !restarted || self.own_sources.is_empty() {
+            return;
+        }
+        tracing::info!(sid = %self.sid, "publisher ICE restart: asking for keyframes");
+        let sources = self.own_sources.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for ms in KEYFRAMES_AFTER_ICE_RESTART_MS {
+                tokio::time::sleep_until(start + Duration::from_millis(ms)).await;
+                for source in sources.iter().filter_map(|s| s.upgrade()) {
+                    if source.kind == crate::media::Kind::Video {
+                        for layer in 0..=crate::forward::MAX_LAYER {
+                            source.request_keyframe(layer);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// A data packet from this client: stamped with its identity and relayed.
@@ -984,6 +1220,12 @@ where
                 if state == PeerState::Failed {
                     tracing::warn!(sid = %self.sid, ?role, "peer connection failed");
                 }
+                // Active now (LiveKit: once its PeerConnection is up): who is speaking already,
+                // once the client has settled (livekit-client drops speaker updates that arrive
+                // before its room is connected, which follows this by a moment).
+                if state == PeerState::Connected && role == Role::Subscriber {
+                    self.speakers_due = Some(Instant::now() + SPEAKERS_AFTER_CONNECT);
+                }
             }
             MediaEvent::Track(track) => self.on_track(track),
         }
@@ -1030,6 +1272,14 @@ where
             track.keyframe_requester(),
             metrics.clone(),
         ));
+        self.own_sources.push(Arc::downgrade(&source));
+        // Audio levels for active speakers, when the publisher sends them.
+        let level = match (track.kind, self.audio_level_ext) {
+            (crate::media::Kind::Audio, Some(id)) => {
+                Some((Arc::new(crate::speakers::AudioLevel::default()), id))
+            }
+            _ => None,
+        };
         tokio::spawn(async move {
             let kind = track.kind.as_str();
             // Ingress counters per rid label ("", q, h, f), resolved on first use.
@@ -1051,6 +1301,9 @@ where
                 });
                 packets.inc();
                 bytes.inc_by(packet.packet.payload.len() as u64);
+                if let Some((level, id)) = &level {
+                    crate::speakers::observe(level, &packet.packet, *id);
+                }
                 // Announce to subscribers with the first packet, so that the layer SSRCs
                 // needed for keyframe requests are known as they attach.
                 source.forward(&packet);
@@ -1058,6 +1311,9 @@ where
                     announced = true;
                     if !hub.publish_source(&room, source.clone()) {
                         break;
+                    }
+                    if let Some((level, _)) = &level {
+                        hub.watch_level(&source.track_sid, level.clone());
                     }
                 }
             }

@@ -112,6 +112,22 @@ impl Application {
                 hub.reap(crate::hub::wall_ms());
             }
         });
+        // Active speakers: each room's audio levels, looked at a few times a second.
+        let speakers_hub = Arc::downgrade(&signal.hub);
+        let mut speakers_stop = shutdown.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::speakers::TICK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = speakers_stop.wait_for(|stopped| *stopped) => return,
+                }
+                let Some(hub) = speakers_hub.upgrade() else {
+                    return;
+                };
+                hub.tick_speakers();
+            }
+        });
         let state = Arc::new(HttpState { keys, signal });
         Ok(Self {
             listener,

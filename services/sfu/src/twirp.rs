@@ -230,11 +230,11 @@ fn call(
             )
         }
         "UpdateSubscriptions" => {
-            // Accepted and checked; what it changes on the media path comes with subscription
-            // control.
             let r: lk::UpdateSubscriptionsRequest = decode(format, body)?;
             admin_of(&grant, &r.room)?;
-            hub.get_participant(&r.room, &r.identity)?;
+            let mut tracks = r.track_sids;
+            tracks.extend(r.participant_tracks.into_iter().flat_map(|p| p.track_sids));
+            hub.update_subscriptions(&r.room, &r.identity, tracks, r.subscribe)?;
             encode(format, &lk::UpdateSubscriptionsResponse {})
         }
         "UpdateRoomMetadata" => {

@@ -162,6 +162,11 @@ pub mod push_client {
         pub token_key: String,
         pub created_at: DateTime,
         pub updated_at: DateTime,
+        /// `fcm` (token = FCM registration token) or `webpush` (token = subscription endpoint).
+        pub kind: String,
+        /// Web Push only: the subscription's P-256 public key and auth secret (base64url).
+        pub p256dh: Option<String>,
+        pub auth_secret: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

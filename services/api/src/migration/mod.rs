@@ -6,6 +6,7 @@ mod m0001_identity_groups_todos;
 mod m0002_rooms_study;
 mod m0003_member_sessions;
 mod m0004_calendar_version;
+mod m0005_push_reminders;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_rooms_study::Migration),
             Box::new(m0003_member_sessions::Migration),
             Box::new(m0004_calendar_version::Migration),
+            Box::new(m0005_push_reminders::Migration),
         ]
     }
 }

@@ -172,7 +172,8 @@ impl Hub {
             let Some(subs) = st.topics.get(topic) else {
                 return;
             };
-            let (destination, body): (Arc<str>, Arc<str>) = (Arc::from(topic), Arc::from(body));
+            let (destination, body): (Arc<str>, Arc<str>) =
+                (Arc::from(public_destination(topic)), Arc::from(body));
             for (id, subscriptions) in subs {
                 let Some(session) = st.sessions.get(id) else {
                     continue;
@@ -234,6 +235,20 @@ impl Hub {
             let _ = s.close.send(Some(reason.to_owned()));
         }
     }
+}
+
+/// The destination a client sees: a member's queue (`/user/{id}/queue/…`) is addressed to it as
+/// `/user/queue/…`, the way it subscribed.
+fn public_destination(topic: &str) -> std::borrow::Cow<'_, str> {
+    if let Some((id, tail)) = topic
+        .strip_prefix("/user/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            return format!("/user/{tail}").into();
+        }
+    }
+    topic.into()
 }
 
 #[cfg(test)]

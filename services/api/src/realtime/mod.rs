@@ -47,6 +47,7 @@ struct Wire {
     event: Event,
 }
 
+#[derive(Clone)]
 pub struct Realtime {
     pub hub: Arc<Hub>,
     bus: Option<Arc<Bus>>,

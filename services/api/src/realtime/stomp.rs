@@ -2,7 +2,8 @@
 //!
 //! CONNECT carries the access token in the `Authorization` native header. Topics: `/topic/{groupId}`
 //! (calendar: room upserts and tombstones, the contract's shape), `/topic/{groupId}/presence` (who
-//! is in which room), and `/user/queue/errors` (this session's failures). Client messages:
+//! is in which room), `/user/queue/errors` (this session's failures) and `/user/queue/notifications`
+//! (the member's room reminders, for a toast while the page is open). Client messages:
 //! `/app/add` and `/app/join`, on the same booking operations as the HTTP endpoints. The handshake
 //! answers the highest offered `v1x.stomp` subprotocol it speaks (browsers abort otherwise).
 
@@ -404,6 +405,10 @@ impl Connection {
                 }
                 if destination == USER_ERRORS {
                     self.errors_subscription = Some(id.clone());
+                } else if destination == crate::push::USER_NOTIFICATIONS {
+                    // The caller's own queue: another member's cannot be named.
+                    let topic = crate::push::member_topic(who.member_id);
+                    self.state.realtime.hub.subscribe(conn, &topic, &id);
                 } else {
                     let group_id = topic_group(&destination)
                         .ok_or_else(|| fatal("구독할 수 없는 destination이에요."))?;
@@ -426,6 +431,9 @@ impl Connection {
                 if let Some(destination) = self.subscriptions.remove(&id) {
                     if destination == USER_ERRORS {
                         self.errors_subscription = None;
+                    } else if destination == crate::push::USER_NOTIFICATIONS {
+                        let topic = crate::push::member_topic(who.member_id);
+                        self.state.realtime.hub.unsubscribe(conn, &topic, &id);
                     } else {
                         self.state.realtime.hub.unsubscribe(conn, &destination, &id);
                     }

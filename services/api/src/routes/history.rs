@@ -14,7 +14,7 @@ use ppodok_domain::stats::{self, WindowError};
 use ppodok_domain::time::{format_iso_duration_ms, local_to_utc, parse_local_datetime};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -23,10 +23,14 @@ use crate::auth::CurrentMember;
 use crate::db::entities::{member, study_record, todo};
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
+use crate::push::prefs::{
+    PrefsChange, PrefsError, ReminderPrefs, MAX_MINUTES_BEFORE, MIN_MINUTES_BEFORE,
+};
 use crate::state::AppState;
 
 const MSG_BAD_ZONE: &str = "시간대는 IANA 이름이어야 해요. 예: Asia/Seoul";
 const MSG_BAD_BOUNDARY: &str = "하루 시작 시각은 HH:MM 형식이어야 해요. 예: 05:00";
+const MSG_BAD_REMINDER_MINUTES: &str = "알림 시각은 시작 1분 전부터 60분 전 사이여야 해요.";
 const MSG_BAD_WINDOW_FORMAT: &str = "from과 to는 YYYY-MM-DDTHH:mm:ss 형식의 시각이어야 해요.";
 const MSG_EMPTY_WINDOW: &str = "to는 from보다 뒤여야 해요.";
 const MSG_NONEXISTENT_TIME: &str = "그 시간대에 존재하지 않는 시각이에요.";
@@ -91,20 +95,37 @@ pub struct SettingsResponse {
     pub time_zone: String,
     /// When my study day starts, `HH:MM`.
     pub day_boundary: String,
+    /// Push reminders of my booked rooms on my devices (and open pages).
+    pub push_reminders: bool,
+    /// How long before a room starts its reminder comes.
+    #[schema(minimum = 1, maximum = 60)]
+    pub reminder_minutes_before: i32,
+    /// A second reminder when the room starts.
+    pub reminder_at_start: bool,
 }
 
-fn settings_response(days: DayBoundary) -> SettingsResponse {
+fn settings_response(days: DayBoundary, reminders: ReminderPrefs) -> SettingsResponse {
     SettingsResponse {
         time_zone: days.zone.name().to_owned(),
         day_boundary: stats::format_hh_mm(days.minutes),
+        push_reminders: reminders.enabled,
+        reminder_minutes_before: reminders.minutes_before,
+        reminder_at_start: reminders.at_start,
     }
 }
 
-/// My study-day settings (defaults filled in).
+/// My study-day and reminder settings (defaults filled in).
 #[utoipa::path(get, path = "/api/v1/members/settings", tag = "study",
     responses((status = 200, body = SettingsResponse)), security(("bearer" = [])))]
-pub async fn get_settings(state: web::Data<AppState>, me: CurrentMember) -> HttpResponse {
-    envelope::ok(settings_response(member_days(&state, &me.member)))
+pub async fn get_settings(
+    state: web::Data<AppState>,
+    me: CurrentMember,
+) -> ApiResult<HttpResponse> {
+    let reminders = crate::push::prefs::get(&state.db, me.id()).await?;
+    Ok(envelope::ok(settings_response(
+        member_days(&state, &me.member),
+        reminders,
+    )))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -114,13 +135,20 @@ pub struct SettingsRequest {
     pub time_zone: Option<String>,
     /// `HH:MM`; omitted keeps the current one.
     pub day_boundary: Option<String>,
+    /// Reminders on or off; omitted keeps the current choice.
+    pub push_reminders: Option<bool>,
+    /// Minutes before the start (1–60); omitted keeps the current value.
+    #[schema(minimum = 1, maximum = 60)]
+    pub reminder_minutes_before: Option<i32>,
+    /// Also remind at the start; omitted keeps the current choice.
+    pub reminder_at_start: Option<bool>,
 }
 
 /// Changes my zone and/or day boundary. History is recomputed with them; group rankings keep the
 /// service's days so that members of one group compete over the same periods.
 #[utoipa::path(patch, path = "/api/v1/members/settings", tag = "study",
     request_body = SettingsRequest,
-    responses((status = 200, body = SettingsResponse), (status = 400, description = "bad zone or boundary")),
+    responses((status = 200, body = SettingsResponse), (status = 400, description = "bad zone, boundary or reminder minutes")),
     security(("bearer" = [])))]
 pub async fn patch_settings(
     state: web::Data<AppState>,
@@ -141,6 +169,17 @@ pub async fn patch_settings(
         .as_deref()
         .map(|b| stats::parse_hh_mm(b.trim()).ok_or(ApiError::BadRequest(MSG_BAD_BOUNDARY.into())))
         .transpose()?;
+    let change = PrefsChange {
+        enabled: body.push_reminders,
+        minutes_before: body.reminder_minutes_before,
+        at_start: body.reminder_at_start,
+    };
+    if change
+        .minutes_before
+        .is_some_and(|m| !(MIN_MINUTES_BEFORE..=MAX_MINUTES_BEFORE).contains(&m))
+    {
+        return Err(ApiError::BadRequest(MSG_BAD_REMINDER_MINUTES.into()));
+    }
     let mut row: member::ActiveModel = me.member.clone().into();
     if let Some(zone) = zone {
         row.time_zone = Set(Some(zone.name().to_owned()));
@@ -148,11 +187,30 @@ pub async fn patch_settings(
     if let Some(minutes) = boundary {
         row.day_boundary_minutes = Set(Some(minutes as i32));
     }
-    row.updated_at = Set(state.clock.now_naive());
-    let updated = row.update(&state.db).await?;
-    Ok(envelope::ok(settings_response(member_days(
-        &state, &updated,
-    ))))
+    let now = state.clock.now_naive();
+    row.updated_at = Set(now);
+    let member_id = me.id();
+    let (updated, reminders) = state
+        .db
+        .transaction::<_, _, ApiError>(|txn| {
+            Box::pin(async move {
+                let updated = row.update(txn).await?;
+                let reminders = crate::push::prefs::update(txn, member_id, change, now)
+                    .await
+                    .map_err(|e| match e {
+                        PrefsError::MinutesOutOfRange => {
+                            ApiError::BadRequest(MSG_BAD_REMINDER_MINUTES.into())
+                        }
+                        PrefsError::Db(e) => e.into(),
+                    })?;
+                Ok((updated, reminders))
+            })
+        })
+        .await?;
+    Ok(envelope::ok(settings_response(
+        member_days(&state, &updated),
+        reminders,
+    )))
 }
 
 /// Records of a member overlapping `[from, to)`, clipped to it. The lower bound on `started_at`

@@ -7,6 +7,7 @@ pub mod health;
 pub mod history;
 pub mod legacy_video;
 pub mod members;
+pub mod push;
 pub mod rankings;
 pub mod rooms;
 pub mod timers;
@@ -171,7 +172,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
             .route(web::patch().to(todos::edit))
             .route(web::delete().to(todos::delete)),
     )
-    .service(resource("/api/v1/clients").route(web::post().to(clients::register)))
+    .service(
+        resource("/api/v1/clients")
+            .route(web::post().to(clients::register))
+            .route(web::delete().to(push::unregister_client)),
+    )
+    .service(
+        resource("/api/v1/push/subscriptions")
+            .route(web::post().to(push::subscribe))
+            .route(web::delete().to(push::unsubscribe)),
+    )
+    .service(resource("/api/v1/push/vapid-public-key").route(web::get().to(push::vapid_public_key)))
     .service(resource("/api/v1/rooms").route(web::get().to(rooms::group_calendar)))
     .service(resource("/api/v1/rooms/all").route(web::get().to(rooms::my_calendar)))
     .service(resource("/api/v1/rooms/nearest").route(web::get().to(rooms::nearest)))

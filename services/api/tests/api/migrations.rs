@@ -99,6 +99,8 @@ async fn an_interrupted_migration_is_completed_by_the_next_boot() {
         "DROP TABLE reservations, rooms, study_records, focus_timers, todos, member_sessions",
         "ALTER TABLE study_groups DROP COLUMN calendar_version",
         "ALTER TABLE members DROP COLUMN day_boundary_minutes",
+        "DROP TABLE push_reminders",
+        "ALTER TABLE push_clients DROP COLUMN auth_secret",
         "DELETE FROM study_groups",
         "ALTER TABLE ranks CONVERT TO CHARACTER SET latin1",
         "DELETE FROM seaql_migrations",
@@ -112,7 +114,7 @@ async fn an_interrupted_migration_is_completed_by_the_next_boot() {
     let second = boot(&store, &kakao).await;
     assert_eq!(
         second.count("seaql_migrations", "1 = 1").await,
-        4,
+        5,
         "every migration recorded"
     );
     assert_eq!(

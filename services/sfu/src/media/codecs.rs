@@ -83,4 +83,4 @@ pub(super) fn register_codecs(media: &mut WebrtcMediaEngine, role: Role) -> Resu
     Ok(())
 }
 
-pub(super) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";

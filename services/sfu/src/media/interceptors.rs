@@ -2,6 +2,7 @@
 //! the application, and an observer that counts NACKs and retransmissions on the wire.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
 use rtc::interceptor::{
@@ -9,7 +10,11 @@ use rtc::interceptor::{
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+
+use crate::quality::{ntp_middle_now, rtt_ms, LinkStats};
 use rtc::sansio::Protocol;
 
 /// Packets a sender keeps for retransmission, per outgoing stream. `webrtc` keeps 1,024
@@ -138,19 +143,47 @@ impl Default for WireCounters {
 /// generator and responder add) and counts it; it changes nothing.
 pub(super) struct WireObserver {
     counters: WireCounters,
+    /// This PeerConnection's own counts, for its participant's connection quality.
+    link: Arc<LinkStats>,
     /// Per outgoing SSRC, the highest sequence number sent: anything not after it is a resend.
     highest_sent: HashMap<u32, u16>,
+    /// Per incoming SSRC, the highest sequence number received (for gaps).
+    highest_received: HashMap<u32, u16>,
     pub(super) inbound: VecDeque<TaggedPacket>,
     pub(super) outbound: VecDeque<TaggedPacket>,
 }
 
 impl WireObserver {
-    pub(super) fn new(counters: WireCounters) -> Self {
+    pub(super) fn new(counters: WireCounters, link: Arc<LinkStats>) -> Self {
         Self {
             counters,
+            link,
             highest_sent: HashMap::new(),
+            highest_received: HashMap::new(),
             inbound: VecDeque::new(),
             outbound: VecDeque::new(),
+        }
+    }
+}
+
+impl WireObserver {
+    /// Reception reports (in receiver and sender reports) about what this side sent.
+    fn read_reports(&self, p: &dyn rtc::rtcp::Packet) {
+        let any = p.as_any();
+        let reports = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+            &rr.reports
+        } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+            &sr.reports
+        } else {
+            return;
+        };
+        let now = ntp_middle_now();
+        for r in reports {
+            self.link.report(
+                r.fraction_lost,
+                r.jitter / 90,
+                rtt_ms(now, r.last_sender_report, r.delay),
+            );
         }
     }
 }
@@ -167,12 +200,42 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
     type Time = std::time::Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
-            for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
-                self.counters.nacks_received.inc();
-                let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
-                self.counters.nacked_packets.inc_by(asked as u64);
+        match &msg.message.packet {
+            InterceptorPacket::Rtcp(packets) => {
+                for p in packets {
+                    if let Some(nack) = as_nack(p.as_ref()) {
+                        self.counters.nacks_received.inc();
+                        let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+                        self.counters.nacked_packets.inc_by(asked as u64);
+                        self.link.nacked(asked as u64);
+                    } else {
+                        self.read_reports(p.as_ref());
+                    }
+                }
             }
+            InterceptorPacket::Rtp(packet) => {
+                let ssrc = packet.header.ssrc;
+                let seq = packet.header.sequence_number;
+                let gap = match self.highest_received.get(&ssrc).copied() {
+                    Some(highest) => {
+                        let ahead = seq.wrapping_sub(highest) as i16;
+                        if ahead > 0 {
+                            self.highest_received.insert(ssrc, seq);
+                            // A jump of thousands is a restart, not loss.
+                            u64::from((ahead as u16 - 1).min(1000))
+                        } else {
+                            // Late or repeated.
+                            0
+                        }
+                    }
+                    None => {
+                        self.highest_received.insert(ssrc, seq);
+                        0
+                    }
+                };
+                self.link.received(gap);
+            }
+            _ => {}
         }
         self.inbound.push_back(msg);
         Ok(())
@@ -195,12 +258,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
                         // RFC 1982 order: ahead by less than half the space is new.
                         if seq.wrapping_sub(*highest.get()) as i16 > 0 {
                             highest.insert(seq);
+                            self.link.sent();
                         } else {
                             self.counters.retransmits.inc();
                         }
                     }
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         slot.insert(seq);
+                        self.link.sent();
                     }
                 }
             }
@@ -257,7 +322,10 @@ mod wire_tests {
         let counters = WireCounters::default();
         let mut media = WebrtcMediaEngine::default();
         let mut chain = super::configure_nack(Registry::new(), &mut media)
-            .with(Slot::from(500), WireObserver::new(counters.clone()))
+            .with(
+                Slot::from(500),
+                WireObserver::new(counters.clone(), Default::default()),
+            )
             .build();
         chain.bind_local_stream(&StreamInfo {
             ssrc: 7,

@@ -11,6 +11,7 @@ mod nat;
 mod peer;
 mod track;
 
+pub use codecs::AUDIO_LEVEL_URI;
 pub use interceptors::WireCounters;
 pub use nat::{nat_1to1_candidates, NatMapping};
 pub(crate) use peer::Alive;

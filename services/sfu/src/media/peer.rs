@@ -25,6 +25,8 @@ use webrtc::peer_connection::{
     SettingEngineBuilder,
 };
 
+use crate::quality::LinkStats;
+
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
 use super::interceptors::{configure_nack, KeyframeRequestTap, WireCounters, WireObserver};
 use super::nat::{nat_1to1_candidates, NatMapping};
@@ -192,6 +194,17 @@ impl MediaEngine {
             .collect()
     }
 
+    /// Whether a PeerConnection could get a UDP port now (probed by binding and releasing each
+    /// candidate port; always true with ephemeral ports).
+    pub fn has_free_port(&self) -> bool {
+        let (lo, _) = self.settings.port_range;
+        lo == 0
+            || self
+                .ports()
+                .into_iter()
+                .any(|port| std::net::UdpSocket::bind((self.settings.bind_ip, port)).is_ok())
+    }
+
     /// A new PeerConnection for `role`, reporting on `events`.
     pub async fn create_peer(
         &self,
@@ -256,7 +269,11 @@ impl MediaEngine {
             },
         );
         // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
-        let registry = registry.with(Slot::from(500), WireObserver::new(self.counters.clone()));
+        let link = Arc::new(LinkStats::default());
+        let registry = registry.with(
+            Slot::from(500),
+            WireObserver::new(self.counters.clone(), link.clone()),
+        );
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
         // peer-reflexive (learnt from the browser's checks). webrtc-rs waits 1 s (prflx) or
         // 0.5 s (srflx) before nominating such a pair, which is most of a join's media delay;
@@ -297,6 +314,7 @@ impl MediaEngine {
             role,
             pc: Box::new(pc),
             channels: Vec::new(),
+            link,
             _alive: Alive::new(self.counters.peer_connections.clone()),
         })
     }
@@ -307,6 +325,7 @@ pub struct Peer {
     role: Role,
     pc: Box<dyn PeerConnection>,
     channels: Vec<(&'static str, Arc<dyn DataChannel>)>,
+    link: Arc<LinkStats>,
     _alive: Alive,
 }
 
@@ -329,6 +348,11 @@ impl Drop for Alive {
 impl Peer {
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// What this PeerConnection's wire saw (for connection quality).
+    pub fn link_stats(&self) -> &LinkStats {
+        &self.link
     }
 
     /// Creates LiveKit's data channels (`_reliable` ordered; `_lossy` and `_data_track`

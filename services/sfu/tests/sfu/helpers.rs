@@ -292,6 +292,26 @@ impl Browser {
         }
     }
 
+    /// Every line that arrives within `dur`, with when it arrived (from this call).
+    pub async fn collect(&mut self, dur: Duration) -> Vec<(Duration, Value)> {
+        let start = tokio::time::Instant::now();
+        let deadline = start + dur;
+        let mut out = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(v)) => {
+                    self.seen.push(v.clone());
+                    if v["event"] == "fatal" {
+                        panic!("browser harness failed: {v}");
+                    }
+                    out.push((start.elapsed(), v));
+                }
+                Ok(None) => panic!("browser exited; saw {:#?}", self.tail()),
+                Err(_) => return out,
+            }
+        }
+    }
+
     /// The last lines seen, for failure messages.
     pub fn tail(&self) -> &[Value] {
         &self.seen[self.seen.len().saturating_sub(40)..]

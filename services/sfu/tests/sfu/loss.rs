@@ -168,6 +168,22 @@ async fn lost_video_is_resent_on_the_subscribers_nack_and_the_picture_survives()
         timed >= forwarded && forwarded > 100.0,
         "{timed} timed, {forwarded} forwarded"
     );
+    // Bob's link loses video: his connection quality drops, for himself and for Alice.
+    let poor = |v: &serde_json::Value| {
+        v["event"] == "connectionQuality"
+            && v["identity"] == "bob"
+            && (v["quality"] == "poor" || v["quality"] == "lost")
+    };
+    let seen = bob.wait_for("bob's quality poor", T, poor).await;
+    eprintln!("bob's own connection quality: {seen}");
+    alice
+        .wait_for("bob's quality poor, seen by alice", T, poor)
+        .await;
+    assert!(
+        sfu.metric("sfu_connection_quality_total{quality=\"poor\"}")
+            .await
+            >= Some(1.0)
+    );
     alice.close().await;
     bob.close().await;
 }

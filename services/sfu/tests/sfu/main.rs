@@ -1,11 +1,16 @@
 mod browser;
 mod churn;
+mod datachannel;
+mod dynacast;
 mod helpers;
 mod http;
 mod lifecycle;
 mod loss;
+mod refusals;
 mod resume;
 mod router;
 mod server_api;
 mod signal;
+mod speakers;
+mod subscriptions;
 mod with_api;

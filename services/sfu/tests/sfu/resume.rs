@@ -202,10 +202,10 @@ async fn in_the_browser_a_dropped_signal_socket_resumes_and_video_keeps_flowing(
     .await;
     let (gap, frames) = largest_gap(&bob.seen, "alice", from);
     eprintln!("resume: longest stall in bob's decoding of alice's camera {gap} ms ({frames} frames decoded over the stretch)");
-    // Known: the publisher's ICE-restart renegotiation after a resume often stalls the
-    // subscriber's decoder until its own keyframe request (≈ 3 s); LiveKit's target is < 2 s.
-    // Bounded here below the 5.8 s that a full rejoin cost before resume existed.
-    assert!(gap < 4000, "video stalled {gap} ms");
+    // The publisher's ICE restart after a resume loses a little video on the way in; the SFU
+    // asks for keyframes as the new path settles, so the subscriber's decoder does not wait for
+    // its own keyframe request (≈ 3 s before). LiveKit's target: under 2 s.
+    assert!(gap < 2000, "video stalled {gap} ms");
     assert!(
         !bob.seen
             .iter()
