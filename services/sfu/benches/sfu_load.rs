@@ -12,7 +12,7 @@
 //!
 //! `cargo bench -p ppodok-sfu --bench sfu_load` (part of `make bench`).
 //! Environment: `SFU_LOAD_ROOMS` (4), `SFU_LOAD_PUBLISHERS` (2), `SFU_LOAD_SUBSCRIBERS` (4),
-//! `SFU_LOAD_SECS` (15).
+//! `SFU_LOAD_SECS` (15), `SFU_LOAD_BINARY` (another `ppodok-sfu` binary to load, e.g. main's).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -34,6 +34,8 @@ use ppodok_tokens::livekit::{LivekitKeys, VideoGrant};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+
+mod janus;
 
 const API_KEY: &str = "sfu-load-key";
 const API_SECRET: &str = "sfu-load-secret-sfu-load-secret-0123456789";
@@ -482,14 +484,128 @@ async fn participant(
     Ok(())
 }
 
+/// One server's figures for one room shape.
+struct Row {
+    server: &'static str,
+    ingress_pps: f64,
+    /// Distinct packets the receivers got per second (what both servers are compared on).
+    egress_pps: f64,
+    /// The SFU's own count of packets written (ppodok only).
+    egress_metric_pps: Option<f64>,
+    cpu_pct: f64,
+    generator_pct: f64,
+    rss_mib: f64,
+    participants: usize,
+    loss_pct: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Row {
+    /// Server CPU seconds per million packets received.
+    fn cpu_per_mpkt(&self) -> f64 {
+        if self.egress_pps == 0.0 {
+            return f64::NAN;
+        }
+        (self.cpu_pct / 100.0) / self.egress_pps * 1e6
+    }
+
+    fn rss_per_participant(&self) -> f64 {
+        self.rss_mib / self.participants.max(1) as f64
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    rooms: usize,
+    publishers: usize,
+    subscribers: usize,
+    secs: u64,
+}
+
+/// The server under test, started by the bench: its pid and how clients reach it.
+enum Target {
+    Ppodok { port: u16 },
+    Janus(Arc<janus::Janus>),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rooms = env_or("SFU_LOAD_ROOMS", 4).max(1);
-    let publishers = env_or("SFU_LOAD_PUBLISHERS", 2).max(1);
-    let subscribers = env_or("SFU_LOAD_SUBSCRIBERS", 4);
-    let secs = env_or("SFU_LOAD_SECS", 15).max(1) as u64;
+    let shape = Shape {
+        rooms: env_or("SFU_LOAD_ROOMS", 4).max(1),
+        publishers: env_or("SFU_LOAD_PUBLISHERS", 2).max(1),
+        subscribers: env_or("SFU_LOAD_SUBSCRIBERS", 4),
+        secs: env_or("SFU_LOAD_SECS", 15).max(1) as u64,
+    };
+    let mut rows = vec![run_ppodok(shape).await?];
+    match janus::installed() {
+        _ if std::env::var("SFU_LOAD_JANUS").as_deref() == Ok("0") => {
+            println!("\nJanus rows skipped (SFU_LOAD_JANUS=0).");
+        }
+        None => println!(
+            "\nJanus rows skipped: `janus` is not installed (Debian: apt-get install janus)."
+        ),
+        Some(bin) => match run_janus(&bin, shape).await {
+            Ok(row) => rows.push(row),
+            Err(e) => println!("\nJanus rows skipped: {e:#}"),
+        },
+    }
+    let Shape {
+        rooms,
+        publishers,
+        subscribers,
+        secs,
+    } = shape;
+    println!(
+        "\nSFU load: {rooms} rooms × ({publishers} publishers + {subscribers} subscribers), \
+         one VP8 track ({VIDEO_FPS} fps × {VIDEO_PACKETS_PER_FRAME} × {VIDEO_PACKET_BYTES} B, \
+         single layer) + one Opus track ({AUDIO_PPS} pkt/s) per publisher, {secs} s measured \
+         after the joins and {} s warm-up; every participant receives every other's tracks\n",
+        WARMUP.as_secs()
+    );
+    println!(
+        "| server | ingress pkt/s | egress pkt/s (received) | egress pkt/s (SFU metric) | server CPU % of a core | CPU s per M egress pkt | generator CPU % | RSS MiB | RSS MiB per participant | loss % | p50 ms | p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.3} | {:.2} | {:.2} |",
+            r.server,
+            r.ingress_pps,
+            r.egress_pps,
+            r.egress_metric_pps
+                .map_or("–".to_owned(), |v| format!("{v:.0}")),
+            r.cpu_pct,
+            r.cpu_per_mpkt(),
+            r.generator_pct,
+            r.rss_mib,
+            r.rss_per_participant(),
+            r.loss_pct,
+            r.p50_ms,
+            r.p99_ms,
+        );
+    }
+    if let [p, j] = &rows[..] {
+        println!(
+            "\nppodok / Janus: CPU per egress packet {:.2}× (target ≤ 0.67), loss {:.3} vs {:.3} %, \
+             p99 {:.2}× ({:.2} vs {:.2} ms), RSS per participant {:.2}×",
+            p.cpu_per_mpkt() / j.cpu_per_mpkt(),
+            p.loss_pct,
+            j.loss_pct,
+            p.p99_ms / j.p99_ms,
+            p.p99_ms,
+            j.p99_ms,
+            p.rss_per_participant() / j.rss_per_participant(),
+        );
+    }
+    Ok(())
+}
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_ppodok-sfu"))
+async fn run_ppodok(shape: Shape) -> anyhow::Result<Row> {
+    // Another build of the SFU (e.g. main's, for a side-by-side run) with the same generator.
+    let binary = std::env::var("SFU_LOAD_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ppodok-sfu").to_owned());
+    let mut server = Command::new(&binary)
         .env("PPODOK_SFU__HOST", "127.0.0.1")
         .env("PPODOK_SFU__PORT", "0")
         .env("PPODOK_SFU__LIVEKIT__API_KEY", API_KEY)
@@ -517,7 +633,33 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     std::thread::spawn(move || for _ in lines {});
+    let row = measure("ppodok", Target::Ppodok { port }, &pid, shape).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    row
+}
 
+async fn run_janus(binary: &std::path::Path, shape: Shape) -> anyhow::Result<Row> {
+    let janus = Arc::new(janus::Janus::start(binary).await?);
+    let pid = janus.pid().to_string();
+    let row = measure("Janus VideoRoom", Target::Janus(janus.clone()), &pid, shape).await;
+    janus.stop();
+    row
+}
+
+/// Joins every participant to `target`, waits for media to flow, and measures one window.
+async fn measure(
+    server: &'static str,
+    target: Target,
+    pid: &str,
+    shape: Shape,
+) -> anyhow::Result<Row> {
+    let Shape {
+        rooms,
+        publishers,
+        subscribers,
+        secs,
+    } = shape;
     let keys = LivekitKeys::new(API_KEY, API_SECRET);
     let engine = Arc::new(MediaEngine::new(
         MediaSettings {
@@ -542,30 +684,53 @@ async fn main() -> anyhow::Result<()> {
     let per_room = publishers + subscribers;
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let janus_rooms = match &target {
+        Target::Janus(j) => Some(j.create_rooms(rooms, publishers).await?),
+        Target::Ppodok { .. } => None,
+    };
     for room in 0..rooms {
         for i in 0..per_room {
             let identity = format!("load-r{room}-p{i}");
             let name = format!("load-room-{room}");
-            let token = keys.mint_access_token(
-                &identity,
-                &identity,
-                VideoGrant::join(&name),
-                unix_now(),
-                3600,
-            );
             let publishes = (i < publishers).then(|| ((room * publishers + i) * 2) as u32);
-            let p = Participant {
-                port,
-                token,
-                room,
-                publishes,
-            };
             let (engine, shared) = (engine.clone(), shared.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = participant(p, engine, shared).await {
-                    eprintln!("{identity}: {e:#}");
+            match (&target, &janus_rooms) {
+                (Target::Ppodok { port }, _) => {
+                    let token = keys.mint_access_token(
+                        &identity,
+                        &identity,
+                        VideoGrant::join(&name),
+                        unix_now(),
+                        3600,
+                    );
+                    let p = Participant {
+                        port: *port,
+                        token,
+                        room,
+                        publishes,
+                    };
+                    tasks.push(tokio::spawn(async move {
+                        if let Err(e) = participant(p, engine, shared).await {
+                            eprintln!("{identity}: {e:#}");
+                        }
+                    }));
                 }
-            }));
+                (Target::Janus(j), Some(janus_rooms)) => {
+                    let (j, janus_room) = (j.clone(), janus_rooms[room]);
+                    tasks.push(tokio::spawn(async move {
+                        let p = janus::Participant {
+                            room,
+                            janus_room,
+                            publishes,
+                            publishers,
+                        };
+                        if let Err(e) = janus::participant(j, p, engine, shared).await {
+                            eprintln!("{identity} (Janus): {e:#}");
+                        }
+                    }));
+                }
+                (Target::Janus(_), None) => unreachable!("rooms are created first"),
+            }
             // Joins paced like a room filling up, not a thundering herd.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -576,12 +741,28 @@ async fn main() -> anyhow::Result<()> {
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let join_secs = started.elapsed().as_secs_f64();
+    let connected = shared.connected.load(Ordering::Relaxed);
+    if connected < total && matches!(target, Target::Janus(_)) {
+        shared.stop.store(true, Ordering::Relaxed);
+        anyhow::bail!("only {connected} of {total} participants connected through Janus");
+    }
     tokio::time::sleep(WARMUP).await;
 
     // The measured window.
-    let out0 = scrape(port, "sfu_rtp_packets_out_total").await;
-    let cpu0 = cpu_secs(&pid).unwrap_or(0.0);
+    let scrape_out = |target: &Target| {
+        let port = match target {
+            Target::Ppodok { port } => Some(*port),
+            Target::Janus(_) => None,
+        };
+        async move {
+            match port {
+                Some(port) => Some(scrape(port, "sfu_rtp_packets_out_total").await),
+                None => None,
+            }
+        }
+    };
+    let out0 = scrape_out(&target).await;
+    let cpu0 = cpu_secs(pid).unwrap_or(0.0);
     let self0 = cpu_secs("self").unwrap_or(0.0);
     let t0 = Instant::now();
     let start_us = shared.now_us();
@@ -591,10 +772,10 @@ async fn main() -> anyhow::Result<()> {
     shared.window_start.store(start_us, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let wall = t0.elapsed().as_secs_f64();
-    let cpu1 = cpu_secs(&pid).unwrap_or(0.0);
+    let cpu1 = cpu_secs(pid).unwrap_or(0.0);
     let self1 = cpu_secs("self").unwrap_or(0.0);
-    let out1 = scrape(port, "sfu_rtp_packets_out_total").await;
-    let rss = rss_mib(&pid);
+    let out1 = scrape_out(&target).await;
+    let rss = rss_mib(pid);
     tokio::time::sleep(GRACE).await;
 
     shared.stop.store(true, Ordering::Relaxed);
@@ -616,36 +797,22 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    let _ = server.kill();
-    let _ = server.wait();
-
     let loss = if expected == 0 {
         100.0
     } else {
         100.0 * (1.0 - received as f64 / expected as f64).max(0.0)
     };
-    println!(
-        "\nSFU load: {rooms} rooms × ({publishers} publishers + {subscribers} subscribers), \
-         one VP8 track ({VIDEO_FPS} fps × {VIDEO_PACKETS_PER_FRAME} × {VIDEO_PACKET_BYTES} B, \
-         single layer) + one Opus track ({AUDIO_PPS} pkt/s) per publisher, {secs} s measured \
-         after {join_secs:.1} s of joins and {} s warm-up\n",
-        WARMUP.as_secs()
-    );
-    println!(
-        "| rooms | publishers/room | subscribers/room | ingress pkt/s | egress pkt/s (SFU metric) | egress pkt/s (received) | SFU CPU % of a core | generator CPU % | SFU RSS MiB | loss % | p50 ms | p99 ms |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {rooms} | {publishers} | {subscribers} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} |",
-        sent.iter().sum::<u64>() as f64 / wall,
-        (out1 - out0) / wall,
-        received as f64 / wall,
-        100.0 * (cpu1 - cpu0) / wall,
-        100.0 * (self1 - self0) / wall,
-        rss,
-        loss,
-        percentile_ms(&latencies, 0.5),
-        percentile_ms(&latencies, 0.99),
-    );
-    Ok(())
+    Ok(Row {
+        server,
+        ingress_pps: sent.iter().sum::<u64>() as f64 / wall,
+        egress_pps: received as f64 / wall,
+        egress_metric_pps: out0.zip(out1).map(|(a, b)| (b - a) / wall),
+        cpu_pct: 100.0 * (cpu1 - cpu0) / wall,
+        generator_pct: 100.0 * (self1 - self0) / wall,
+        rss_mib: rss,
+        participants: rooms * per_room,
+        loss_pct: loss,
+        p50_ms: percentile_ms(&latencies, 0.5),
+        p99_ms: percentile_ms(&latencies, 0.99),
+    })
 }

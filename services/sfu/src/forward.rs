@@ -132,10 +132,25 @@ impl Rewriter {
 
     /// The layer we want: the highest live one within the cap, else the lowest live one above it.
     pub fn target(&self, now_ms: u64) -> Option<Layer> {
-        (0..=self.max_layer)
-            .rev()
-            .find(|&l| self.alive(l, now_ms))
-            .or_else(|| (self.max_layer + 1..=MAX_LAYER).find(|&l| self.alive(l, now_ms)))
+        // Plain loops: this runs twice per packet and subscriber.
+        let mut l = self.max_layer;
+        loop {
+            if self.alive(l, now_ms) {
+                return Some(l);
+            }
+            if l == 0 {
+                break;
+            }
+            l -= 1;
+        }
+        let mut l = self.max_layer + 1;
+        while l <= MAX_LAYER {
+            if self.alive(l, now_ms) {
+                return Some(l);
+            }
+            l += 1;
+        }
+        None
     }
 
     /// The layer a keyframe is needed on, if the rewriter is waiting for one.
@@ -247,11 +262,73 @@ pub struct Vp8Munger {
     last_tl0: Option<u8>,
 }
 
+/// The numbered fields of one VP8 descriptor, as they go out: (offset, 15-bit, value) of the
+/// PictureID and (offset, value) of the TL0PICIDX.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Vp8Edit {
+    picture_id: Option<(usize, bool, u16)>,
+    tl0: Option<(usize, u8)>,
+}
+
+impl Vp8Edit {
+    /// Whether writing the edit would change `payload`.
+    fn changes(&self, payload: &[u8]) -> bool {
+        let pid = self.picture_id.is_some_and(|(at, long, out)| {
+            if long {
+                payload[at] != 0x80 | (out >> 8) as u8 || payload[at + 1] != out as u8
+            } else {
+                payload[at] != out as u8
+            }
+        });
+        pid || self.tl0.is_some_and(|(at, out)| payload[at] != out)
+    }
+
+    fn apply(&self, payload: &mut [u8]) {
+        if let Some((at, long, out)) = self.picture_id {
+            if long {
+                payload[at] = 0x80 | (out >> 8) as u8;
+                payload[at + 1] = out as u8;
+            } else {
+                payload[at] = out as u8;
+            }
+        }
+        if let Some((at, out)) = self.tl0 {
+            payload[at] = out;
+        }
+    }
+}
+
 impl Vp8Munger {
     /// Rewrites `payload` in place; `switched` marks the first packet of a newly taken layer.
     pub fn munge(&mut self, payload: &mut [u8], switched: bool) {
+        let edit = self.next(payload, switched);
+        edit.apply(payload);
+    }
+
+    /// The payload to send for a payload shared with other subscribers: the same bytes (no
+    /// copy) when the numbers go out unchanged, the usual case without layer switches; else a
+    /// rewritten copy made in `scratch`.
+    pub fn rewrite(
+        &mut self,
+        payload: &bytes::Bytes,
+        switched: bool,
+        scratch: &mut bytes::BytesMut,
+    ) -> bytes::Bytes {
+        let edit = self.next(payload, switched);
+        if !edit.changes(payload) {
+            return payload.clone();
+        }
+        scratch.clear();
+        scratch.extend_from_slice(payload);
+        edit.apply(scratch);
+        scratch.split().freeze()
+    }
+
+    /// Advances the state past one packet and says what its fields become.
+    fn next(&mut self, payload: &[u8], switched: bool) -> Vp8Edit {
+        let mut edit = Vp8Edit::default();
         let Some(fields) = vp8_fields(payload) else {
-            return;
+            return edit;
         };
         if let Some((at, long)) = fields.picture_id {
             let (mask, pid) = if long {
@@ -269,12 +346,7 @@ impl Vp8Munger {
                 };
             }
             let out = pid.wrapping_add(self.pid_offset) & mask;
-            if long {
-                payload[at] = 0x80 | (out >> 8) as u8;
-                payload[at + 1] = out as u8;
-            } else {
-                payload[at] = out as u8;
-            }
+            edit.picture_id = Some((at, long, out));
             let newer = match self.last_pid {
                 Some((last, _)) => {
                     let d = out.wrapping_sub(last) & mask;
@@ -295,7 +367,7 @@ impl Vp8Munger {
                 };
             }
             let out = tl0.wrapping_add(self.tl0_offset);
-            payload[at] = out;
+            edit.tl0 = Some((at, out));
             let newer = self
                 .last_tl0
                 .is_none_or(|last| (out.wrapping_sub(last) as i8) > 0);
@@ -303,6 +375,7 @@ impl Vp8Munger {
                 self.last_tl0 = Some(out);
             }
         }
+        edit
     }
 }
 
@@ -574,6 +647,27 @@ mod tests {
         let mut h = [0x10, 0x00];
         m.munge(&mut h, true);
         assert_eq!(h, [0x10, 0x00]);
+    }
+
+    #[test]
+    fn a_shared_payload_is_copied_only_when_its_numbers_change() {
+        let mut m = Vp8Munger::default();
+        let mut scratch = bytes::BytesMut::new();
+        let a = bytes::Bytes::from_static(&[0x90, 0xC0, 0x80, 9, 17, 0x10]);
+        let out = m.rewrite(&a, true, &mut scratch);
+        assert_eq!(
+            out.as_ptr(),
+            a.as_ptr(),
+            "unchanged numbers: the same bytes"
+        );
+        let b = bytes::Bytes::from_static(&[0x90, 0xC0, 0x80, 10, 18, 0x11]);
+        assert_eq!(m.rewrite(&b, false, &mut scratch).as_ptr(), b.as_ptr());
+        // Another layer, numbered on its own: a rewritten copy; the shared bytes stay as they were.
+        let c = bytes::Bytes::from_static(&[0x90, 0xC0, 0x80, 3, 4, 0x10]);
+        let out = m.rewrite(&c, true, &mut scratch);
+        assert_ne!(out.as_ptr(), c.as_ptr());
+        assert_eq!(pid_of(&out), (11, 19));
+        assert_eq!(c[3], 3);
     }
 
     #[test]

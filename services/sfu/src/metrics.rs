@@ -13,6 +13,10 @@ pub struct Metrics {
     pub rooms: IntGauge,
     pub participants: IntGauge,
     pub tracks: IntGauge,
+    /// Signalling sessions alive (joined and not yet cleaned up).
+    pub sessions: IntGauge,
+    /// Tokio tasks alive in the SFU's runtime, sampled when `/metrics` is rendered.
+    pub runtime_tasks: IntGauge,
     pub signal_connections: IntCounter,
     pub joins_refused: IntCounter,
     /// Labels: kind (audio|video), rid ("" when not simulcast).
@@ -98,6 +102,11 @@ impl Metrics {
             rooms: gauge("sfu_rooms", "Rooms with at least one participant"),
             participants: gauge("sfu_participants", "Connected participants"),
             tracks: gauge("sfu_tracks", "Published tracks"),
+            sessions: gauge("sfu_sessions", "Signalling sessions alive"),
+            runtime_tasks: gauge(
+                "sfu_runtime_tasks",
+                "Tokio tasks alive in the SFU's runtime (sampled per scrape)",
+            ),
             signal_connections: counter(
                 "sfu_signal_connections_total",
                 "Signalling WebSockets accepted",
@@ -236,6 +245,7 @@ impl Metrics {
                     "sfu_rtp_retransmits_total",
                     "RTP packets sent again in answer to a NACK",
                 ),
+                peer_connections: gauge("sfu_peer_connections", "Server PeerConnections alive"),
             },
             forward_latency: {
                 let h = Histogram::with_opts(
@@ -272,6 +282,10 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(rt.metrics().num_alive_tasks() as i64);
+        }
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)

@@ -1,40 +1,198 @@
-//! Media routing between sessions: a [`Source`] per published track fans its packets out to one
-//! bounded queue per subscriber, and a [`run_downtrack`] task per (subscriber, track) rewrites
-//! them with a [`Rewriter`] onto that subscriber's [`DownTrack`].
+//! Media routing between sessions. A [`Source`] per published track forwards each received
+//! packet to every subscriber itself, in the task that reads the track: it walks an immutable
+//! snapshot of its [`Subscription`]s (swapped whole on subscribe and unsubscribe, so no lock is
+//! held while writing), rewrites the packet for each with its [`Rewriter`] and hands it to the
+//! subscriber's PeerConnection without waiting. Nothing on that path allocates or takes an
+//! async lock: the header is built directly, the payload is shared (copied only when a VP8
+//! descriptor has to change), counters are atomics resolved once. A [`run_downtrack`] task per
+//! subscription handles what is not per packet: settings, payload type, keyframe requests.
 
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use prometheus::{Histogram, IntCounter};
+use tokio::sync::watch;
 
 use crate::forward::{
-    layer_of_rid, vp8_keyframe_start, Decision, InPacket, Layer, LayerSize, Rewriter, Vp8Munger,
+    vp8_keyframe_start, Decision, InPacket, Layer, LayerSize, Rewriter, Vp8Munger,
 };
-use crate::media::{DownTrack, IncomingPacket, KeyframeRequester, Kind, RtpPacket};
+use crate::media::{DownTrack, IncomingPacket, KeyframeRequester, Kind, RtpPacket, WriteError};
 use crate::metrics::Metrics;
 
-/// Packets queued per subscriber before the newest are dropped.
-const SINK_CAPACITY: usize = 512;
 /// At most one PLI per layer this often (LiveKit: 500 ms low, 1 s mid/high).
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
+/// No payload type negotiated yet.
+const NO_PT: u16 = u16::MAX;
+/// No layer being forwarded.
+const NO_LAYER: u8 = u8::MAX;
 
-/// One received packet, shared by every subscriber of its track.
-pub struct Forwarded {
-    pub layer: Layer,
-    pub keyframe_start: bool,
-    pub arrival: Instant,
-    pub packet: RtpPacket,
+/// Where a subscription's packets go: a subscriber's downtrack (tests use their own).
+pub trait Egress: Send + Sync {
+    /// Hands over one packet without waiting.
+    fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError>;
 }
 
-struct Sink {
+impl Egress for DownTrack {
+    fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError> {
+        DownTrack::try_write(self, packet)
+    }
+}
+
+/// The per-subscription state only the forwarding task touches (behind an uncontended lock).
+struct FwdState {
+    rewriter: Rewriter,
+    vp8: Vp8Munger,
+    /// Where a VP8 payload whose descriptor must change is rewritten.
+    scratch: BytesMut,
+    was_paused: bool,
+}
+
+/// One subscriber's view of a published track.
+pub struct Subscription {
     subscriber: String,
-    tx: mpsc::Sender<Arc<Forwarded>>,
+    ssrc: u32,
+    egress: Box<dyn Egress>,
+    /// Settings, mirrored from the session by [`run_downtrack`] and read per packet.
+    negotiated: AtomicBool,
+    paused: AtomicBool,
+    max_layer: AtomicU8,
+    payload_type: AtomicU16,
+    /// The layer being forwarded ([`NO_LAYER`] if none), for the subscriber's keyframe requests.
+    current: AtomicU8,
+    state: Mutex<FwdState>,
 }
 
-struct SourceState {
-    sinks: Vec<Sink>,
-    layer_ssrcs: [Option<u32>; 3],
-    last_pli: [Option<Instant>; 3],
+impl Subscription {
+    pub fn new(subscriber: &str, ssrc: u32, kind: Kind, egress: Box<dyn Egress>) -> Self {
+        let video = kind == Kind::Video;
+        Self {
+            subscriber: subscriber.to_owned(),
+            ssrc,
+            egress,
+            negotiated: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            max_layer: AtomicU8::new(crate::forward::MAX_LAYER),
+            payload_type: AtomicU16::new(NO_PT),
+            current: AtomicU8::new(NO_LAYER),
+            state: Mutex::new(FwdState {
+                rewriter: Rewriter::new(video, if video { 90_000 } else { 48_000 }),
+                vp8: Vp8Munger::default(),
+                scratch: BytesMut::new(),
+                was_paused: false,
+            }),
+        }
+    }
+
+    /// Applies the session's settings for this subscription.
+    pub fn apply(&self, settings: DownSettings) {
+        self.max_layer.store(settings.max_layer, Ordering::Relaxed);
+        self.paused.store(settings.paused, Ordering::Relaxed);
+        self.negotiated
+            .store(settings.negotiated, Ordering::Release);
+    }
+
+    /// The payload type the subscriber accepted; packets flow once it is known.
+    pub fn set_payload_type(&self, pt: u8) {
+        self.payload_type.store(u16::from(pt), Ordering::Release);
+    }
+
+    /// The layer being forwarded, if any.
+    pub fn current_layer(&self) -> Option<Layer> {
+        match self.current.load(Ordering::Relaxed) {
+            NO_LAYER => None,
+            l => Some(l),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FwdState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This subscriber's copy of one packet, if it gets it; `wants` is set to a layer a
+    /// keyframe is needed on.
+    fn rewrite(&self, p: &Classified<'_>, wants: &mut Option<Layer>) -> Option<RtpPacket> {
+        let pt = self.payload_type.load(Ordering::Acquire);
+        if !self.negotiated.load(Ordering::Acquire) || pt == NO_PT {
+            return None;
+        }
+        let mut st = self.lock();
+        if self.paused.load(Ordering::Relaxed) {
+            st.was_paused = true;
+            return None;
+        }
+        if st.was_paused {
+            // Frames were skipped: the subscriber's decoder needs a fresh keyframe.
+            st.was_paused = false;
+            st.rewriter.resync();
+        }
+        st.rewriter
+            .set_max_layer(self.max_layer.load(Ordering::Relaxed));
+        let header = &p.packet.header;
+        let decision = st.rewriter.push(InPacket {
+            layer: p.layer,
+            seq: header.sequence_number,
+            ts: header.timestamp,
+            keyframe_start: p.keyframe_start,
+            arrival_ms: p.arrival_ms,
+        });
+        *wants = st.rewriter.wants_keyframe(p.arrival_ms);
+        self.current
+            .store(st.rewriter.current().unwrap_or(NO_LAYER), Ordering::Relaxed);
+        let Decision::Forward { seq, ts } = decision else {
+            return None;
+        };
+        let payload = if p.video {
+            let switched = st.rewriter.switched();
+            let FwdState { vp8, scratch, .. } = &mut *st;
+            vp8.rewrite(&p.packet.payload, switched, scratch)
+        } else {
+            p.packet.payload.clone()
+        };
+        // The publisher's extension ids mean nothing on this PC (and mid/rid/transport-cc
+        // values belong to the publisher's transport): none is forwarded.
+        Some(RtpPacket {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                padding: false,
+                extension: false,
+                marker: header.marker,
+                payload_type: pt as u8,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload,
+        })
+    }
+
+    fn resync(&self) {
+        let mut st = self.lock();
+        st.rewriter.resync();
+        self.current.store(NO_LAYER, Ordering::Relaxed);
+    }
+}
+
+/// One received packet, classified once for all subscribers.
+struct Classified<'a> {
+    packet: &'a RtpPacket,
+    layer: Layer,
+    keyframe_start: bool,
+    video: bool,
+    arrival_ms: u64,
+}
+
+/// Metric handles resolved once per source.
+struct SourceMetrics {
+    packets_out: IntCounter,
+    bytes_out: IntCounter,
+    queue_full: IntCounter,
+    write_failed: IntCounter,
+    plis_sent: IntCounter,
+    latency: Histogram,
 }
 
 /// A published track's media, as the router sees it.
@@ -47,8 +205,14 @@ pub struct Source {
     /// Time zero for arrival times handed to rewriters.
     epoch: Instant,
     keyframes: KeyframeRequester,
-    metrics: Metrics,
-    state: Mutex<SourceState>,
+    metrics: SourceMetrics,
+    /// Replaced whole (under `edit`) on subscribe and unsubscribe; read per packet.
+    subscriptions: ArcSwap<Vec<Arc<Subscription>>>,
+    edit: Mutex<()>,
+    /// Per layer: `1 << 32 | ssrc` once seen (0 before).
+    layer_ssrcs: [AtomicU64; 3],
+    /// Per layer: ms since `epoch` + 1 of the last PLI (0 = never).
+    last_pli: [AtomicU64; 3],
 }
 
 impl Source {
@@ -60,6 +224,7 @@ impl Source {
         keyframes: KeyframeRequester,
         metrics: Metrics,
     ) -> Self {
+        let k = kind.as_str();
         Self {
             track_sid,
             participant_sid,
@@ -67,17 +232,19 @@ impl Source {
             layers,
             epoch: Instant::now(),
             keyframes,
-            metrics,
-            state: Mutex::new(SourceState {
-                sinks: Vec::new(),
-                layer_ssrcs: [None; 3],
-                last_pli: [None; 3],
-            }),
+            metrics: SourceMetrics {
+                packets_out: metrics.packets_out.with_label_values(&[k]),
+                bytes_out: metrics.bytes_out.with_label_values(&[k]),
+                queue_full: metrics.forward_drops.with_label_values(&["queue_full"]),
+                write_failed: metrics.forward_drops.with_label_values(&["write_failed"]),
+                plis_sent: metrics.plis_sent.clone(),
+                latency: metrics.forward_latency.clone(),
+            },
+            subscriptions: ArcSwap::from_pointee(Vec::new()),
+            edit: Mutex::new(()),
+            layer_ssrcs: Default::default(),
+            last_pli: Default::default(),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SourceState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The LiveKit stream id of this track on a subscriber PC: `<participant sid>|<track sid>`.
@@ -85,68 +252,95 @@ impl Source {
         format!("{}|{}", self.participant_sid, self.track_sid)
     }
 
-    /// A queue of this track's packets for `subscriber` (replacing any earlier one).
-    pub fn attach(&self, subscriber: &str) -> mpsc::Receiver<Arc<Forwarded>> {
-        let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        let mut st = self.lock();
-        st.sinks.retain(|s| s.subscriber != subscriber);
-        st.sinks.push(Sink {
-            subscriber: subscriber.to_owned(),
-            tx,
+    fn update(&self, change: impl FnOnce(&mut Vec<Arc<Subscription>>)) {
+        let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Vec::clone(&self.subscriptions.load());
+        change(&mut next);
+        self.subscriptions.store(Arc::new(next));
+    }
+
+    /// Starts forwarding to `sub` (replacing any earlier subscription of the same subscriber).
+    pub fn attach(&self, sub: Arc<Subscription>) {
+        self.update(|subs| {
+            subs.retain(|s| s.subscriber != sub.subscriber);
+            subs.push(sub);
         });
-        rx
     }
 
     pub fn detach(&self, subscriber: &str) {
-        self.lock().sinks.retain(|s| s.subscriber != subscriber);
+        self.update(|subs| subs.retain(|s| s.subscriber != subscriber));
     }
 
     pub fn subscriber_count(&self) -> usize {
-        self.lock().sinks.len()
+        self.subscriptions.load().len()
     }
 
-    /// Classifies a received packet and hands it to every subscriber without waiting: a full
-    /// queue loses the packet (counted), a closed one is removed.
-    pub fn dispatch(&self, incoming: IncomingPacket) {
-        let layer = layer_of_rid(incoming.rid.as_deref());
-        let keyframe_start = match self.kind {
-            Kind::Audio => true,
-            Kind::Video => vp8_keyframe_start(&incoming.packet.payload),
-        };
-        let fwd = Arc::new(Forwarded {
+    /// Forwards one received packet to every subscriber, without waiting: a subscriber whose
+    /// queue is full loses the packet (counted).
+    pub fn forward(&self, incoming: &IncomingPacket) {
+        let arrival = Instant::now();
+        let layer = incoming.layer.min(crate::forward::MAX_LAYER);
+        let video = self.kind == Kind::Video;
+        let p = Classified {
+            packet: &incoming.packet,
             layer,
-            keyframe_start,
-            arrival: Instant::now(),
-            packet: incoming.packet,
-        });
-        let mut st = self.lock();
-        st.layer_ssrcs[layer as usize] = Some(fwd.packet.header.ssrc);
-        st.sinks.retain(|sink| match sink.tx.try_send(fwd.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics
-                    .forward_drops
-                    .with_label_values(&["queue_full"])
-                    .inc();
-                true
+            keyframe_start: !video || vp8_keyframe_start(&incoming.packet.payload),
+            video,
+            arrival_ms: self.ms(arrival),
+        };
+        self.layer_ssrcs[layer as usize].store(
+            1 << 32 | u64::from(incoming.packet.header.ssrc),
+            Ordering::Relaxed,
+        );
+        let subs = self.subscriptions.load();
+        for sub in subs.iter() {
+            let mut wants = None;
+            let packet = sub.rewrite(&p, &mut wants);
+            if let Some(layer) = wants {
+                self.request_keyframe(layer);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+            let Some(packet) = packet else {
+                continue;
+            };
+            let len = packet.payload.len() as u64;
+            match sub.egress.try_write(packet) {
+                Ok(()) => {
+                    self.metrics.packets_out.inc();
+                    self.metrics.bytes_out.inc_by(len);
+                    self.metrics
+                        .latency
+                        .observe(arrival.elapsed().as_secs_f64());
+                }
+                Err(WriteError::Busy) => self.metrics.queue_full.inc(),
+                Err(WriteError::Failed) => {
+                    self.metrics.write_failed.inc();
+                    // The subscriber may have missed a keyframe: start over from the next one.
+                    sub.resync();
+                }
+            }
+        }
     }
 
     /// Asks the publisher for a keyframe on `layer`, at most once per [`PLI_INTERVAL`].
     pub fn request_keyframe(&self, layer: Layer) {
-        let mut st = self.lock();
-        let i = layer as usize;
-        let Some(ssrc) = st.layer_ssrcs.get(i).copied().flatten() else {
-            return;
-        };
-        let now = Instant::now();
-        if st.last_pli[i].is_some_and(|t| now.duration_since(t) < PLI_INTERVAL) {
+        let i = usize::from(layer.min(crate::forward::MAX_LAYER));
+        let ssrc = self.layer_ssrcs[i].load(Ordering::Relaxed);
+        if ssrc == 0 {
             return;
         }
-        st.last_pli[i] = Some(now);
-        if self.keyframes.request(ssrc) {
+        let now = self.ms(Instant::now()) + 1;
+        let last = self.last_pli[i].load(Ordering::Relaxed);
+        let interval = PLI_INTERVAL.as_millis() as u64;
+        if last != 0 && now.saturating_sub(last) < interval {
+            return;
+        }
+        if self.last_pli[i]
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if self.keyframes.request(ssrc as u32) {
             self.metrics.plis_sent.inc();
         }
     }
@@ -175,45 +369,49 @@ impl Default for DownSettings {
     }
 }
 
-/// Forwards one source to one subscriber until either side goes away. Holds the source weakly:
-/// the source owns this task's queue, so a strong reference would keep both alive forever.
+/// What a subscription needs besides its packets, until the session drops `settings`: mirrors
+/// the settings into it, learns the negotiated payload type, and relays the subscriber's
+/// keyframe requests to the publisher. Holds the source weakly (the session owns it).
 pub async fn run_downtrack(
     source: std::sync::Weak<Source>,
+    sub: Arc<Subscription>,
     down: DownTrack,
-    mut rx: mpsc::Receiver<Arc<Forwarded>>,
     mut settings: watch::Receiver<DownSettings>,
     metrics: Metrics,
 ) {
-    let Some((kind, track_sid)) = source.upgrade().map(|s| (s.kind, s.track_sid.clone())) else {
-        return;
-    };
-    let video = kind == Kind::Video;
-    let clock = if video { 90_000 } else { 48_000 };
-    let mut rewriter = Rewriter::new(video, clock);
-    let mut vp8 = Vp8Munger::default();
-    let kind = kind.as_str();
-    let packets_out = metrics.packets_out.with_label_values(&[kind]);
-    let bytes_out = metrics.bytes_out.with_label_values(&[kind]);
-    let write_errors = metrics.forward_drops.with_label_values(&["write_failed"]);
-    let mut payload_type: Option<u8> = None;
-    // Keyframe requests can only be read once the track is bound; until then, look again later.
+    // Keyframe requests can only be read once the track is bound, and the payload type only
+    // once negotiated: until then, look again a little later.
     let mut feedback_after = Instant::now();
-    let mut was_paused = false;
+    let mut pt_after: Option<Instant> = None;
     loop {
-        let feedback_on = settings.borrow().negotiated && Instant::now() >= feedback_after;
-        let fwd = tokio::select! {
-            fwd = rx.recv() => match fwd {
-                Some(fwd) => fwd,
-                None => break,
-            },
+        let st = *settings.borrow_and_update();
+        sub.apply(st);
+        if st.negotiated && sub.payload_type.load(Ordering::Relaxed) == NO_PT {
+            match down.negotiated().await {
+                Some(n) => {
+                    sub.set_payload_type(n.payload_type);
+                    pt_after = None;
+                }
+                None => pt_after = Some(Instant::now() + Duration::from_millis(100)),
+            }
+        }
+        let now = Instant::now();
+        let feedback_on = st.negotiated && now >= feedback_after;
+        let wake = [
+            pt_after,
+            (st.negotiated && !feedback_on).then_some(feedback_after),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        tokio::select! {
             changed = settings.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                continue;
             }
             request = down.keyframe_request(), if feedback_on => {
-                match (request, rewriter.current()) {
+                match (request, sub.current_layer()) {
                     (Some(()), Some(layer)) => {
                         metrics.keyframe_requests_in.inc();
                         if let Some(source) = source.upgrade() {
@@ -223,95 +421,57 @@ pub async fn run_downtrack(
                     (Some(()), None) => {}
                     (None, _) => feedback_after = Instant::now() + Duration::from_millis(250),
                 }
-                continue;
             }
-        };
-        let st = *settings.borrow();
-        if !st.negotiated || st.paused {
-            was_paused = st.paused;
-            continue;
-        }
-        if was_paused {
-            // Frames were skipped: the subscriber's decoder needs a fresh keyframe.
-            was_paused = false;
-            rewriter.resync();
-        }
-        rewriter.set_max_layer(st.max_layer);
-        if payload_type.is_none() {
-            payload_type = down.negotiated().await.map(|n| n.payload_type);
-            if payload_type.is_none() {
-                continue;
-            }
-        }
-        let Some(src) = source.upgrade() else {
-            break;
-        };
-        let now_ms = src.ms(fwd.arrival);
-        let decision = rewriter.push(InPacket {
-            layer: fwd.layer,
-            seq: fwd.packet.header.sequence_number,
-            ts: fwd.packet.header.timestamp,
-            keyframe_start: fwd.keyframe_start,
-            arrival_ms: now_ms,
-        });
-        if let Some(layer) = rewriter.wants_keyframe(now_ms) {
-            src.request_keyframe(layer);
-        }
-        drop(src);
-        let Decision::Forward { seq, ts } = decision else {
-            continue;
-        };
-        let mut packet = fwd.packet.clone();
-        if video {
-            let mut payload = packet.payload.to_vec();
-            vp8.munge(&mut payload, rewriter.switched());
-            packet.payload = payload.into();
-        }
-        packet.header.ssrc = down.ssrc;
-        packet.header.payload_type = payload_type.unwrap_or_default();
-        packet.header.sequence_number = seq;
-        packet.header.timestamp = ts;
-        // The publisher's extension ids mean nothing on this PC (and mid/rid/transport-cc
-        // values belong to the publisher's transport): none is forwarded.
-        packet.header.extension = false;
-        packet.header.extensions.clear();
-        packet.header.extension_profile = 0;
-        let len = packet.payload.len() as u64;
-        match down.write(packet).await {
-            Ok(()) => {
-                packets_out.inc();
-                bytes_out.inc_by(len);
-                metrics
-                    .forward_latency
-                    .observe(fwd.arrival.elapsed().as_secs_f64());
-            }
-            Err(e) => {
-                write_errors.inc();
-                tracing::debug!(track = %track_sid, error = %e, "downtrack write failed");
-                // The subscriber may have missed a keyframe: start over from the next one.
-                rewriter.resync();
-            }
+            _ = tokio::time::sleep_until(wake.unwrap_or(now).into()), if wake.is_some() => {}
         }
     }
-    tracing::debug!(track = %track_sid, "downtrack ended");
+    tracing::debug!(subscriber = %sub.subscriber, "downtrack ended");
 }
+
+#[cfg(test)]
+mod cost;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn packet(rid: Option<&str>, ssrc: u32, seq: u16, payload: &[u8]) -> IncomingPacket {
+    /// Collects what a subscription sends; `busy` refuses everything.
+    #[derive(Default)]
+    struct Collect {
+        sent: Mutex<Vec<RtpPacket>>,
+        busy: bool,
+    }
+
+    impl Egress for Arc<Collect> {
+        fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError> {
+            if self.busy {
+                return Err(WriteError::Busy);
+            }
+            self.sent.lock().unwrap().push(packet);
+            Ok(())
+        }
+    }
+
+    fn packet(layer: Layer, ssrc: u32, seq: u16, payload: &[u8]) -> IncomingPacket {
         let mut packet = RtpPacket::default();
         packet.header.ssrc = ssrc;
         packet.header.sequence_number = seq;
-        packet.payload = payload.to_vec().into();
+        packet.header.timestamp = 1000 + u32::from(seq);
+        packet.header.payload_type = 111;
+        packet.header.extension = true;
+        packet.header.extensions = vec![rtc::rtp::header::Extension {
+            id: 1,
+            payload: bytes::Bytes::from_static(&[7]),
+        }];
+        packet.payload = bytes::Bytes::copy_from_slice(payload);
         IncomingPacket {
-            rid: rid.map(str::to_owned),
+            layer,
+            rid: "",
             packet,
         }
     }
 
-    fn source(kind: Kind) -> (Source, mpsc::Receiver<u32>, Metrics) {
+    fn source(kind: Kind) -> (Source, tokio::sync::mpsc::Receiver<u32>, Metrics) {
         let (keyframes, plis) = KeyframeRequester::channel();
         let metrics = Metrics::new();
         let s = Source::new(
@@ -325,36 +485,82 @@ mod tests {
         (s, plis, metrics)
     }
 
-    #[test]
-    fn packets_reach_every_subscriber_with_layer_and_keyframe_marked() {
-        let (s, _plis, _) = source(Kind::Video);
-        assert_eq!(s.stream_id(), "PA_1|TR_1");
-        let mut a = s.attach("PA_a");
-        let mut b = s.attach("PA_b");
-        s.dispatch(packet(Some("f"), 30, 1, &[0x10, 0x00]));
-        s.dispatch(packet(Some("q"), 10, 1, &[0x10, 0x01]));
-        for rx in [&mut a, &mut b] {
-            let first = rx.try_recv().unwrap();
-            assert_eq!((first.layer, first.keyframe_start), (2, true));
-            let second = rx.try_recv().unwrap();
-            assert_eq!((second.layer, second.keyframe_start), (0, false));
-        }
-        // A closed subscriber is forgotten; a detached one gets nothing more.
-        drop(a);
-        s.detach("PA_b");
-        s.dispatch(packet(None, 10, 2, &[]));
-        assert_eq!(s.subscriber_count(), 0);
-        assert!(b.try_recv().is_err());
+    fn subscribe(
+        s: &Source,
+        who: &str,
+        ssrc: u32,
+        busy: bool,
+    ) -> (Arc<Subscription>, Arc<Collect>) {
+        let out = Arc::new(Collect {
+            busy,
+            ..Default::default()
+        });
+        let sub = Arc::new(Subscription::new(who, ssrc, s.kind, Box::new(out.clone())));
+        s.attach(sub.clone());
+        (sub, out)
+    }
+
+    fn negotiate(sub: &Subscription, pt: u8) {
+        sub.set_payload_type(pt);
+        sub.apply(DownSettings {
+            negotiated: true,
+            ..Default::default()
+        });
     }
 
     #[test]
-    fn a_full_queue_loses_packets_not_the_subscriber() {
-        let (s, _plis, metrics) = source(Kind::Audio);
-        let _rx = s.attach("PA_slow");
-        for seq in 0..(SINK_CAPACITY as u16 + 10) {
-            s.dispatch(packet(None, 1, seq, &[1]));
+    fn each_subscriber_gets_its_own_header_over_the_shared_payload() {
+        let (s, _plis, metrics) = source(Kind::Video);
+        assert_eq!(s.stream_id(), "PA_1|TR_1");
+        let (a, out_a) = subscribe(&s, "PA_a", 501, false);
+        let (b, out_b) = subscribe(&s, "PA_b", 502, false);
+        // Nothing before the subscriber's answer is applied.
+        let key = packet(0, 30, 1, &[0x10, 0x00, 0x9d]);
+        s.forward(&key);
+        assert!(out_a.sent.lock().unwrap().is_empty());
+        negotiate(&a, 96);
+        negotiate(&b, 98);
+        s.forward(&key);
+        s.forward(&packet(0, 30, 2, &[0x00, 0x01]));
+        for (out, ssrc, pt) in [(&out_a, 501, 96), (&out_b, 502, 98)] {
+            let sent = out.sent.lock().unwrap();
+            assert_eq!(sent.len(), 2);
+            let h = &sent[0].header;
+            assert_eq!(
+                (h.ssrc, h.payload_type, h.sequence_number, h.timestamp),
+                (ssrc, pt, 1, 1001)
+            );
+            assert!(
+                !h.extension && h.extensions.is_empty(),
+                "no publisher extension goes out"
+            );
+            assert_eq!(
+                sent[0].payload.as_ptr(),
+                key.packet.payload.as_ptr(),
+                "shared, not copied"
+            );
         }
+        assert_eq!(metrics.packets_out.with_label_values(&["video"]).get(), 4);
+        // A detached subscriber gets nothing more.
+        s.detach("PA_b");
         assert_eq!(s.subscriber_count(), 1);
+        s.forward(&packet(0, 30, 3, &[0x00, 0x02]));
+        assert_eq!(out_a.sent.lock().unwrap().len(), 3);
+        assert_eq!(out_b.sent.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_busy_subscriber_loses_packets_not_its_place() {
+        let (s, _plis, metrics) = source(Kind::Audio);
+        let (slow, _) = subscribe(&s, "PA_slow", 1, true);
+        let (fast, out) = subscribe(&s, "PA_fast", 2, false);
+        negotiate(&slow, 111);
+        negotiate(&fast, 111);
+        for seq in 0..10 {
+            s.forward(&packet(0, 1, seq, &[1]));
+        }
+        assert_eq!(s.subscriber_count(), 2);
+        assert_eq!(out.sent.lock().unwrap().len(), 10);
         assert_eq!(
             metrics
                 .forward_drops
@@ -365,12 +571,37 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_subscription_resumes_at_a_keyframe() {
+        let (s, _plis, _) = source(Kind::Video);
+        let (sub, out) = subscribe(&s, "PA_a", 9, false);
+        negotiate(&sub, 96);
+        s.forward(&packet(0, 30, 1, &[0x10, 0x00]));
+        sub.apply(DownSettings {
+            negotiated: true,
+            paused: true,
+            ..Default::default()
+        });
+        s.forward(&packet(0, 30, 2, &[0x00, 0x01]));
+        negotiate(&sub, 96);
+        s.forward(&packet(0, 30, 3, &[0x00, 0x01]));
+        assert_eq!(
+            out.sent.lock().unwrap().len(),
+            1,
+            "nothing until a keyframe"
+        );
+        s.forward(&packet(0, 30, 4, &[0x10, 0x00]));
+        let sent = out.sent.lock().unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].header.sequence_number, 2, "numbering continues");
+    }
+
+    #[test]
     fn keyframe_requests_go_to_the_layer_ssrc_and_are_throttled() {
         let (s, mut plis, metrics) = source(Kind::Video);
         // Unknown layer: nothing to ask.
         s.request_keyframe(1);
         assert!(plis.try_recv().is_err());
-        s.dispatch(packet(Some("h"), 20, 1, &[0x90]));
+        s.forward(&packet(1, 20, 1, &[0x90]));
         s.request_keyframe(1);
         s.request_keyframe(1);
         assert_eq!(plis.try_recv().unwrap(), 20);
@@ -379,5 +610,10 @@ mod tests {
             "second request within the interval"
         );
         assert_eq!(metrics.plis_sent.get(), 1);
+        // A subscriber waiting for a keyframe asks for one itself.
+        let (sub, _) = subscribe(&s, "PA_a", 9, false);
+        negotiate(&sub, 96);
+        s.forward(&packet(2, 10, 1, &[0x00, 0x01]));
+        assert_eq!(plis.try_recv().unwrap(), 10);
     }
 }

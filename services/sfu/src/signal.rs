@@ -24,7 +24,7 @@ use crate::media::{
 };
 use crate::metrics::Metrics;
 use crate::negotiation::{Negotiation, Step};
-use crate::router::{run_downtrack, DownSettings, Source};
+use crate::router::{run_downtrack, DownSettings, Source, Subscription};
 use crate::subscription::{Change, Permissions, Subscriptions};
 
 /// The version reported to clients. livekit-client refuses an empty one and switches features
@@ -308,6 +308,7 @@ pub async fn run<S>(
     if ctx.resume_grace_secs > 0 {
         ctx.hub.accept_resumes(&joined.me.sid, resume_tx);
     }
+    let _alive = crate::media::Alive::new(ctx.metrics.sessions.clone());
     let mut session = Session {
         link: Link::Attached(Box::new(ws)),
         room: grant.room.clone(),
@@ -533,11 +534,17 @@ where
             }
         };
         let (settings, settings_rx) = watch::channel(DownSettings::default());
-        let rx = source.attach(&self.sid);
+        let sub = Arc::new(Subscription::new(
+            &self.sid,
+            down.ssrc,
+            source.kind,
+            Box::new(down.clone()),
+        ));
+        source.attach(sub.clone());
         tokio::spawn(run_downtrack(
             Arc::downgrade(&source),
+            sub,
             down.clone(),
-            rx,
             settings_rx,
             self.ctx.metrics.clone(),
         ));
@@ -1275,17 +1282,21 @@ where
         };
         tokio::spawn(async move {
             let kind = track.kind.as_str();
-            let mut counters: HashMap<
-                Option<String>,
-                (prometheus::IntCounter, prometheus::IntCounter),
-            > = HashMap::new();
+            // Ingress counters per rid label ("", q, h, f), resolved on first use.
+            let mut counters: [Option<(prometheus::IntCounter, prometheus::IntCounter)>; 4] =
+                Default::default();
             let mut announced = false;
             while let Some(packet) = track.next_packet().await {
-                let (packets, bytes) = counters.entry(packet.rid.clone()).or_insert_with(|| {
-                    let rid = packet.rid.as_deref().unwrap_or("");
+                let slot = match packet.rid {
+                    "q" => 1,
+                    "h" => 2,
+                    "f" => 3,
+                    _ => 0,
+                };
+                let (packets, bytes) = counters[slot].get_or_insert_with(|| {
                     (
-                        metrics.packets_in.with_label_values(&[kind, rid]),
-                        metrics.bytes_in.with_label_values(&[kind, rid]),
+                        metrics.packets_in.with_label_values(&[kind, packet.rid]),
+                        metrics.bytes_in.with_label_values(&[kind, packet.rid]),
                     )
                 });
                 packets.inc();
@@ -1295,7 +1306,7 @@ where
                 }
                 // Announce to subscribers with the first packet, so that the layer SSRCs
                 // needed for keyframe requests are known as they attach.
-                source.dispatch(packet);
+                source.forward(&packet);
                 if !announced {
                     announced = true;
                     if !hub.publish_source(&room, source.clone()) {

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, StreamInfo, TaggedPacket,
 };
@@ -16,6 +16,40 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 
 use crate::quality::{ntp_middle_now, rtt_ms, LinkStats};
 use rtc::sansio::Protocol;
+
+/// Packets a sender keeps for retransmission, per outgoing stream. `webrtc` keeps 1,024
+/// (about a second and a half of 5 Mbit/s video, ~120 KB of slots per stream before any
+/// payload); an SFU forwarding 30 fps video answers NACKs within a round trip, and 256 packets
+/// are over 4 s of the bench's 60 packet/s video, well past any NACK worth answering.
+pub(super) const NACK_SEND_BUFFER: u16 = 256;
+
+/// `webrtc`'s `configure_nack` with the SFU's send buffer size: NACK feedback for video, a
+/// responder (answers subscribers' NACKs) and a generator (asks publishers for lost packets).
+pub(super) fn configure_nack(
+    registry: rtc::interceptor::Registry,
+    media: &mut webrtc::peer_connection::MediaEngine,
+) -> rtc::interceptor::Registry {
+    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
+    use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
+    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    registry
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new()
+                .with_size(NACK_SEND_BUFFER)
+                .build(),
+        )
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+}
 
 /// Lets a subscriber's keyframe requests (PLI, FIR) through to the application, which relays
 /// them to the publisher. Inbound RTCP otherwise ends inside the interceptor chain; everything
@@ -87,6 +121,8 @@ pub struct WireCounters {
     pub nacks_sent: IntCounter,
     /// RTP packets sent again in answer to a NACK.
     pub retransmits: IntCounter,
+    /// PeerConnections alive (a gauge, counted by the [`super::Peer`]s themselves).
+    pub peer_connections: IntGauge,
 }
 
 impl Default for WireCounters {
@@ -97,6 +133,8 @@ impl Default for WireCounters {
             nacked_packets: counter("nacked_packets"),
             nacks_sent: counter("nacks_sent"),
             retransmits: counter("retransmits"),
+            peer_connections: IntGauge::new("peer_connections", "peer_connections")
+                .expect("valid metric"),
         }
     }
 }
@@ -257,7 +295,6 @@ mod wire_tests {
     use crate::media::RtpPacket;
     use rtc::interceptor::Slot;
     use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb, Registry};
-    use rtc::peer_connection::configuration::interceptor_registry::configure_nack;
     use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
     use std::time::Instant;
@@ -284,7 +321,7 @@ mod wire_tests {
     fn a_nack_is_answered_from_the_send_buffer_and_counted() {
         let counters = WireCounters::default();
         let mut media = WebrtcMediaEngine::default();
-        let mut chain = configure_nack(Registry::new(), &mut media)
+        let mut chain = super::configure_nack(Registry::new(), &mut media)
             .with(
                 Slot::from(500),
                 WireObserver::new(counters.clone(), Default::default()),

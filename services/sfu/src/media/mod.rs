@@ -14,8 +14,11 @@ mod track;
 pub use codecs::AUDIO_LEVEL_URI;
 pub use interceptors::WireCounters;
 pub use nat::{nat_1to1_candidates, NatMapping};
+pub(crate) use peer::Alive;
 pub use peer::{IceServer, IncomingData, MediaEngine, MediaSettings, Peer, MAX_DATA_MESSAGE};
-pub use track::{DownTrack, IncomingPacket, IncomingTrack, KeyframeRequester, Negotiated};
+pub use track::{
+    rid_label, DownTrack, IncomingPacket, IncomingTrack, KeyframeRequester, Negotiated, WriteError,
+};
 
 /// An RTP packet as the media plane hands it around.
 pub type RtpPacket = rtc::rtp::Packet;

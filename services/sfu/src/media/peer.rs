@@ -8,8 +8,7 @@ use std::sync::Arc;
 use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
-    configure_twcc_receiver_only,
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -29,7 +28,7 @@ use webrtc::peer_connection::{
 use crate::quality::LinkStats;
 
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
-use super::interceptors::{KeyframeRequestTap, WireCounters, WireObserver};
+use super::interceptors::{configure_nack, KeyframeRequestTap, WireCounters, WireObserver};
 use super::nat::{nat_1to1_candidates, NatMapping};
 use super::track::{DownTrack, IncomingTrack};
 use super::{webrtc_err, Kind, MediaError, MediaEvent, PeerState, Role};
@@ -316,6 +315,7 @@ impl MediaEngine {
             pc: Box::new(pc),
             channels: Vec::new(),
             link,
+            _alive: Alive::new(self.counters.peer_connections.clone()),
         })
     }
 }
@@ -326,6 +326,23 @@ pub struct Peer {
     pc: Box<dyn PeerConnection>,
     channels: Vec<(&'static str, Arc<dyn DataChannel>)>,
     link: Arc<LinkStats>,
+    _alive: Alive,
+}
+
+/// Counts one in a gauge for as long as it lives.
+pub(crate) struct Alive(prometheus::IntGauge);
+
+impl Alive {
+    pub(crate) fn new(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Peer {

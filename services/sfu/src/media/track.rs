@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
@@ -16,11 +17,35 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::interceptors::asks_for_keyframe;
 use super::{webrtc_err, Kind, MediaError, RtpPacket};
+use crate::forward::{layer_of_rid, Layer};
 
 /// One received RTP packet, with the simulcast layer it belongs to.
 pub struct IncomingPacket {
-    pub rid: Option<String>,
+    /// The layer of its stream's rid, resolved once per SSRC.
+    pub layer: Layer,
+    /// Its stream's rid as a metrics label: `q`, `h`, `f`, or empty without simulcast (a rid
+    /// other than `h` and `f` counts as `q`).
+    pub rid: &'static str,
     pub packet: RtpPacket,
+}
+
+/// The metrics label of a rid (see [`IncomingPacket::rid`]).
+pub fn rid_label(rid: Option<&str>) -> &'static str {
+    match rid {
+        None => "",
+        Some("f") => "f",
+        Some("h") => "h",
+        Some(_) => "q",
+    }
+}
+
+/// Why a packet was not handed to a downtrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The PeerConnection's queue is full (or briefly locked): the packet is lost.
+    Busy,
+    /// Not bound (negotiation not complete) or closed.
+    Failed,
 }
 
 /// Asks a publisher for a keyframe (RTCP PLI) on one of its streams, without waiting: requests
@@ -51,8 +76,9 @@ pub struct IncomingTrack {
     pub stream_id: String,
     pub kind: Kind,
     pub(super) remote: Arc<dyn TrackRemote>,
-    /// Per SSRC: its rid, and whether it carries media (not a repair stream such as RTX).
-    pub(super) streams: HashMap<u32, (Option<String>, bool)>,
+    /// Per SSRC: its layer and rid label, and whether it carries media (not a repair stream
+    /// such as RTX).
+    pub(super) streams: HashMap<u32, (Layer, &'static str, bool)>,
 }
 
 impl IncomingTrack {
@@ -80,20 +106,22 @@ impl IncomingTrack {
             match self.remote.poll().await? {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     let ssrc = packet.header.ssrc;
-                    let (rid, media) = match self.streams.get(&ssrc) {
-                        Some(known) => known.clone(),
+                    let (layer, rid, media) = match self.streams.get(&ssrc) {
+                        Some(&known) => known,
                         None => {
-                            let rid = self.remote.rid(ssrc).await.map(|r| r.to_string());
+                            let rid = self.remote.rid(ssrc).await;
+                            let rid = rid.as_deref();
                             let media =
                                 self.remote.codec(ssrc).await.is_none_or(|c| {
                                     !c.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
                                 });
-                            self.streams.insert(ssrc, (rid.clone(), media));
-                            (rid, media)
+                            let known = (layer_of_rid(rid), rid_label(rid), media);
+                            self.streams.insert(ssrc, known);
+                            known
                         }
                     };
                     if media {
-                        return Some(IncomingPacket { rid, packet });
+                        return Some(IncomingPacket { layer, rid, packet });
                     }
                 }
                 TrackRemoteEvent::OnEnded => return None,
@@ -154,5 +182,17 @@ impl DownTrack {
     /// downtrack's. Fails until the track is bound by a completed negotiation.
     pub async fn write(&self, packet: RtpPacket) -> Result<(), MediaError> {
         self.local.write_rtp(packet).await.map_err(webrtc_err)
+    }
+
+    /// [`DownTrack::write`] without waiting: the packet is handed to the PeerConnection's
+    /// queue if that can be done at once, else dropped ([`WriteError::Busy`]), so that one
+    /// slow subscriber never holds up the others. (`webrtc` boxes the future of its
+    /// `write_rtp`: one allocation per call, inside `webrtc`.)
+    pub fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError> {
+        match self.local.write_rtp(packet).now_or_never() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(WriteError::Failed),
+            None => Err(WriteError::Busy),
+        }
     }
 }

@@ -1,4 +1,5 @@
 mod browser;
+mod churn;
 mod datachannel;
 mod dynacast;
 mod helpers;
