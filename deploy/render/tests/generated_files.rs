@@ -88,11 +88,17 @@ fn real_targets_listen_where_the_services_do() {
     let web = table.target("web").expect("web target");
     assert_eq!(web.kind, ppodok_deploy_render::TargetKind::Static);
     assert_eq!(table.router.default_target, "web");
-    assert!(table
+    // Signalling to the SFU is a WebSocket; its server API (Twirp) is plain HTTP.
+    let sfu_rules: Vec<_> = table
         .rules
         .iter()
         .filter(|rule| rule.target.starts_with("sfu"))
+        .collect();
+    assert!(sfu_rules
+        .iter()
+        .filter(|rule| rule.name != "sfu_server_api")
         .all(|rule| rule.websocket));
+    assert!(sfu_rules.iter().any(|rule| rule.name == "sfu_server_api" && !rule.websocket));
 }
 
 #[test]
