@@ -98,7 +98,9 @@ fn real_targets_listen_where_the_services_do() {
         .iter()
         .filter(|rule| rule.name != "sfu_server_api")
         .all(|rule| rule.websocket));
-    assert!(sfu_rules.iter().any(|rule| rule.name == "sfu_server_api" && !rule.websocket));
+    assert!(sfu_rules
+        .iter()
+        .any(|rule| rule.name == "sfu_server_api" && !rule.websocket));
 }
 
 #[test]
