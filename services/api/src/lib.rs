@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod envelope;
 pub mod error;
+pub mod group_view;
 pub mod jobs;
 pub mod kakao;
 pub mod limits;

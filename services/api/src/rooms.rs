@@ -169,6 +169,9 @@ pub async fn book(
             })
         })
         .await?;
+    if newly_booked {
+        calendars_changed(state, &[group_id]).await;
+    }
     let room = calendar::room_view(&state.db, room_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booked room {room_id} vanished")))?;
@@ -236,6 +239,12 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
             })
         })
         .await?;
+    if matches!(
+        outcome,
+        Some(Cancelled::Removed { .. } | Cancelled::StillOpen(_))
+    ) {
+        calendars_changed(state, &[group_id]).await;
+    }
     match outcome {
         None => Ok(Cancelled::NotBooked(
             calendar::room_view(&state.db, room_id).await?,
@@ -289,6 +298,21 @@ pub async fn broadcast_removed(state: &AppState, group_id: i64, start_at: NaiveD
         .await;
 }
 
+/// After a change to the calendars or memberships of `group_ids` committed (their versions were
+/// bumped in its transaction): the group views forget them, here at once and on every replica.
+pub async fn calendars_changed(state: &AppState, group_ids: &[i64]) {
+    if group_ids.is_empty() {
+        return;
+    }
+    state.calendar_cache.view().changed(group_ids);
+    state
+        .realtime
+        .emit(crate::realtime::Event::CalendarChanged {
+            group_ids: group_ids.to_vec(),
+        })
+        .await;
+}
+
 /// After a leave or withdrawal committed: seat changes and membership revocations (the calendar
 /// versions were bumped by the leave itself).
 pub async fn after_leaving(
@@ -296,6 +320,7 @@ pub async fn after_leaving(
     member_id: i64,
     effects: &crate::membership::LeaveEffects,
 ) {
+    calendars_changed(state, &effects.groups).await;
     match calendar::with_members(&state.db, effects.changed_rooms.clone()).await {
         Ok(rooms) => {
             for room in &rooms {
