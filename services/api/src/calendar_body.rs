@@ -275,8 +275,16 @@ mod tests {
             boundary + Duration::milliseconds(1),
             boundary - Duration::nanoseconds(1),
         ] {
-            assert_eq!(entry.body(zone, &grid, now), fresh(zone, &grid, &rooms, now), "at {now}");
-            assert_eq!(entry.body(zone, &grid, now), fresh(zone, &grid, &rooms, now), "again");
+            assert_eq!(
+                entry.body(zone, &grid, now),
+                fresh(zone, &grid, &rooms, now),
+                "at {now}"
+            );
+            assert_eq!(
+                entry.body(zone, &grid, now),
+                fresh(zone, &grid, &rooms, now),
+                "again"
+            );
         }
         // Backwards too (a manual clock may be set back).
         let early = start - Duration::hours(1);

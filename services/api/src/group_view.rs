@@ -201,9 +201,7 @@ mod tests {
         let (ids, began) = view.begin_sync();
         let current: HashMap<i64, i64> = {
             let inner = view.inner.read().unwrap();
-            ids.iter()
-                .map(|g| (*g, inner.groups[g].version))
-                .collect()
+            ids.iter().map(|g| (*g, inner.groups[g].version)).collect()
         };
         view.end_sync(&ids, &current, began);
     }
@@ -211,12 +209,20 @@ mod tests {
     #[test]
     fn members_are_known_per_version_and_a_change_forgets_the_group() {
         let view = GroupView::new(Duration::from_secs(1));
-        assert_eq!(view.member_version(1, 10), None, "never synced: not trusted");
+        assert_eq!(
+            view.member_version(1, 10),
+            None,
+            "never synced: not trusted"
+        );
         synced(&view);
         view.store(view.generation(), 1, 10, 3);
         view.store(view.generation(), 1, 11, 3);
         assert_eq!(view.member_version(1, 10), Some(3));
-        assert_eq!(view.member_version(1, 12), None, "only members found are kept");
+        assert_eq!(
+            view.member_version(1, 12),
+            None,
+            "only members found are kept"
+        );
         // A newer version replaces the members; an older read does not bring them back.
         view.store(view.generation(), 1, 12, 4);
         assert_eq!(view.member_version(1, 10), None);

@@ -46,7 +46,11 @@ async fn a_booking_is_visible_on_another_replica_within_the_bound(backend: Backe
     }
     two.book(&t.access, g, start).await.assert_status(201);
     let seen = two.get(&path, &t.access).await;
-    assert_eq!(seen.data().as_array().unwrap().len(), 1, "at once on replica 2");
+    assert_eq!(
+        seen.data().as_array().unwrap().len(),
+        1,
+        "at once on replica 2"
+    );
     rooms_within(&one, &path, &t.access, 1).await;
     let room = seen.data()[0]["roomId"].as_i64().unwrap();
     two.delete(

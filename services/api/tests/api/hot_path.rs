@@ -370,7 +370,11 @@ async fn cached_reads_run_no_statement_and_no_redis_command(backend: Backend) {
         .await
         .assert_status(201);
     let seen = app.get(&path, &t.access).await;
-    assert_eq!(seen.data().as_array().unwrap().len(), 2, "the booking is seen");
+    assert_eq!(
+        seen.data().as_array().unwrap().len(),
+        2,
+        "the booking is seen"
+    );
     let statements = app.metric("ppodok_api_db_statements_total").await;
     for _ in 0..5 {
         app.get(&path, &t.access).await.assert_status(200);
