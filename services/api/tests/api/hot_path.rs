@@ -439,7 +439,7 @@ async fn sqlite_serves_readers_while_a_write_transaction_is_open() {
     .await;
     assert!(writer_busy, "the logout holds the writer");
 
-    // Readers that need the database: the calendar (membership and version) and my rooms.
+    // Readers: the calendar (from the views, no SQL once known) and my rooms (the reader pool).
     let began = Instant::now();
     app.get(&path, &t.access).await.assert_status(200);
     app.get(
