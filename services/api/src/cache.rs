@@ -3,13 +3,15 @@
 //! together.
 //!
 //! The version is a column of the group, bumped in the same transaction as every change to its
-//! rooms (`bump_versions`), and read from the database on each read, with the reader's
-//! membership, in one statement (`access`). So no Redis loss (restarted
-//! empty, unreachable, a replica that died right after its commit) can make an old entry current
-//! again: versions never go back, and a commit is never without its bump. A computation that raced
-//! a booking stores its result under the old version, where no reader will look again; entries
-//! age out by TTL. Redis when configured (shared by replicas; reads bypass it while it is down),
-//! in-process otherwise.
+//! rooms or members (`bump_versions`). A read takes it, with the reader's membership, from the
+//! in-process group view (`group_view`: no SQL) or, on a miss or while the view is not fresh, from
+//! the database in one statement (`access`). The view forgets a group when a change commits (here
+//! at once, on other replicas by the replica bus) and compares itself with the database every
+//! sync, so no Redis loss (restarted empty, unreachable, a replica that died right after its
+//! commit) can make an old entry current for longer than the staleness bound: versions never go
+//! back, and a commit is never without its bump. A computation that raced a booking stores its
+//! result under the old version, where no reader will look again; entries age out by TTL. Redis
+//! when configured (shared by replicas; reads bypass it while it is down), in-process otherwise.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +25,7 @@ use tokio::sync::OnceCell;
 
 use crate::calendar::RoomView;
 use crate::calendar_body::CalendarEntry;
+use crate::group_view::GroupView;
 use crate::redis_link::RedisLink;
 
 type Rooms = Arc<CalendarEntry>;
@@ -48,6 +51,8 @@ const MEMORY_MAX_ENTRIES: usize = 20_000;
 
 pub struct CalendarCache {
     db: DatabaseConnection,
+    /// Membership and versions known in process (a hit runs no SQL).
+    view: Arc<GroupView>,
     store: Store,
     ttl: Duration,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Rooms>>>>,
@@ -111,12 +116,18 @@ impl Entries {
 }
 
 impl CalendarCache {
-    pub fn in_memory(db: DatabaseConnection, ttl: Duration, metrics: CacheCounters) -> Self {
-        Self::with_store(db, Store::Memory(Mutex::default()), ttl, metrics)
+    pub fn in_memory(
+        db: DatabaseConnection,
+        view: Arc<GroupView>,
+        ttl: Duration,
+        metrics: CacheCounters,
+    ) -> Self {
+        Self::with_store(db, view, Store::Memory(Mutex::default()), ttl, metrics)
     }
 
     pub fn redis(
         db: DatabaseConnection,
+        view: Arc<GroupView>,
         link: Arc<RedisLink>,
         prefix: &str,
         ttl: Duration,
@@ -124,6 +135,7 @@ impl CalendarCache {
     ) -> Self {
         Self::with_store(
             db,
+            view,
             Store::Redis {
                 link,
                 prefix: prefix.to_owned(),
@@ -135,12 +147,14 @@ impl CalendarCache {
 
     fn with_store(
         db: DatabaseConnection,
+        view: Arc<GroupView>,
         store: Store,
         ttl: Duration,
         metrics: CacheCounters,
     ) -> Self {
         Self {
             db,
+            view,
             store,
             ttl,
             inflight: Mutex::default(),
@@ -166,10 +180,27 @@ impl CalendarCache {
         })
     }
 
-    /// Whether `member_id` may read the calendar of `group_id`, and its current version, in one
-    /// statement on the read pool (the one statement a cached calendar read runs). Membership is
-    /// read from the database every time, so a member who left is refused at once everywhere.
+    /// The in-process view of memberships and versions.
+    pub fn view(&self) -> &Arc<GroupView> {
+        &self.view
+    }
+
+    /// Whether `member_id` may read the calendar of `group_id`, and its current version: from the
+    /// group view when it knows the member (no SQL), else in one statement on the read pool
+    /// (refusals are never kept, so a join is seen at once).
     pub async fn access(&self, group_id: i64, member_id: i64) -> Result<Access, DbErr> {
+        if let Some(version) = self.view.member_version(group_id, member_id) {
+            return Ok(Access::Member { version });
+        }
+        let generation = self.view.generation();
+        let access = self.access_in_db(group_id, member_id).await?;
+        if let Access::Member { version } = access {
+            self.view.store(generation, group_id, member_id, version);
+        }
+        Ok(access)
+    }
+
+    async fn access_in_db(&self, group_id: i64, member_id: i64) -> Result<Access, DbErr> {
         let backend = self.db.get_database_backend();
         let row = self
             .db
@@ -360,7 +391,8 @@ pub struct CalendarReader<'a> {
 
 impl CalendarReader<'_> {
     /// The response body of `member_id`'s read of the calendar of `group_id` in `[from, to]` at
-    /// `now`: one statement (membership and version) and a copy when cached.
+    /// `now`: no SQL when the group view knows the member and the entry is cached (else one
+    /// statement: membership and version), and a copy.
     pub async fn group_body(
         &self,
         group_id: i64,
@@ -368,7 +400,7 @@ impl CalendarReader<'_> {
         from: NaiveDateTime,
         to: NaiveDateTime,
         now: NaiveDateTime,
-    ) -> Result<Vec<u8>, CalendarError> {
+    ) -> Result<actix_web::web::Bytes, CalendarError> {
         let version = match self.cache.access(group_id, member_id).await? {
             Access::Member { version } => version,
             Access::NotMember => return Err(CalendarError::NotMember),

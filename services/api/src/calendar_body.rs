@@ -4,10 +4,14 @@
 //! room, everything up to `serverTime` is fixed for the entry (rendered once); `phase` and
 //! `nextPhaseAt` change only when the clock crosses one of the rooms' phase boundaries, so they
 //! are rendered once per interval between boundaries; `serverTime` (the same for every room of a
-//! response) is spliced in per request. A hit is a copy of ~33 KB with one timestamp written
-//! into it, byte for byte what rendering every `RoomResponse` afresh at that instant gives.
+//! response, at millisecond precision) is spliced in once per millisecond: the last body is kept
+//! with the millisecond and phase interval it was made for, and requests in the same millisecond
+//! share it (a reference count, no copy). Byte for byte what rendering every `RoomResponse`
+//! afresh at that instant gives.
 
 use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
 
 use chrono::{NaiveDateTime, Timelike};
 use chrono_tz::Tz;
@@ -79,6 +83,8 @@ pub struct CalendarEntry {
     prefixes: OnceLock<Vec<Vec<u8>>>,
     /// The body for the current phase interval.
     phased: RwLock<Option<Arc<Phased>>>,
+    /// The last body served: its millisecond, the phase interval it was spliced from, the bytes.
+    last: RwLock<Option<(i64, Arc<Phased>, Bytes)>>,
 }
 
 /// The body between two phase boundaries, with the offsets where `serverTime` goes.
@@ -96,6 +102,7 @@ impl CalendarEntry {
             rooms,
             prefixes: OnceLock::new(),
             phased: RwLock::new(None),
+            last: RwLock::new(None),
         }
     }
 
@@ -182,9 +189,22 @@ impl CalendarEntry {
     }
 
     /// The response body at `now`.
-    pub fn body(&self, zone: Tz, grid: &SlotGrid, now: NaiveDateTime) -> Vec<u8> {
+    pub fn body(&self, zone: Tz, grid: &SlotGrid, now: NaiveDateTime) -> Bytes {
         let phased = self.phased(zone, grid, now);
-        let server_time = local_in(zone, now);
+        // `serverTime` has millisecond precision and the phases are those of `phased`: a body
+        // made for the same millisecond from the same interval is this one.
+        let millis = now.and_utc().timestamp_millis();
+        if let Some((at, from, body)) = self.last.read().expect("entry poisoned").as_ref() {
+            if *at == millis && Arc::ptr_eq(from, &phased) {
+                return body.clone();
+            }
+        }
+        let body = Bytes::from(Self::splice(&phased, &local_in(zone, now)));
+        *self.last.write().expect("entry poisoned") = Some((millis, phased, body.clone()));
+        body
+    }
+
+    fn splice(phased: &Phased, server_time: &str) -> Vec<u8> {
         let mut body =
             Vec::with_capacity(phased.template.len() + phased.holes.len() * server_time.len());
         let mut at = 0;
@@ -238,11 +258,33 @@ mod tests {
         let mut now = start - Duration::minutes(3);
         while now < start + Duration::hours(3) {
             assert_eq!(
-                String::from_utf8(entry.body(zone, &grid, now)).unwrap(),
+                String::from_utf8(entry.body(zone, &grid, now).to_vec()).unwrap(),
                 String::from_utf8(fresh(zone, &grid, &rooms, now)).unwrap(),
                 "at {now}"
             );
             now += Duration::milliseconds(61_237);
+        }
+        // Around a boundary, within one millisecond and from one millisecond to the next (the
+        // body kept for a millisecond is reused only within it and its phase interval).
+        let boundary = start + Duration::minutes(25);
+        for now in [
+            boundary - Duration::milliseconds(1),
+            boundary - Duration::nanoseconds(1),
+            boundary,
+            boundary + Duration::nanoseconds(999_999),
+            boundary + Duration::milliseconds(1),
+            boundary - Duration::nanoseconds(1),
+        ] {
+            assert_eq!(
+                entry.body(zone, &grid, now),
+                fresh(zone, &grid, &rooms, now),
+                "at {now}"
+            );
+            assert_eq!(
+                entry.body(zone, &grid, now),
+                fresh(zone, &grid, &rooms, now),
+                "again"
+            );
         }
         // Backwards too (a manual clock may be set back).
         let early = start - Duration::hours(1);

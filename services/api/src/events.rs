@@ -34,6 +34,8 @@ pub enum Event {
     },
     /// The member's row changed (an edit): session views reload it.
     MemberChanged { member_id: i64, epoch: i64 },
+    /// The calendars or memberships of the groups changed (committed): group views forget them.
+    CalendarChanged { group_ids: Vec<i64> },
 }
 
 /// Where the domain sends events once its transaction committed. Emitting never fails: an

@@ -138,6 +138,7 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
                     .await?;
                 crate::cache::bump_versions(&txn, &groups).await?;
                 txn.commit().await?;
+                crate::rooms::calendars_changed(state, &groups).await;
             }
         }
         Job::PurgeDoneTodos => {

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod groups;
+pub mod group_view;
 pub mod jobs;
 pub mod kakao;
 pub mod limits;

@@ -18,6 +18,7 @@ use crate::db::entities::{reservation, room, study_group};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, Event, Publisher};
+use crate::group_view::GroupView;
 pub use crate::membership::require_member;
 use crate::state::AppState;
 use crate::views::tombstone_at;
@@ -175,6 +176,9 @@ pub async fn book(
             })
         })
         .await?;
+    if newly_booked {
+        calendars_changed(state, &[group_id]).await;
+    }
     let room = calendar::room_view(&state.db, room_id)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booked room {room_id} vanished")))?;
@@ -242,6 +246,12 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
             })
         })
         .await?;
+    if matches!(
+        outcome,
+        Some(Cancelled::Removed { .. } | Cancelled::StillOpen(_))
+    ) {
+        calendars_changed(state, &[group_id]).await;
+    }
     match outcome {
         None => Ok(Cancelled::NotBooked(
             calendar::room_view(&state.db, room_id).await?,
@@ -284,6 +294,7 @@ pub struct CalendarNews<'a> {
     pub grid: &'a SlotGrid,
     pub clock: &'a Clock,
     pub events: &'a dyn Publisher,
+    pub groups: &'a GroupView,
 }
 
 impl<'a> CalendarNews<'a> {
@@ -294,7 +305,23 @@ impl<'a> CalendarNews<'a> {
             grid: &state.grid,
             clock: &state.clock,
             events: &state.realtime,
+            groups: state.calendar_cache.view(),
         }
+    }
+
+    /// After a change to the calendars or memberships of `group_ids` committed (their versions
+    /// were bumped in its transaction): the group views forget them, here at once and on every
+    /// replica.
+    pub async fn changed(&self, group_ids: &[i64]) {
+        if group_ids.is_empty() {
+            return;
+        }
+        self.groups.changed(group_ids);
+        self.events
+            .emit(Event::CalendarChanged {
+                group_ids: group_ids.to_vec(),
+            })
+            .await;
     }
 
     /// A room as it is now.
@@ -312,6 +339,7 @@ impl<'a> CalendarNews<'a> {
     /// After a leave or withdrawal committed: seat changes and membership revocations (the
     /// calendar versions were bumped by the leave itself).
     pub async fn after_leaving(&self, member_id: i64, effects: &crate::membership::LeaveEffects) {
+        self.changed(&effects.groups).await;
         match calendar::with_members(self.db, effects.changed_rooms.clone()).await {
             Ok(rooms) => {
                 for room in &rooms {
@@ -344,6 +372,12 @@ pub async fn broadcast_room(state: &AppState, room: &RoomView) {
 /// Tells the group's calendar that the room at `start_at` is gone (the contract's tombstone).
 pub async fn broadcast_removed(state: &AppState, group_id: i64, start_at: NaiveDateTime) {
     CalendarNews::of(state).removed(group_id, start_at).await;
+}
+
+/// After a change to the calendars or memberships of `group_ids` committed (their versions were
+/// bumped in its transaction): the group views forget them, here at once and on every replica.
+pub async fn calendars_changed(state: &AppState, group_ids: &[i64]) {
+    CalendarNews::of(state).changed(group_ids).await;
 }
 
 /// After a leave or withdrawal committed: seat changes and membership revocations.

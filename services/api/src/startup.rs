@@ -86,6 +86,17 @@ impl EventSink for SessionSink {
     }
 }
 
+/// Applies the replica bus's calendar changes to this process's group view.
+struct GroupSink(Arc<crate::group_view::GroupView>);
+
+impl EventSink for GroupSink {
+    fn apply(&self, event: &Event) {
+        if let Event::CalendarChanged { group_ids } = event {
+            self.0.changed(group_ids);
+        }
+    }
+}
+
 /// Middleware: counts every request under its route pattern (`/api/v1/groups/{groupId}`), so
 /// label cardinality stays bounded; unknown paths share the label `unmatched`.
 pub async fn track(
@@ -183,12 +194,12 @@ impl Application {
         } else {
             db.clone()
         };
-        let sessions = SessionStore::new(
-            db.clone(),
-            read.clone(),
-            sync_db,
-            Duration::from_millis(settings.auth.session_max_staleness_millis),
-        );
+        let max_staleness = Duration::from_millis(settings.auth.session_max_staleness_millis);
+        let sync_every = Duration::from_millis(settings.auth.session_sync_millis.max(10));
+        let group_view = Arc::new(crate::group_view::GroupView::new(max_staleness));
+        group_view.sync(&sync_db).await?;
+        let group_sync = group_view.spawn_sync(sync_db.clone(), sync_every);
+        let sessions = SessionStore::new(db.clone(), read.clone(), sync_db, max_staleness);
         sessions.sync().await?;
         let redis = if settings.uses_redis() {
             Some(Arc::new(
@@ -215,9 +226,8 @@ impl Application {
         let kakao = KakaoClient::new(settings.kakao.clone());
         let unlink_wake = Arc::new(Notify::new());
         let mut background = vec![
-            sessions.spawn_sync(Duration::from_millis(
-                settings.auth.session_sync_millis.max(10),
-            )),
+            sessions.spawn_sync(sync_every),
+            group_sync,
             tokio::spawn(
                 UnlinkWorker::new(
                     db.clone(),
@@ -237,12 +247,18 @@ impl Application {
         let calendar_cache = match &redis {
             Some(link) => CalendarCache::redis(
                 read.clone(),
+                group_view.clone(),
                 link.clone(),
                 &settings.redis.key_prefix,
                 cache_ttl,
                 cache_counters,
             ),
-            None => CalendarCache::in_memory(read.clone(), cache_ttl, cache_counters),
+            None => CalendarCache::in_memory(
+                read.clone(),
+                group_view.clone(),
+                cache_ttl,
+                cache_counters,
+            ),
         };
         let livekit = (!settings.livekit.api_secret.is_empty())
             .then(|| LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret));
@@ -266,6 +282,7 @@ impl Application {
                         vec![
                             hub.clone() as Arc<dyn EventSink>,
                             Arc::new(SessionSink(sessions.view().clone())),
+                            Arc::new(GroupSink(group_view.clone())),
                         ],
                     )
                     .await?,

@@ -162,7 +162,7 @@ impl Hub {
             Event::RevokeSession { sid, .. } => {
                 self.close_where(|s| &s.sid == sid, "로그아웃된 세션이에요.");
             }
-            Event::MemberChanged { .. } => {}
+            Event::MemberChanged { .. } | Event::CalendarChanged { .. } => {}
         }
     }
 
