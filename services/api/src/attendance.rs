@@ -12,14 +12,18 @@
 //! without a newer one (an Enter followed by silence earns nothing past the Enter).
 
 use chrono::{Duration, NaiveDateTime};
+use chrono_tz::Tz;
 use ppodok_domain::periods::DayBoundary;
 use sea_orm::{
     sea_query::OnConflict, ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction,
     DbErr, EntityTrait, QueryFilter, QuerySelect, Set, TransactionError, TransactionTrait,
 };
 
+use crate::calendar_body::local_in;
+use crate::clock::Clock;
 use crate::db::entities::{member_liveness, reservation, room, study_record};
 use crate::error::{ApiError, ApiResult};
+use crate::events::Publisher;
 use crate::state::AppState;
 use crate::study::{credit, Credit};
 
@@ -340,6 +344,42 @@ pub async fn find_room(state: &AppState, room_id: i64, member_id: i64) -> ApiRes
     }
 }
 
+/// Where presence changes are announced: the group's presence topic (never the calendar topic),
+/// stamped with the clock in the service zone.
+pub struct PresenceNews<'a> {
+    pub events: &'a dyn Publisher,
+    pub zone: Tz,
+    pub clock: &'a Clock,
+}
+
+impl<'a> PresenceNews<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            events: &state.realtime,
+            zone: state.zone,
+            clock: &state.clock,
+        }
+    }
+
+    pub async fn announce(
+        &self,
+        group_id: i64,
+        member_id: i64,
+        room_id: i64,
+        source: Source,
+        present: bool,
+    ) {
+        let body = serde_json::json!({
+            "memberId": member_id,
+            "roomId": room_id,
+            "source": match source { Source::Client => "client", Source::Sfu => "sfu" },
+            "present": present,
+            "serverTime": local_in(self.zone, self.clock.now_naive()),
+        });
+        crate::events::publish(self.events, format!("/topic/{group_id}/presence"), &body).await;
+    }
+}
+
 /// Presence changes go to the group's presence topic (never the calendar topic).
 pub async fn announce(
     state: &AppState,
@@ -349,16 +389,8 @@ pub async fn announce(
     source: Source,
     present: bool,
 ) {
-    let body = serde_json::json!({
-        "memberId": member_id,
-        "roomId": room_id,
-        "source": match source { Source::Client => "client", Source::Sfu => "sfu" },
-        "present": present,
-        "serverTime": crate::views::local(state, state.clock.now_naive()),
-    });
-    state
-        .realtime
-        .publish(format!("/topic/{group_id}/presence"), &body)
+    PresenceNews::of(state)
+        .announce(group_id, member_id, room_id, source, present)
         .await;
 }
 

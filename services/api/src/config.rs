@@ -1,6 +1,8 @@
 //! Settings: defaults compiled in from `config/default.toml`, an optional file named by
 //! `PPODOK_CONFIG`, then environment variables `PPODOK__SECTION__KEY`.
 
+pub mod push;
+
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -23,7 +25,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub limits: crate::limits::LimitSettings,
     pub web: WebSettings,
-    pub push: crate::push::config::PushSettings,
+    pub push: push::PushSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,5 +1,6 @@
 //! The ppodok API service.
 
+pub mod accounts;
 pub mod attendance;
 pub mod auth;
 pub mod cache;
@@ -10,13 +11,16 @@ pub mod config;
 pub mod db;
 pub mod envelope;
 pub mod error;
+pub mod events;
+pub mod groups;
 pub mod jobs;
 pub mod kakao;
 pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod migration;
-pub mod openapi;
+#[cfg(test)]
+mod module_graph;
 pub mod outbox;
 pub mod passwords;
 pub mod placement;
@@ -28,6 +32,7 @@ pub mod routes;
 pub mod sessions;
 pub mod startup;
 pub mod state;
+pub mod stomp;
 pub mod study;
 pub mod timers;
 pub mod video;

@@ -3,18 +3,24 @@
 //! always, so booking, cancelling and leaving can never deadlock each other).
 
 use chrono::{Duration, NaiveDateTime};
+use chrono_tz::Tz;
+use ppodok_domain::schedule::SlotGrid;
 use ppodok_domain::time::local_to_utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 
 use crate::calendar::{self, RoomView};
+use crate::calendar_body::room_response_at;
+use crate::clock::Clock;
 use crate::db::entities::{reservation, room, study_group};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, ApiResult};
+use crate::events::{self, Event, Publisher};
 pub use crate::membership::require_member;
 use crate::state::AppState;
+use crate::views::tombstone_at;
 
 pub const MSG_BAD_TIME: &str = "유효하지 않은 요청 시간입니다.";
 pub const MSG_STARTED: &str = "이미 시작된 공부방은 예약하거나 취소할 수 없어요.";
@@ -267,53 +273,86 @@ pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult
 }
 
 /// The calendar topic of a group (the contract's `/topic/{groupId}`).
-pub fn calendar_topic(group_id: i64) -> String {
-    format!("/topic/{group_id}")
+pub use crate::events::calendar_topic;
+
+/// Where calendar changes are announced: every subscriber of a group's calendar, on every replica.
+/// Explicit dependencies: the database (rooms with their members), the zone, slot grid and clock
+/// the room bodies are rendered with, and the event sink.
+pub struct CalendarNews<'a> {
+    pub db: &'a DatabaseConnection,
+    pub zone: Tz,
+    pub grid: &'a SlotGrid,
+    pub clock: &'a Clock,
+    pub events: &'a dyn Publisher,
+}
+
+impl<'a> CalendarNews<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            db: &state.db,
+            zone: state.zone,
+            grid: &state.grid,
+            clock: &state.clock,
+            events: &state.realtime,
+        }
+    }
+
+    /// A room as it is now.
+    pub async fn room(&self, room: &RoomView) {
+        let body = room_response_at(self.zone, self.grid, room, self.clock.now_naive());
+        events::publish(self.events, calendar_topic(room.group_id), &body).await;
+    }
+
+    /// The room at `start_at` is gone (the contract's tombstone).
+    pub async fn removed(&self, group_id: i64, start_at: NaiveDateTime) {
+        let body = tombstone_at(self.zone, start_at, self.clock.now_naive());
+        events::publish(self.events, calendar_topic(group_id), &body).await;
+    }
+
+    /// After a leave or withdrawal committed: seat changes and membership revocations (the
+    /// calendar versions were bumped by the leave itself).
+    pub async fn after_leaving(&self, member_id: i64, effects: &crate::membership::LeaveEffects) {
+        match calendar::with_members(self.db, effects.changed_rooms.clone()).await {
+            Ok(rooms) => {
+                for room in &rooms {
+                    self.room(room).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading rooms to broadcast after leaving failed")
+            }
+        }
+        for (group_id, start_at) in &effects.removed_rooms {
+            self.removed(*group_id, *start_at).await;
+        }
+        for group_id in &effects.groups {
+            self.events
+                .emit(Event::RevokeMembership {
+                    member_id,
+                    group_id: *group_id,
+                })
+                .await;
+        }
+    }
 }
 
 /// Tells every subscriber of the group's calendar, on every replica, about a room as it is now.
 pub async fn broadcast_room(state: &AppState, room: &RoomView) {
-    let body = crate::views::room_response(state, room);
-    state
-        .realtime
-        .publish(calendar_topic(room.group_id), &body)
-        .await;
+    CalendarNews::of(state).room(room).await;
 }
 
 /// Tells the group's calendar that the room at `start_at` is gone (the contract's tombstone).
 pub async fn broadcast_removed(state: &AppState, group_id: i64, start_at: NaiveDateTime) {
-    let body = crate::views::tombstone(state, start_at);
-    state
-        .realtime
-        .publish(calendar_topic(group_id), &body)
-        .await;
+    CalendarNews::of(state).removed(group_id, start_at).await;
 }
 
-/// After a leave or withdrawal committed: seat changes and membership revocations (the calendar
-/// versions were bumped by the leave itself).
+/// After a leave or withdrawal committed: seat changes and membership revocations.
 pub async fn after_leaving(
     state: &AppState,
     member_id: i64,
     effects: &crate::membership::LeaveEffects,
 ) {
-    match calendar::with_members(&state.db, effects.changed_rooms.clone()).await {
-        Ok(rooms) => {
-            for room in &rooms {
-                broadcast_room(state, room).await;
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "loading rooms to broadcast after leaving failed"),
-    }
-    for (group_id, start_at) in &effects.removed_rooms {
-        broadcast_removed(state, *group_id, *start_at).await;
-    }
-    for group_id in &effects.groups {
-        state
-            .realtime
-            .emit(crate::realtime::Event::RevokeMembership {
-                member_id,
-                group_id: *group_id,
-            })
-            .await;
-    }
+    CalendarNews::of(state)
+        .after_leaving(member_id, effects)
+        .await;
 }

@@ -28,6 +28,25 @@ use sea_orm::{
 
 use crate::db::entities::{member, member_session};
 
+/// Why a session operation failed (mapped to the HTTP error at the boundary).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The `auth_epoch` row the migrations seed is missing: the schema is broken.
+    #[error("the auth_epoch row is missing")]
+    NoEpoch,
+    #[error(transparent)]
+    Store(#[from] DbErr),
+}
+
+impl From<sea_orm::TransactionError<SessionError>> for SessionError {
+    fn from(e: sea_orm::TransactionError<SessionError>) -> Self {
+        match e {
+            sea_orm::TransactionError::Connection(e) => e.into(),
+            sea_orm::TransactionError::Transaction(e) => e,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
     /// The presented token was current; the new one is now current.
@@ -194,25 +213,28 @@ pub struct SessionStore {
 }
 
 /// Bumps the auth epoch inside `txn` and returns its new value.
-pub async fn bump_epoch<C: ConnectionTrait>(txn: &C) -> Result<i64, DbErr> {
+pub async fn bump_epoch<C: ConnectionTrait>(txn: &C) -> Result<i64, SessionError> {
     txn.execute_unprepared("UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1")
         .await?;
     read_epoch(txn).await
 }
 
-async fn read_epoch<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+async fn read_epoch<C: ConnectionTrait>(db: &C) -> Result<i64, SessionError> {
     let row = db
         .query_one(Statement::from_string(
             db.get_database_backend(),
             "SELECT epoch FROM auth_epoch WHERE id = 1",
         ))
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("auth_epoch row".into()))?;
-    row.try_get::<i64>("", "epoch")
+        .ok_or(SessionError::NoEpoch)?;
+    Ok(row.try_get::<i64>("", "epoch")?)
 }
 
 /// Ends every session of `member_id` inside `txn` (withdrawal); returns the epoch to apply.
-pub async fn revoke_member_in<C: ConnectionTrait>(txn: &C, member_id: i64) -> Result<i64, DbErr> {
+pub async fn revoke_member_in<C: ConnectionTrait>(
+    txn: &C,
+    member_id: i64,
+) -> Result<i64, SessionError> {
     use sea_orm::{ColumnTrait, QueryFilter};
     member_session::Entity::delete_many()
         .filter(member_session::Column::MemberId.eq(member_id))
@@ -251,7 +273,7 @@ impl SessionStore {
         sid: &str,
         jti: &str,
         ttl_secs: i64,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), SessionError> {
         use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
         // Expired sessions of this member go now, so the table stays the size of live sessions.
         member_session::Entity::delete_many()
@@ -277,7 +299,7 @@ impl SessionStore {
         presented: &str,
         new_jti: &str,
         ttl_secs: i64,
-    ) -> Result<Rotation, DbErr> {
+    ) -> Result<Rotation, SessionError> {
         use sea_orm::{sea_query::Expr, ColumnTrait, QueryFilter};
         // Compare-and-swap in one statement: only the holder of the current jti wins.
         let swapped = member_session::Entity::update_many()
@@ -304,11 +326,11 @@ impl SessionStore {
     /// Ends one session (logout, reuse). Applied to this process's view before it returns; the
     /// caller announces it to the other replicas with the returned epoch. None when there was no
     /// such session.
-    pub async fn revoke(&self, sid: &str) -> Result<Option<i64>, DbErr> {
+    pub async fn revoke(&self, sid: &str) -> Result<Option<i64>, SessionError> {
         let sid_owned = sid.to_owned();
         let epoch = self
             .write
-            .transaction::<_, Option<i64>, DbErr>(|txn| {
+            .transaction::<_, Option<i64>, SessionError>(|txn| {
                 Box::pin(async move {
                     let gone = member_session::Entity::delete_by_id(sid_owned)
                         .exec(txn)
@@ -319,11 +341,7 @@ impl SessionStore {
                     Ok(Some(bump_epoch(txn).await?))
                 })
             })
-            .await
-            .map_err(|e| match e {
-                sea_orm::TransactionError::Connection(e)
-                | sea_orm::TransactionError::Transaction(e) => e,
-            })?;
+            .await?;
         if let Some(epoch) = epoch {
             self.view.apply(
                 &Change::Session {
@@ -341,7 +359,7 @@ impl SessionStore {
         &self,
         member_id: i64,
         sid: &str,
-    ) -> Result<Option<Arc<member::Model>>, DbErr> {
+    ) -> Result<Option<Arc<member::Model>>, SessionError> {
         let now = crate::db::now_utc();
         let fresh = self.view.is_fresh();
         if fresh {
@@ -379,7 +397,7 @@ impl SessionStore {
     }
 
     /// Compares the view with the database's epoch once.
-    pub async fn sync(&self) -> Result<(), DbErr> {
+    pub async fn sync(&self) -> Result<(), SessionError> {
         sync_view(&self.view, &self.sync_db).await
     }
 
@@ -399,7 +417,7 @@ impl SessionStore {
     }
 }
 
-async fn sync_view(view: &LiveView, db: &DatabaseConnection) -> Result<(), DbErr> {
+async fn sync_view(view: &LiveView, db: &DatabaseConnection) -> Result<(), SessionError> {
     let epoch = read_epoch(db).await?;
     view.synced(epoch);
     Ok(())

@@ -22,14 +22,15 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::cache::CalendarCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::events::Event;
 use crate::jobs;
 use crate::kakao::KakaoClient;
 use crate::metrics::Metrics;
-use crate::openapi::ApiDoc;
 use crate::outbox::UnlinkWorker;
-use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, Event, EventSink, Realtime};
+use crate::realtime::{hub::Hub, metrics::RealtimeMetrics, EventSink, Realtime};
 use crate::redis_link::RedisLink;
 use crate::routes;
+use crate::routes::openapi::ApiDoc;
 use crate::sessions::{Change, LiveView, SessionStore};
 use crate::state::AppState;
 use ppodok_tokens::livekit::LivekitKeys;
@@ -319,7 +320,7 @@ impl Application {
                 state.clock.clone(),
                 state.zone,
                 state.push.clone(),
-                state.realtime.clone(),
+                Arc::new(state.realtime.clone()),
             );
             background.push(tokio::spawn(worker.run()));
         }

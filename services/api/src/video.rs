@@ -1,12 +1,18 @@
 //! Video tokens: a LiveKit access token for a member booked into a room, inside its window.
 //! Shared by `POST /api/v1/rooms/{roomId}/video-token` and the legacy `GET /video/getToken`.
 
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
-use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait,
+};
 
 use crate::attendance;
+use crate::clock::Clock;
 use crate::db::entities::{member, reservation, room};
 use crate::error::ApiError;
+use crate::placement::VideoNodes;
 use crate::rooms;
 use crate::state::AppState;
 
@@ -71,32 +77,58 @@ pub async fn issue(
     })
 }
 
-/// Rooms whose video is open now (from `join_before_minutes` before the start to the end) that
-/// `member_id` is booked into, in `group_id` only when given. Read before a cancellation, a
-/// leave or a withdrawal, whose member is then removed from them ([`remove_from_rooms`]).
-pub async fn open_rooms_of(state: &AppState, member_id: i64, group_id: Option<i64>) -> Vec<i64> {
-    let now = state.clock.now_naive();
-    let opens_before = now + chrono::Duration::minutes(state.settings.livekit.join_before_minutes);
-    let mut query = room::Entity::find()
-        .select_only()
-        .column(room::Column::Id)
-        .join(JoinType::InnerJoin, room::Relation::Reservation.def())
-        .filter(reservation::Column::MemberId.eq(member_id))
-        .filter(room::Column::StartAt.lte(opens_before))
-        .filter(room::Column::EndAt.gt(now));
-    if let Some(group_id) = group_id {
-        query = query.filter(room::Column::GroupId.eq(group_id));
-    }
-    match query.into_tuple::<i64>().all(&state.db).await {
-        Ok(rooms) => rooms,
-        Err(e) => {
-            tracing::warn!(error = %e, member_id, "listing a member's open video rooms failed");
-            Vec::new()
+/// The video seats of members: which open video rooms a member is in, and removing them from
+/// those. Explicit dependencies: the database, the clock, the SFU placement, the join window.
+pub struct VideoSeats<'a> {
+    pub db: &'a DatabaseConnection,
+    pub clock: &'a Clock,
+    pub nodes: &'a Arc<VideoNodes>,
+    /// Video opens this long before a room's start.
+    pub join_before: chrono::Duration,
+}
+
+impl<'a> VideoSeats<'a> {
+    pub fn of(state: &'a AppState) -> Self {
+        Self {
+            db: &state.db,
+            clock: &state.clock,
+            nodes: &state.video_nodes,
+            join_before: chrono::Duration::minutes(state.settings.livekit.join_before_minutes),
         }
+    }
+
+    /// Rooms whose video is open now (from `join_before` before the start to the end) that
+    /// `member_id` is booked into, in `group_id` only when given. Read before a cancellation, a
+    /// leave or a withdrawal, whose member is then removed from them ([`Self::remove`]).
+    pub async fn open_rooms_of(&self, member_id: i64, group_id: Option<i64>) -> Vec<i64> {
+        let now = self.clock.now_naive();
+        let opens_before = now + self.join_before;
+        let mut query = room::Entity::find()
+            .select_only()
+            .column(room::Column::Id)
+            .join(JoinType::InnerJoin, room::Relation::Reservation.def())
+            .filter(reservation::Column::MemberId.eq(member_id))
+            .filter(room::Column::StartAt.lte(opens_before))
+            .filter(room::Column::EndAt.gt(now));
+        if let Some(group_id) = group_id {
+            query = query.filter(room::Column::GroupId.eq(group_id));
+        }
+        match query.into_tuple::<i64>().all(self.db).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::warn!(error = %e, member_id, "listing a member's open video rooms failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes `member_id` from the video rooms `rooms` (in the background, within seconds).
+    pub fn remove(&self, member_id: i64, rooms: Vec<i64>) {
+        crate::placement::remove_in_background(self.nodes.clone(), member_id, rooms);
     }
 }
 
 /// Removes `member_id` from the video rooms `rooms` (in the background, within seconds).
 pub fn remove_from_rooms(state: &AppState, member_id: i64, rooms: Vec<i64>) {
-    crate::placement::remove_in_background(state.video_nodes.clone(), member_id, rooms);
+    VideoSeats::of(state).remove(member_id, rooms);
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::config::{FcmSettings, Secret};
 use super::sender::{self, Delivery, Device, Notification, Sender};
+use crate::config::push::{FcmSettings, Secret};
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";

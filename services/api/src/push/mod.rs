@@ -12,7 +12,6 @@
 //!   [`fcm`] (HTTP v1) or [`webpush`] (RFC 8291/8292). A claim whose sender vanished is never resent
 //!   (at most once), see `worker`.
 
-pub mod config;
 pub mod devices;
 pub mod entities;
 pub mod fcm;
@@ -28,7 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use config::PushSettings;
+use crate::config::push::PushSettings;
 use metrics::PushMetrics;
 use sender::Sender;
 

@@ -9,8 +9,8 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use ring::{aead, agreement, hkdf};
 use sha2::{Digest, Sha256};
 
-use super::config::WebPushSettings;
 use super::sender::{self, Delivery, Device, Notification, Sender};
+use crate::config::push::WebPushSettings;
 
 /// One record holds the whole payload (reminders are a few hundred bytes).
 const RECORD_SIZE: u32 = 4096;

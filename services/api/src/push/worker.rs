@@ -37,14 +37,14 @@ use super::sender::{Delivery, Device, Notification};
 use super::Push;
 use crate::clock::Clock;
 use crate::db::entities::{push_client, study_group};
-use crate::realtime::Realtime;
+use crate::events::Publisher;
 
 pub struct Worker {
     db: DatabaseConnection,
     clock: Clock,
     zone: Tz,
     push: Arc<Push>,
-    realtime: Realtime,
+    events: Arc<dyn Publisher>,
     permits: Arc<Semaphore>,
 }
 
@@ -54,7 +54,7 @@ impl Worker {
         clock: Clock,
         zone: Tz,
         push: Arc<Push>,
-        realtime: Realtime,
+        events: Arc<dyn Publisher>,
     ) -> Arc<Self> {
         let permits = Arc::new(Semaphore::new(push.settings.concurrency.max(1)));
         Arc::new(Self {
@@ -62,7 +62,7 @@ impl Worker {
             clock,
             zone,
             push,
-            realtime,
+            events,
             permits,
         })
     }
@@ -233,12 +233,12 @@ impl Worker {
         let m = &self.push.metrics;
         let notification = self.notification(&row).await?;
         let (outcome, target_kind) = if row.target == TARGET_STOMP {
-            self.realtime
-                .publish(
-                    super::member_topic(row.member_id),
-                    &ForegroundMessage::from(&notification),
-                )
-                .await;
+            crate::events::publish(
+                self.events.as_ref(),
+                super::member_topic(row.member_id),
+                &ForegroundMessage::from(&notification),
+            )
+            .await;
             (Delivery::Accepted, "stomp".to_owned())
         } else {
             let device = match row.device_id {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
 
 use super::metrics::RealtimeMetrics;
-use super::Event;
+use crate::events::Event;
 
 /// Capacity of a session's outgoing queue, in messages.
 pub const SEND_QUEUE: usize = 256;

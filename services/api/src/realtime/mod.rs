@@ -1,4 +1,5 @@
-//! Realtime: the STOMP endpoint and cross-replica fan-out. An event reaches this process's own
+//! Realtime: the `events::Publisher` of this process, fanning out to the STOMP sessions here (the
+//! `hub`, served by the STOMP endpoint) and across replicas. An event reaches this process's own
 //! sessions at once; with Redis it is also published on a channel every replica listens to (each
 //! ignores what it published itself). A publish that fails (Redis unreachable or stalled) is kept,
 //! in order, in a bounded queue that a background task sends once Redis answers again, so the other
@@ -7,7 +8,6 @@
 
 pub mod hub;
 pub mod metrics;
-pub mod stomp;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,39 +16,13 @@ use std::time::Duration;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::events::Publisher;
+pub use crate::events::{now_us, Event};
 use crate::redis_link::RedisLink;
 use hub::Hub;
 
 /// Events kept while Redis cannot take them; older ones are dropped beyond this.
 pub const MAX_PENDING_EVENTS: usize = 10_000;
-
-/// What travels between replicas.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    Publish {
-        topic: String,
-        body: String,
-        published_at_us: i64,
-    },
-    /// The member left the group: their sessions stop receiving its topics.
-    RevokeMembership { member_id: i64, group_id: i64 },
-    /// The member withdrew: their sessions close. `epoch`: the auth epoch of the revocation,
-    /// for the session views (`sessions::LiveView`).
-    RevokeMember {
-        member_id: i64,
-        #[serde(default)]
-        epoch: i64,
-    },
-    /// The login session ended (logout, refresh-token reuse): its STOMP sessions close.
-    RevokeSession {
-        sid: String,
-        #[serde(default)]
-        epoch: i64,
-    },
-    /// The member's row changed (an edit): session views reload it.
-    MemberChanged { member_id: i64, epoch: i64 },
-}
 
 /// Where events from the bus are applied in this process (the STOMP hub, the session view).
 pub trait EventSink: Send + Sync {
@@ -119,10 +93,6 @@ impl BusMetrics {
         }
         m
     }
-}
-
-pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 impl Bus {
@@ -214,13 +184,7 @@ impl Realtime {
 
     /// Publishes a JSON body to a topic on every replica.
     pub async fn publish<T: Serialize>(&self, topic: String, body: &T) {
-        let body = serde_json::to_string(body).expect("bodies serialize");
-        self.emit(Event::Publish {
-            topic,
-            body,
-            published_at_us: now_us(),
-        })
-        .await;
+        crate::events::publish(self, topic, body).await
     }
 
     /// Sends deferred publishes whenever Redis answers again, until aborted.
@@ -232,6 +196,12 @@ impl Realtime {
                 bus.flush().await;
             }
         }))
+    }
+}
+
+impl Publisher for Realtime {
+    fn emit(&self, event: Event) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(Realtime::emit(self, event))
     }
 }
 

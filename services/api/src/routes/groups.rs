@@ -12,13 +12,25 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::CurrentMember;
 use crate::db::entities::{membership, study_group};
-use crate::db::{is_foreign_key_violation, is_unique_violation, now_utc};
+use crate::db::{is_foreign_key_violation, now_utc};
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
+use crate::groups::{GroupError, NewGroup};
 use crate::limits::{client_ip, Limit};
 use crate::membership::{join, leave, membership_of};
 use crate::routes::parse_optional_json;
 use crate::state::AppState;
+
+impl From<GroupError> for ApiError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::Password(e) => e.into(),
+            e @ (GroupError::CodeCollisions | GroupError::Store(_)) => {
+                ApiError::Internal(anyhow::Error::new(e))
+            }
+        }
+    }
+}
 
 const MSG_WRONG_PASSWORD: &str = "비밀번호가 일치하지 않습니다.";
 const MSG_ALREADY_JOINED: &str = "이미 가입한 그룹입니다.";
@@ -185,48 +197,19 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let name = validate::group_name(&body.group_name)?;
     let password = validate::group_password(body.secret, body.password.as_deref())?;
-    let password_hash = match password {
-        Some(p) => Some(state.passwords.hash(p).await?),
-        None => None,
-    };
-    let member_id = me.id();
-    // A client's strong code is tried first; a taken one falls back to a fresh code, which
-    // collides with probability ~2^-95 (retried anyway rather than fail).
-    let mut proposed = invite::acceptable_client_code(body.path.as_deref()).map(str::to_owned);
-    for _ in 0..4 {
-        let code = proposed
-            .take()
-            .unwrap_or_else(|| invite::generate_invite_code(&mut rand::rngs::OsRng));
-        let now = now_utc();
-        let row = study_group::ActiveModel {
-            name: Set(name.clone()),
-            owner_id: Set(Some(member_id)),
-            is_secret: Set(body.secret),
-            password_hash: Set(password_hash.clone()),
-            invite_code: Set(code),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        };
-        let result = state
-            .db
-            .transaction::<_, study_group::Model, sea_orm::DbErr>(|txn| {
-                Box::pin(async move {
-                    let group = row.insert(txn).await?;
-                    join(txn, group.id, member_id).await?;
-                    Ok(group)
-                })
-            })
-            .await;
-        match result {
-            Ok(group) => return Ok(envelope::created(response(&group, None, true))),
-            Err(sea_orm::TransactionError::Transaction(e)) if is_unique_violation(&e) => continue,
-            Err(e) => return Err(ApiError::Internal(anyhow::anyhow!("creating group: {e}"))),
-        }
-    }
-    Err(ApiError::Internal(anyhow::anyhow!(
-        "invite code collisions three times in a row"
-    )))
+    let group = crate::groups::create(
+        &state.db,
+        &state.passwords,
+        me.id(),
+        NewGroup {
+            name,
+            secret: body.secret,
+            password,
+            proposed_code: body.path.clone(),
+        },
+    )
+    .await?;
+    Ok(envelope::created(response(&group, None, true)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -438,7 +421,9 @@ pub async fn leave_group(
         .await?
         .ok_or_else(|| ApiError::not_a_member(member_id, group.id))?;
     let group_id = group.id;
-    let video_rooms = crate::video::open_rooms_of(&state, member_id, Some(group_id)).await;
+    let video_rooms = crate::video::VideoSeats::of(&state)
+        .open_rooms_of(member_id, Some(group_id))
+        .await;
     let effects = state
         .db
         .transaction::<_, crate::membership::LeaveEffects, sea_orm::DbErr>(|txn| {

@@ -216,7 +216,7 @@ pub async fn patch_settings(
         .apply(&crate::sessions::Change::Member { member_id }, epoch);
     state
         .realtime
-        .emit(crate::realtime::Event::MemberChanged { member_id, epoch })
+        .emit(crate::events::Event::MemberChanged { member_id, epoch })
         .await;
     Ok(envelope::ok(settings_response(
         member_days(&state, &updated),

@@ -1,25 +1,21 @@
 //! Sign-in (Kakao, dev), token rotation, logout, profile and withdrawal.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use ppodok_domain::{time::format_iso_duration_ms, validate, DEFAULT_GROUP_ID};
-use ppodok_tokens::TokenKind;
-use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
-};
+use ppodok_domain::{time::format_iso_duration_ms, validate};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::accounts::{LoginError, Logins, RefreshError, Tokens, WithdrawError, Withdrawal};
 use crate::auth::CurrentMember;
-use crate::db::entities::{kakao_unlink_outbox, member, push_client, rank, todo};
-use crate::db::{is_unique_violation, now_utc};
+use crate::db::entities::{member, rank};
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::kakao::KakaoError;
 use crate::limits::{client_ip, Limit};
-use crate::membership;
-use crate::sessions::Rotation;
+use crate::rooms::CalendarNews;
 use crate::state::AppState;
+use crate::video::VideoSeats;
 
 pub const REFRESH_HEADER: &str = "X-BBODOK-REFRESH-TOKEN";
 
@@ -63,80 +59,59 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Opens a new session (one per login, so devices are independent) and returns its token pair.
-async fn open_session(state: &AppState, member_id: i64) -> ApiResult<TokenPair> {
-    let sid = uuid::Uuid::new_v4().simple().to_string();
-    let now = unix_now();
-    let (access_token, _) = state.tokens.issue(member_id, TokenKind::Access, &sid, now);
-    let (refresh_token, refresh) = state.tokens.issue(member_id, TokenKind::Refresh, &sid, now);
-    state
-        .sessions
-        .open(
-            member_id,
-            &sid,
-            &refresh.jti,
-            state.tokens.refresh_ttl_secs(),
-        )
-        .await?;
-    Ok(TokenPair {
-        access_token,
-        refresh_token,
-    })
-}
-
-struct NewAccount {
-    provider: &'static str,
-    provider_user_id: String,
-    name: String,
-    profile: Option<String>,
-    email: Option<String>,
-}
-
-/// Finds the live account of a provider identity, or creates it and joins it to the default group.
-async fn find_or_create(state: &AppState, account: NewAccount) -> ApiResult<i64> {
-    let find = || {
-        member::Entity::find()
-            .filter(member::Column::Provider.eq(account.provider))
-            .filter(member::Column::ProviderUserId.eq(account.provider_user_id.clone()))
-            .one(&state.db)
-    };
-    if let Some(m) = find().await? {
-        return Ok(m.id);
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Kakao(e @ KakaoError::Rejected { .. }) => {
+                tracing::info!(error = %e, "kakao login refused");
+                ApiError::BadRequest("카카오 로그인에 실패했어요.".into())
+            }
+            LoginError::Kakao(e @ KakaoError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "kakao unavailable");
+                ApiError::Upstream(
+                    "카카오 서버에 연결할 수 없어요. 잠시 후 다시 시도해 주세요.".into(),
+                )
+            }
+            LoginError::Session(e) => e.into(),
+            LoginError::Store(e) => e.into(),
+            LoginError::Vanished => ApiError::Internal(anyhow::Error::new(e)),
+        }
     }
-    let now = now_utc();
-    let created = state
-        .db
-        .transaction::<_, i64, sea_orm::DbErr>(|txn| {
-            let row = member::ActiveModel {
-                name: Set(account.name.clone()),
-                profile: Set(account.profile.clone()),
-                email: Set(account.email.clone()),
-                provider: Set(account.provider.to_owned()),
-                provider_user_id: Set(Some(account.provider_user_id.clone())),
-                status: Set(member::STATUS_REGULAR.to_owned()),
-                created_at: Set(now),
-                updated_at: Set(now),
-                withdrawn_at: Set(None),
-                ..Default::default()
-            };
-            Box::pin(async move {
-                let m = row.insert(txn).await?;
-                membership::join(txn, DEFAULT_GROUP_ID, m.id).await?;
-                Ok(m.id)
-            })
-        })
-        .await;
-    match created {
-        Ok(id) => Ok(id),
-        // A concurrent first login of the same account won: use its row.
-        Err(sea_orm::TransactionError::Transaction(e)) if is_unique_violation(&e) => Ok(find()
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("account vanished after a unique violation"))?
-            .id),
-        Err(e) => Err(match e {
-            sea_orm::TransactionError::Connection(e)
-            | sea_orm::TransactionError::Transaction(e) => e.into(),
-        }),
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Invalid => ApiError::InvalidRefreshToken,
+            RefreshError::Session(e) => e.into(),
+            RefreshError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WithdrawError> for ApiError {
+    fn from(e: WithdrawError) -> Self {
+        match e {
+            WithdrawError::NotRegular => ApiError::Unauthorized,
+            WithdrawError::Session(e) => e.into(),
+            WithdrawError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn logins(state: &AppState) -> Logins<'_> {
+    Logins {
+        db: &state.db,
+        sessions: &state.sessions,
+        tokens: &state.tokens,
+        events: &state.realtime,
+    }
+}
+
+fn token_pair(tokens: Tokens) -> TokenPair {
+    TokenPair {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
     }
 }
 
@@ -160,46 +135,10 @@ pub async fn login(
     if code.is_empty() || code.len() > 1024 {
         return Err(ApiError::BadRequest("인가 코드가 올바르지 않아요.".into()));
     }
-    let profile = state
-        .kakao
-        .profile_for_code(code)
-        .await
-        .map_err(|e| match e {
-            KakaoError::Rejected { .. } => {
-                tracing::info!(error = %e, "kakao login refused");
-                ApiError::BadRequest("카카오 로그인에 실패했어요.".into())
-            }
-            KakaoError::Unavailable(_) => {
-                tracing::warn!(error = %e, "kakao unavailable");
-                ApiError::Upstream(
-                    "카카오 서버에 연결할 수 없어요. 잠시 후 다시 시도해 주세요.".into(),
-                )
-            }
-        })?;
-    let name = profile
-        .nickname
-        .as_deref()
-        .and_then(|n| {
-            validate::member_name(
-                &n.chars()
-                    .take(validate::MEMBER_NAME_MAX)
-                    .collect::<String>(),
-            )
-            .ok()
-        })
-        .unwrap_or_else(|| "뽀독이".to_owned());
-    let member_id = find_or_create(
-        &state,
-        NewAccount {
-            provider: member::PROVIDER_KAKAO,
-            provider_user_id: profile.id,
-            name,
-            profile: profile.profile_image_url.filter(|u| u.len() <= 1000),
-            email: profile.email.filter(|e| e.len() <= 320),
-        },
-    )
-    .await?;
-    Ok(envelope::ok(open_session(&state, member_id).await?))
+    let tokens = logins(&state)
+        .with_kakao(&state.kakao, code, unix_now())
+        .await?;
+    Ok(envelope::ok(token_pair(tokens)))
 }
 
 /// Development sign-in by name (enabled by `auth.dev_login`; off in production).
@@ -212,18 +151,8 @@ pub async fn dev_login(
 ) -> ApiResult<HttpResponse> {
     limit_by_ip(&state, &req, Limit::LoginPerIp).await?;
     let name = validate::member_name(&body.name)?;
-    let member_id = find_or_create(
-        &state,
-        NewAccount {
-            provider: member::PROVIDER_DEV,
-            provider_user_id: name.clone(),
-            name,
-            profile: None,
-            email: None,
-        },
-    )
-    .await?;
-    Ok(envelope::ok(open_session(&state, member_id).await?))
+    let tokens = logins(&state).as_dev(name, unix_now()).await?;
+    Ok(envelope::ok(token_pair(tokens)))
 }
 
 /// Rotates the refresh token: the presented one dies, the returned pair is the one stored.
@@ -241,81 +170,16 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::BadRequest("리프레시 토큰이 필요해요.".into()))?;
-    let claims = state
-        .tokens
-        .verify(presented, TokenKind::Refresh)
-        .map_err(|_| ApiError::InvalidRefreshToken)?;
-    let live = member::Entity::find_by_id(claims.member_id)
-        .one(&state.db)
-        .await?
-        .is_some_and(|m| m.is_regular());
-    if !live {
-        revoke_session(&state, &claims.sid).await?;
-        return Err(ApiError::InvalidRefreshToken);
-    }
-    let now = unix_now();
-    let (access_token, _) =
-        state
-            .tokens
-            .issue(claims.member_id, TokenKind::Access, &claims.sid, now);
-    let (refresh_token, next) =
-        state
-            .tokens
-            .issue(claims.member_id, TokenKind::Refresh, &claims.sid, now);
-    match state
-        .sessions
-        .rotate(
-            claims.member_id,
-            &claims.sid,
-            &claims.jti,
-            &next.jti,
-            state.tokens.refresh_ttl_secs(),
-        )
-        .await?
-    {
-        Rotation::Rotated => Ok(envelope::created_success(TokenPair {
-            access_token,
-            refresh_token,
-        })),
-        Rotation::Reused { epoch } => {
-            tracing::warn!(
-                member_id = claims.member_id,
-                "refresh token reuse; session revoked"
-            );
-            state
-                .realtime
-                .emit(crate::realtime::Event::RevokeSession {
-                    sid: claims.sid.clone(),
-                    epoch,
-                })
-                .await;
-            Err(ApiError::InvalidRefreshToken)
-        }
-        Rotation::Unknown => Err(ApiError::InvalidRefreshToken),
-    }
+    let tokens = logins(&state).refresh(presented, unix_now()).await?;
+    Ok(envelope::created_success(token_pair(tokens)))
 }
 
 /// Ends this device's session: its refresh token and every access token of it stop working.
 #[utoipa::path(post, path = "/api/v1/members/logout", tag = "members",
     responses((status = 200, description = "logged out")), security(("bearer" = [])))]
 pub async fn logout(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
-    revoke_session(&state, &me.sid).await?;
+    logins(&state).end_session(&me.sid).await?;
     Ok(envelope::ok(()))
-}
-
-/// Ends a session here at once and on the other replicas through the bus (their session views
-/// also catch up from the database's auth epoch if the message is lost).
-async fn revoke_session(state: &AppState, sid: &str) -> ApiResult<()> {
-    if let Some(epoch) = state.sessions.revoke(sid).await? {
-        state
-            .realtime
-            .emit(crate::realtime::Event::RevokeSession {
-                sid: sid.to_owned(),
-                epoch,
-            })
-            .await;
-    }
-    Ok(())
 }
 
 fn member_response(m: &member::Model, duration: Option<String>) -> MemberResponse {
@@ -365,89 +229,15 @@ pub async fn me_in_group(
 #[utoipa::path(delete, path = "/api/v1/members", tag = "members",
     responses((status = 200, description = "withdrawn")), security(("bearer" = [])))]
 pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
-    let member_id = me.id();
-    let kakao_id = (me.member.provider == member::PROVIDER_KAKAO)
-        .then(|| me.member.provider_user_id.clone())
-        .flatten();
-    let video_rooms = crate::video::open_rooms_of(&state, member_id, None).await;
-    let (left_groups, epoch) = state
-        .db
-        .transaction::<_, (crate::membership::LeaveEffects, i64), ApiError>(|txn| {
-            Box::pin(async move {
-                // Lock the member row: a concurrent second withdrawal waits, then finds it withdrawn.
-                let current = member::Entity::find_by_id(member_id)
-                    .lock_exclusive()
-                    .one(txn)
-                    .await?
-                    .filter(member::Model::is_regular)
-                    .ok_or(ApiError::Unauthorized)?;
-                let group_ids: Vec<i64> = crate::db::entities::membership::Entity::find()
-                    .select_only()
-                    .column(crate::db::entities::membership::Column::GroupId)
-                    .filter(crate::db::entities::membership::Column::MemberId.eq(member_id))
-                    .into_tuple()
-                    .all(txn)
-                    .await?;
-                let effects = membership::leave(txn, member_id, &group_ids).await?;
-                todo::Entity::delete_many()
-                    .filter(todo::Column::MemberId.eq(member_id))
-                    .exec(txn)
-                    .await?;
-                crate::db::entities::focus_timer::Entity::delete_by_id(member_id)
-                    .exec(txn)
-                    .await?;
-                push_client::Entity::delete_many()
-                    .filter(push_client::Column::MemberId.eq(member_id))
-                    .exec(txn)
-                    .await?;
-                let now = now_utc();
-                member::Entity::update_many()
-                    .col_expr(
-                        member::Column::Status,
-                        Expr::value(member::STATUS_WITHDRAWN),
-                    )
-                    .col_expr(
-                        member::Column::ProviderUserId,
-                        Expr::value(Option::<String>::None),
-                    )
-                    .col_expr(member::Column::Name, Expr::value("탈퇴한 회원"))
-                    .col_expr(member::Column::Profile, Expr::value(Option::<String>::None))
-                    .col_expr(member::Column::Email, Expr::value(Option::<String>::None))
-                    .col_expr(member::Column::WithdrawnAt, Expr::value(Some(now)))
-                    .col_expr(member::Column::UpdatedAt, Expr::value(now))
-                    .filter(member::Column::Id.eq(current.id))
-                    .exec(txn)
-                    .await?;
-                if let Some(kakao_user_id) = kakao_id {
-                    kakao_unlink_outbox::ActiveModel {
-                        member_id: Set(member_id),
-                        kakao_user_id: Set(kakao_user_id),
-                        attempts: Set(0),
-                        next_attempt_at: Set(now),
-                        locked_until: Set(None),
-                        last_error: Set(None),
-                        created_at: Set(now),
-                        ..Default::default()
-                    }
-                    .insert(txn)
-                    .await?;
-                }
-                // Every session ends with the withdrawal, in its transaction.
-                let epoch = crate::sessions::revoke_member_in(txn, member_id).await?;
-                Ok((effects, epoch))
-            })
-        })
-        .await?;
-    state
-        .sessions
-        .view()
-        .apply(&crate::sessions::Change::Member { member_id }, epoch);
-    state
-        .realtime
-        .emit(crate::realtime::Event::RevokeMember { member_id, epoch })
-        .await;
-    crate::rooms::after_leaving(&state, member_id, &left_groups).await;
-    crate::video::remove_from_rooms(&state, member_id, video_rooms);
-    state.unlink_wake.notify_one();
+    Withdrawal {
+        db: &state.db,
+        sessions: state.sessions.view(),
+        events: &state.realtime,
+        calendar: CalendarNews::of(&state),
+        video: VideoSeats::of(&state),
+        unlink_wake: &state.unlink_wake,
+    }
+    .withdraw(&me.member)
+    .await?;
     Ok(envelope::deleted())
 }

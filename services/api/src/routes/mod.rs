@@ -7,6 +7,7 @@ pub mod health;
 pub mod history;
 pub mod legacy_video;
 pub mod members;
+pub mod openapi;
 pub mod push;
 pub mod rankings;
 pub mod rooms;
@@ -39,7 +40,7 @@ fn allowed_methods(pattern: &str) -> Option<&'static str> {
         std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
         use utoipa::OpenApi;
-        crate::openapi::ApiDoc::openapi()
+        openapi::ApiDoc::openapi()
             .paths
             .paths
             .into_iter()
@@ -234,10 +235,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, dev_login: bool) {
     .service(resource("/api/v1/internal/sfu/webhook").route(web::post().to(rooms::sfu_webhook)))
     .service(resource("/video/api/url").route(web::get().to(legacy_video::sfu_url)))
     .service(resource("/video/getToken").route(web::get().to(legacy_video::token)))
-    .service(
-        web::resource(crate::realtime::stomp::ENDPOINT)
-            .route(web::get().to(crate::realtime::stomp::endpoint)),
-    );
+    .service(web::resource(crate::stomp::ENDPOINT).route(web::get().to(crate::stomp::endpoint)));
     configure_stats(cfg);
 }
 

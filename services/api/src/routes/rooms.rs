@@ -3,11 +3,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDateTime};
 use ppodok_domain::time::{local_to_utc, parse_local_datetime};
-use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::attendance::{self, Attendance, AttendanceError, Source};
+use crate::attendance::{self, Attendance, AttendanceError, PresenceNews, Source};
 use crate::auth::CurrentMember;
 use crate::calendar;
 use crate::envelope;
@@ -16,6 +15,7 @@ use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
 use crate::video;
 use crate::views::{local, room_response, RoomResponse};
+use crate::webhooks::{Ingest, SfuEvent, WebhookError};
 
 fn parse_local(state: &AppState, name: &str, value: &str) -> ApiResult<NaiveDateTime> {
     let local = parse_local_datetime(value).ok_or_else(|| {
@@ -277,29 +277,14 @@ pub async fn exit(
     }))
 }
 
-/// The SFU's presence events, in LiveKit's webhook format, signed with the shared API secret.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WebhookEvent {
-    event: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    room: Option<WebhookRoom>,
-    #[serde(default)]
-    participant: Option<WebhookParticipant>,
-    #[serde(default)]
-    created_at: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct WebhookRoom {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct WebhookParticipant {
-    identity: String,
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Malformed => ApiError::BadRequest("웹훅 본문을 읽을 수 없어요.".into()),
+            WebhookError::Attendance(e) => e.into(),
+            WebhookError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// Ingest of SFU webhooks (participant_joined / participant_left / room_finished): credits study
@@ -320,76 +305,15 @@ pub async fn sfu_webhook(
     let keys = state.livekit.as_ref().ok_or(ApiError::Unauthorized)?;
     keys.verify_webhook(auth, &body)
         .map_err(|_| ApiError::Unauthorized)?;
-    let event: WebhookEvent = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::BadRequest("웹훅 본문을 읽을 수 없어요.".into()))?;
-    let now = state.clock.now_naive();
-    // The event's own time when given (protojson prints int64 as a string), never in the future.
-    let at = event
-        .created_at
-        .as_ref()
-        .and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-        .map(|t| t.naive_utc().min(now))
-        .unwrap_or(now);
-    let room_id = event.room.as_ref().and_then(|r| r.name.parse::<i64>().ok());
-    let member_id = event
-        .participant
-        .as_ref()
-        .and_then(|p| p.identity.parse::<i64>().ok());
-    if let Some(id) = &event.id {
-        if !crate::webhooks::first_delivery(&state.db, id, now).await? {
-            return Ok(envelope::ok(()));
-        }
+    let event = SfuEvent::from_json(&body)?;
+    Ingest {
+        db: &state.db,
+        attendance: Attendance::of(&state),
+        presence: PresenceNews::of(&state),
     }
-    match (event.event.as_str(), room_id, member_id) {
-        ("participant_joined", Some(room), Some(member)) => {
-            match Attendance::of(&state)
-                .enter(member, room, Source::Sfu, at)
-                .await
-            {
-                Ok(Some(_)) => announce_sfu(&state, member, room, true).await?,
-                Ok(None) | Err(AttendanceError::NotInRoom { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        ("participant_left", Some(room), Some(member)) => {
-            Attendance::of(&state).sfu_left(member, room, at).await?;
-            announce_sfu(&state, member, room, false).await?;
-        }
-        ("room_finished", Some(room), _) => {
-            Attendance::of(&state)
-                .close_dangling(Some(room), at)
-                .await?;
-        }
-        _ => tracing::debug!(event = %event.event, "webhook event ignored"),
-    }
+    .ingest(event, state.clock.now_naive())
+    .await?;
     Ok(envelope::ok(()))
-}
-
-async fn announce_sfu(
-    state: &AppState,
-    member_id: i64,
-    room_id: i64,
-    present: bool,
-) -> ApiResult<()> {
-    if let Some(room) = crate::db::entities::room::Entity::find_by_id(room_id)
-        .one(&state.db)
-        .await?
-    {
-        attendance::announce(
-            state,
-            room.group_id,
-            member_id,
-            room_id,
-            Source::Sfu,
-            present,
-        )
-        .await;
-    }
-    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]

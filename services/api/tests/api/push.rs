@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use ppodok_api::config::push::Secret;
 use ppodok_api::config::Settings;
-use ppodok_api::push::config::Secret;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

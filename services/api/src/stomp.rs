@@ -18,9 +18,9 @@ use ppodok_stomp::{parse_message, Command, Frame, Item, Limits};
 use serde::Deserialize;
 use tokio::time::{sleep_until, Instant};
 
-use super::hub::Outbound;
 use crate::error::ApiError;
 use crate::limits::Limit;
+use crate::realtime::hub::{Outbound, Registration};
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
 
@@ -303,7 +303,7 @@ impl Connection {
     async fn serve(
         &mut self,
         who: &Authenticated,
-        reg: &mut super::hub::Registration,
+        reg: &mut Registration,
         send_every: Option<Duration>,
         expect_every: Option<Duration>,
     ) -> Result<(), Fatal> {
@@ -385,7 +385,7 @@ impl Connection {
         let ok = self.send(frame).await;
         let metrics = &self.state.realtime.hub.metrics;
         metrics.messages_out.inc();
-        let latency_us = (super::now_us() - out.published_at_us).max(0);
+        let latency_us = (crate::events::now_us() - out.published_at_us).max(0);
         metrics.fanout_latency.observe(latency_us as f64 / 1e6);
         ok
     }
