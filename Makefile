@@ -83,12 +83,14 @@ tests/openapi/.venv/.installed: tests/openapi/requirements.txt
 	touch $@
 
 ## Benchmarks (release build): calendar cold start (SQLite; MariaDB + Redis), the authenticated
-## read path against /health (wrk from Debian), and STOMP fan-out.
+## read path against /health (wrk from Debian), STOMP fan-out, and the SFU against Janus VideoRoom
+## (Debian's `janus`, skipped with a message when it is not installed) in both room shapes.
 bench:
 	$(CARGO) bench -p ppodok-api --bench calendar_cold_start
 	$(CARGO) bench -p ppodok-api --bench api_hot_path
 	$(CARGO) bench -p ppodok-api --bench stomp_fanout
 	$(CARGO) bench -p ppodok-sfu --bench sfu_load
+	SFU_LOAD_ROOMS=8 SFU_LOAD_PUBLISHERS=4 SFU_LOAD_SUBSCRIBERS=16 $(CARGO) bench -p ppodok-sfu --bench sfu_load
 
 fmt:
 	$(CARGO) fmt --all

@@ -12,7 +12,8 @@
 //!
 //! `cargo bench -p ppodok-sfu --bench sfu_load` (part of `make bench`).
 //! Environment: `SFU_LOAD_ROOMS` (4), `SFU_LOAD_PUBLISHERS` (2), `SFU_LOAD_SUBSCRIBERS` (4),
-//! `SFU_LOAD_SECS` (15), `SFU_LOAD_BINARY` (another `ppodok-sfu` binary to load, e.g. main's).
+//! `SFU_LOAD_SECS` (15), `SFU_LOAD_JOIN_MS` (20, the gap between two joins), `SFU_LOAD_JANUS=0`
+//! (no Janus rows), `SFU_LOAD_BINARY` (another `ppodok-sfu` binary to load, e.g. main's).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -644,7 +645,7 @@ async fn run_janus(binary: &std::path::Path, shape: Shape) -> anyhow::Result<Row
     let pid = janus.pid().to_string();
     let row = measure("Janus VideoRoom", Target::Janus(janus.clone()), &pid, shape).await;
     janus.stop();
-    row
+    row.map_err(|e| e.context(format!("Janus's log ends:\n{}\n", janus.log_tail(15))))
 }
 
 /// Joins every participant to `target`, waits for media to flow, and measures one window.
@@ -663,7 +664,10 @@ async fn measure(
     let keys = LivekitKeys::new(API_KEY, API_SECRET);
     let engine = Arc::new(MediaEngine::new(
         MediaSettings {
-            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind_ip: match &target {
+                Target::Janus(j) => j.ice_ip,
+                Target::Ppodok { .. } => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            },
             port_range: (0, 0),
             nat_1to1: Arc::from([]),
             ice_servers: vec![],
@@ -682,6 +686,8 @@ async fn measure(
     });
 
     let per_room = publishers + subscribers;
+    // A busy machine may need wider gaps for every DTLS handshake to finish in time.
+    let join_gap = Duration::from_millis(env_or("SFU_LOAD_JOIN_MS", 20) as u64);
     let started = Instant::now();
     let mut tasks = Vec::new();
     let janus_rooms = match &target {
@@ -716,7 +722,7 @@ async fn measure(
                     }));
                 }
                 (Target::Janus(j), Some(janus_rooms)) => {
-                    let (j, janus_room) = (j.clone(), janus_rooms[room]);
+                    let (j, janus_room) = (j.clone(), janus_rooms[room].clone());
                     tasks.push(tokio::spawn(async move {
                         let p = janus::Participant {
                             room,
@@ -732,12 +738,12 @@ async fn measure(
                 (Target::Janus(_), None) => unreachable!("rooms are created first"),
             }
             // Joins paced like a room filling up, not a thundering herd.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(join_gap).await;
         }
     }
     let total = (rooms * per_room) as u64;
     while shared.connected.load(Ordering::Relaxed) < total
-        && started.elapsed() < Duration::from_secs(60)
+        && started.elapsed() < Duration::from_secs(120)
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -762,6 +768,11 @@ async fn measure(
         }
     };
     let out0 = scrape_out(&target).await;
+    let janus_log = |target: &Target| match target {
+        Target::Janus(j) => j.log_len(),
+        Target::Ppodok { .. } => 0,
+    };
+    let log0 = janus_log(&target);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
     let self0 = cpu_secs("self").unwrap_or(0.0);
     let t0 = Instant::now();
@@ -776,6 +787,13 @@ async fn measure(
     let self1 = cpu_secs("self").unwrap_or(0.0);
     let out1 = scrape_out(&target).await;
     let rss = rss_mib(pid);
+    if let Target::Janus(j) = &target {
+        println!(
+            "Janus logged {} bytes during the measured window (debug_level 3, {} event loops)",
+            janus_log(&target) - log0,
+            j.event_loops
+        );
+    }
     tokio::time::sleep(GRACE).await;
 
     shared.stop.store(true, Ordering::Relaxed);
