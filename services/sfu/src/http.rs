@@ -268,6 +268,9 @@ async fn upgrade(state: Arc<HttpState>, mut req: Request<Incoming>) -> Response<
                 let mut config = WebSocketConfig::default();
                 config.max_message_size = Some(1 << 20);
                 config.max_frame_size = Some(1 << 20);
+                // Signal messages are small; tungstenite's 128 KiB default read buffer is
+                // zeroed on every read and held per participant.
+                config.read_buffer_size = 4096;
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     WsRole::Server,
