@@ -400,7 +400,7 @@ impl CalendarReader<'_> {
         from: NaiveDateTime,
         to: NaiveDateTime,
         now: NaiveDateTime,
-    ) -> Result<actix_web::web::Bytes, CalendarError> {
+    ) -> Result<bytes::Bytes, CalendarError> {
         let version = match self.cache.access(group_id, member_id).await? {
             Access::Member { version } => version,
             Access::NotMember => return Err(CalendarError::NotMember),

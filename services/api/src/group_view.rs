@@ -16,11 +16,12 @@
 //! `auth.session_max_staleness_millis = 0` turns the view off (every read asks the database).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+
+use crate::freshness::SyncClock;
 
 /// Groups beyond which the view starts over (it refills from the database on demand).
 const MAX_GROUPS: usize = 10_000;
@@ -43,30 +44,21 @@ struct Inner {
 
 pub struct GroupView {
     inner: RwLock<Inner>,
-    started: Instant,
-    /// Milliseconds after `started` at which the last successful sync began (-1 = never).
-    synced_ms: AtomicI64,
-    max_staleness: Duration,
+    /// When it last caught up with the database.
+    clock: SyncClock,
 }
 
 impl GroupView {
     pub fn new(max_staleness: Duration) -> Self {
         Self {
             inner: RwLock::default(),
-            started: Instant::now(),
-            synced_ms: AtomicI64::new(-1),
-            max_staleness,
+            clock: SyncClock::new(max_staleness),
         }
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.started.elapsed().as_millis() as i64
     }
 
     /// True when a sync began within the staleness bound.
     pub fn is_fresh(&self) -> bool {
-        let synced = self.synced_ms.load(Ordering::Acquire);
-        synced >= 0 && self.now_ms() - synced < self.max_staleness.as_millis() as i64
+        self.clock.is_fresh()
     }
 
     /// The version of `group_id`'s calendar when `member_id` is known to be in it.
@@ -120,7 +112,7 @@ impl GroupView {
     fn begin_sync(&self) -> (Vec<i64>, i64) {
         let mut inner = self.inner.write().expect("group view poisoned");
         inner.generation += 1;
-        (inner.groups.keys().copied().collect(), self.now_ms())
+        (inner.groups.keys().copied().collect(), self.clock.now_ms())
     }
 
     /// Drops every group of `checked` whose version differs from `current` (absent = deleted).
@@ -143,7 +135,7 @@ impl GroupView {
             tracing::debug!(dropped, "group view: missed changes dropped at sync");
         }
         drop(inner);
-        self.synced_ms.store(began_ms, Ordering::Release);
+        self.clock.synced_at(began_ms);
     }
 
     /// Compares every group held with the database once.

@@ -12,6 +12,7 @@ pub mod db;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod freshness;
 pub mod group_view;
 pub mod groups;
 pub mod jobs;

@@ -17,9 +17,8 @@
 //! the staleness bound (1 s by default), and usually at pub/sub speed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use sea_orm::{
@@ -27,6 +26,7 @@ use sea_orm::{
 };
 
 use crate::db::entities::{member, member_session};
+use crate::freshness::SyncClock;
 
 /// Why a session operation failed (mapped to the HTTP error at the boundary).
 #[derive(Debug, thiserror::Error)]
@@ -90,30 +90,21 @@ struct Inner {
 /// This process's view of live sessions.
 pub struct LiveView {
     inner: RwLock<Inner>,
-    started: Instant,
-    /// Milliseconds after `started` of the last successful sync (-1 = never).
-    synced_ms: AtomicI64,
-    max_staleness: Duration,
+    /// When it last caught up with the database.
+    clock: SyncClock,
 }
 
 impl LiveView {
     fn new(max_staleness: Duration) -> Self {
         Self {
             inner: RwLock::default(),
-            started: Instant::now(),
-            synced_ms: AtomicI64::new(-1),
-            max_staleness,
+            clock: SyncClock::new(max_staleness),
         }
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.started.elapsed().as_millis() as i64
     }
 
     /// True when a sync succeeded within the staleness bound.
     pub fn is_fresh(&self) -> bool {
-        let synced = self.synced_ms.load(Ordering::Acquire);
-        synced >= 0 && self.now_ms() - synced <= self.max_staleness.as_millis() as i64
+        self.clock.is_fresh()
     }
 
     fn generation(&self) -> u64 {
@@ -141,7 +132,7 @@ impl LiveView {
             let inner = self.inner.read().expect("view poisoned");
             if inner.applied == epoch {
                 drop(inner);
-                self.synced_ms.store(self.now_ms(), Ordering::Release);
+                self.clock.synced_at(self.clock.now_ms());
                 return;
             }
         }
@@ -159,7 +150,7 @@ impl LiveView {
             inner.generation += 1;
         }
         drop(inner);
-        self.synced_ms.store(self.now_ms(), Ordering::Release);
+        self.clock.synced_at(self.clock.now_ms());
     }
 
     fn lookup(&self, sid: &str, member_id: i64, now: NaiveDateTime) -> Lookup {
