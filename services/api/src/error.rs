@@ -59,6 +59,17 @@ impl From<crate::cache::CalendarError> for ApiError {
     }
 }
 
+/// A stranger to a group is forbidden; a missing group is not found.
+impl From<crate::membership::MembershipError> for ApiError {
+    fn from(e: crate::membership::MembershipError) -> Self {
+        match e {
+            crate::membership::MembershipError::Stranger(_) => ApiError::Forbidden,
+            crate::membership::MembershipError::NoGroup(id) => ApiError::group_not_found(id),
+            crate::membership::MembershipError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::sessions::SessionError> for ApiError {
     fn from(e: crate::sessions::SessionError) -> Self {
         ApiError::Internal(anyhow::Error::new(e))

@@ -237,25 +237,36 @@ pub async fn leave<C: ConnectionTrait>(
     Ok(effects)
 }
 
-/// Members only: 403 for a stranger, 404 when the group does not exist.
-pub async fn require_member(
-    state: &crate::state::AppState,
+/// Why [`require_member`] refused, or a storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The group exists; the member is not in it.
+    #[error("not a member of group {0}")]
+    Stranger(i64),
+    /// No such group.
+    #[error("no group {0}")]
+    NoGroup(i64),
+    #[error(transparent)]
+    Store(#[from] DbErr),
+}
+
+/// Members only: [`MembershipError::Stranger`] for a stranger, [`MembershipError::NoGroup`] when
+/// the group does not exist.
+pub async fn require_member<C: ConnectionTrait>(
+    db: &C,
     group_id: i64,
     member_id: i64,
-) -> crate::error::ApiResult<()> {
-    if membership_of(&state.db, group_id, member_id)
-        .await?
-        .is_some()
-    {
+) -> Result<(), MembershipError> {
+    if membership_of(db, group_id, member_id).await?.is_some() {
         return Ok(());
     }
     let exists = study_group::Entity::find_by_id(group_id)
-        .one(&state.db)
+        .one(db)
         .await?
         .is_some();
     Err(if exists {
-        crate::error::ApiError::Forbidden
+        MembershipError::Stranger(group_id)
     } else {
-        crate::error::ApiError::group_not_found(group_id)
+        MembershipError::NoGroup(group_id)
     })
 }

@@ -24,9 +24,11 @@ const EXPLICIT: &[&str] = &[
     "calendar_body",
     "events",
     "groups",
+    "membership",
     "sessions",
     "study",
     "timers",
+    "views",
     "webhooks",
 ];
 

@@ -112,7 +112,7 @@ pub async fn book(
     start: NaiveDateTime,
 ) -> ApiResult<Booked> {
     limit_bookings(state, member_id).await?;
-    require_member(state, group_id, member_id).await?;
+    require_member(&state.db, group_id, member_id).await?;
     let end = state.grid.room_end(start);
     let (room_id, newly_booked) = state
         .db

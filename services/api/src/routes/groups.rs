@@ -1,44 +1,49 @@
 //! Study groups: browse, create, join (by id or invite code), colour, edit, leave.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use ppodok_domain::{invite, validate, DEFAULT_GROUP_ID};
-use sea_orm::{
-    sea_query::{Expr, Query},
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use ppodok_domain::validate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::CurrentMember;
-use crate::db::entities::{membership, study_group};
-use crate::db::{is_foreign_key_violation, now_utc};
+use crate::db::entities::study_group;
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
-use crate::groups::{GroupError, NewGroup};
-use crate::limits::{client_ip, Limit};
-use crate::membership::{join, leave, membership_of};
+use crate::groups::{GroupEdit, GroupError, GroupOf, Leaving, NewGroup};
+use crate::limits::{client_ip, Limit, LimitError};
+use crate::rooms::CalendarNews;
 use crate::routes::parse_optional_json;
 use crate::state::AppState;
-
-impl From<GroupError> for ApiError {
-    fn from(e: GroupError) -> Self {
-        match e {
-            GroupError::Password(e) => e.into(),
-            e @ (GroupError::CodeCollisions | GroupError::Store(_)) => {
-                ApiError::Internal(anyhow::Error::new(e))
-            }
-        }
-    }
-}
+use crate::video::VideoSeats;
 
 const MSG_WRONG_PASSWORD: &str = "비밀번호가 일치하지 않습니다.";
 const MSG_ALREADY_JOINED: &str = "이미 가입한 그룹입니다.";
 const MSG_NOT_OWNER: &str = "그룹장이 아닙니다.";
 const MSG_DEFAULT_GROUP: &str = "기본 그룹은 탈퇴할 수 없어요.";
 
-fn invalid_invite(path: &str) -> ApiError {
-    ApiError::BadRequest(format!("유효하지 않은 초대 코드입니다. : {path}"))
+impl From<GroupError> for ApiError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::NotFound(id) => ApiError::group_not_found(id),
+            GroupError::NotAMember {
+                member_id,
+                group_id,
+            } => ApiError::not_a_member(member_id, group_id),
+            GroupError::InvalidInvite(shown) => {
+                ApiError::BadRequest(format!("유효하지 않은 초대 코드입니다. : {shown}"))
+            }
+            GroupError::AlreadyMember => ApiError::BadRequest(MSG_ALREADY_JOINED.into()),
+            GroupError::WrongPassword => ApiError::BadRequest(MSG_WRONG_PASSWORD.into()),
+            GroupError::NotOwner => ApiError::BadRequest(MSG_NOT_OWNER.into()),
+            GroupError::DefaultGroup => ApiError::BadRequest(MSG_DEFAULT_GROUP.into()),
+            GroupError::Invalid(e) => e.into(),
+            GroupError::Limited(e) => e.into(),
+            GroupError::Password(e) => e.into(),
+            e @ (GroupError::CodeCollisions | GroupError::Store(_)) => {
+                ApiError::Internal(anyhow::Error::new(e))
+            }
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -63,13 +68,6 @@ fn response(g: &study_group::Model, color: Option<String>, is_member: bool) -> G
     }
 }
 
-async fn find_group(state: &AppState, id: i64) -> ApiResult<study_group::Model> {
-    study_group::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::group_not_found(id))
-}
-
 /// Takes one unit of a member-keyed and of an IP-keyed limit (429 when either is spent).
 async fn limit_member_and_ip(
     state: &AppState,
@@ -77,17 +75,21 @@ async fn limit_member_and_ip(
     member_id: i64,
     per_member: Limit,
     per_ip: Limit,
-) -> ApiResult<()> {
+) -> Result<(), LimitError> {
     state
         .limits
         .check(per_member, &member_id.to_string())
         .await?;
     let ip = client_ip(req, state.limits.settings().trust_forwarded_for);
-    Ok(state.limits.check(per_ip, &ip).await?)
+    state.limits.check(per_ip, &ip).await
 }
 
 /// Invite codes are secrets worth guessing: look-ups and joins by code are limited.
-async fn limit_invite_codes(state: &AppState, req: &HttpRequest, member_id: i64) -> ApiResult<()> {
+async fn limit_invite_codes(
+    state: &AppState,
+    req: &HttpRequest,
+    member_id: i64,
+) -> Result<(), LimitError> {
     limit_member_and_ip(
         state,
         req,
@@ -102,16 +104,7 @@ async fn limit_invite_codes(state: &AppState, req: &HttpRequest, member_id: i64)
 #[utoipa::path(get, path = "/api/v1/groups/all", tag = "groups",
     responses((status = 200, body = [GroupResponse])), security(("bearer" = [])))]
 pub async fn joinable(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
-    let mine = Query::select()
-        .column(membership::Column::GroupId)
-        .from(membership::Entity)
-        .and_where(Expr::col(membership::Column::MemberId).eq(me.id()))
-        .to_owned();
-    let groups = study_group::Entity::find()
-        .filter(study_group::Column::Id.not_in_subquery(mine))
-        .order_by_asc(study_group::Column::Id)
-        .all(&state.db)
-        .await?;
+    let groups = crate::groups::joinable(&state.db, me.id()).await?;
     let body: Vec<_> = groups.iter().map(|g| response(g, None, false)).collect();
     Ok(envelope::ok(body))
 }
@@ -120,15 +113,10 @@ pub async fn joinable(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups",
     responses((status = 200, body = [GroupResponse])), security(("bearer" = [])))]
 pub async fn mine(state: web::Data<AppState>, me: CurrentMember) -> ApiResult<HttpResponse> {
-    let rows = membership::Entity::find()
-        .filter(membership::Column::MemberId.eq(me.id()))
-        .order_by_asc(membership::Column::Id)
-        .find_also_related(study_group::Entity)
-        .all(&state.db)
-        .await?;
-    let body: Vec<_> = rows
+    let body: Vec<_> = crate::groups::of_member(&state.db, me.id())
+        .await?
         .into_iter()
-        .filter_map(|(m, g)| g.map(|g| response(&g, m.color, true)))
+        .map(|g| response(&g.group, g.color, true))
         .collect();
     Ok(envelope::ok(body))
 }
@@ -149,23 +137,8 @@ pub async fn invite_preview(
     q: web::Query<InviteQuery>,
 ) -> ApiResult<HttpResponse> {
     limit_invite_codes(&state, &req, me.id()).await?;
-    let group = group_by_invite(&state, &q.path).await?;
-    if membership_of(&state.db, group.id, me.id()).await?.is_some() {
-        return Err(ApiError::BadRequest(MSG_ALREADY_JOINED.into()));
-    }
+    let group = crate::groups::preview_invite(&state.db, me.id(), &q.path).await?;
     Ok(envelope::ok(response(&group, None, false)))
-}
-
-async fn group_by_invite(state: &AppState, code: &str) -> ApiResult<study_group::Model> {
-    if !invite::is_plausible_invite_code(code) {
-        let shown: String = code.chars().take(invite::MAX_INVITE_CODE_INPUT).collect();
-        return Err(invalid_invite(&shown));
-    }
-    study_group::Entity::find()
-        .filter(study_group::Column::InviteCode.eq(code))
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| invalid_invite(code))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -231,64 +204,23 @@ pub async fn join_by_id(
 ) -> ApiResult<HttpResponse> {
     let group_id = path.into_inner();
     let body: Option<JoinRequest> = parse_optional_json(&body)?;
-    let group = find_group(&state, group_id).await?;
-    if let Some(m) = membership_of(&state.db, group.id, me.id()).await? {
-        return Ok(envelope::created(response(&group, m.color, true)));
-    }
-    if group.is_secret {
-        limit_member_and_ip(
-            &state,
-            &req,
-            me.id(),
-            Limit::GroupPasswordPerMember,
-            Limit::GroupPasswordPerIp,
-        )
-        .await?;
-    }
-    if group.is_secret
-        && !state
-            .passwords
-            .matches(group.password_hash.clone(), body.and_then(|b| b.password))
-            .await?
-    {
-        return Err(ApiError::BadRequest(MSG_WRONG_PASSWORD.into()));
-    }
-    add_member(&state, &group, me.id()).await?;
-    Ok(envelope::created(response(&group, None, true)))
-}
-
-/// Adds a member unless the group vanished meanwhile (then 404).
-async fn add_member(
-    state: &AppState,
-    group: &study_group::Model,
-    member_id: i64,
-) -> ApiResult<crate::membership::Joined> {
-    let group_id = group.id;
-    let joined = state
-        .db
-        .transaction::<_, _, sea_orm::DbErr>(|txn| {
-            Box::pin(async move {
-                // Row lock (MariaDB lacks FOR SHARE): a concurrent last-member leave cannot delete the group under us.
-                let exists = study_group::Entity::find_by_id(group_id)
-                    .lock_exclusive()
-                    .one(txn)
-                    .await?
-                    .is_some();
-                if !exists {
-                    return Ok(None);
-                }
-                join(txn, group_id, member_id).await.map(Some)
-            })
-        })
-        .await;
-    match joined {
-        Ok(Some(j)) => Ok(j),
-        Ok(None) => Err(ApiError::group_not_found(group_id)),
-        Err(sea_orm::TransactionError::Transaction(e)) if is_foreign_key_violation(&e) => {
-            Err(ApiError::group_not_found(group_id))
-        }
-        Err(e) => Err(ApiError::Internal(anyhow::anyhow!("joining group: {e}"))),
-    }
+    let password_gate = limit_member_and_ip(
+        &state,
+        &req,
+        me.id(),
+        Limit::GroupPasswordPerMember,
+        Limit::GroupPasswordPerIp,
+    );
+    let GroupOf { group, color } = crate::groups::join_by_id(
+        &state.db,
+        &state.passwords,
+        me.id(),
+        group_id,
+        body.and_then(|b| b.password),
+        password_gate,
+    )
+    .await?;
+    Ok(envelope::created(response(&group, color, true)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -307,13 +239,7 @@ pub async fn join_by_invite(
     body: crate::routes::Json<JoinByInviteRequest>,
 ) -> ApiResult<HttpResponse> {
     limit_invite_codes(&state, &req, me.id()).await?;
-    let group = group_by_invite(&state, &body.path).await?;
-    if membership_of(&state.db, group.id, me.id()).await?.is_some() {
-        return Err(ApiError::BadRequest(MSG_ALREADY_JOINED.into()));
-    }
-    if add_member(&state, &group, me.id()).await? == crate::membership::Joined::AlreadyMember {
-        return Err(ApiError::BadRequest(MSG_ALREADY_JOINED.into()));
-    }
+    let group = crate::groups::join_by_invite(&state.db, me.id(), &body.path).await?;
     Ok(envelope::created(response(&group, None, true)))
 }
 
@@ -343,29 +269,20 @@ pub async fn edit(
     me: CurrentMember,
     body: crate::routes::Json<EditGroupRequest>,
 ) -> ApiResult<HttpResponse> {
-    let group = find_group(&state, body.group_id).await?;
-    if group.owner_id != Some(me.id()) {
-        return Err(ApiError::BadRequest(MSG_NOT_OWNER.into()));
-    }
-    let name = validate::group_name(&body.group_name)?;
-    let password_hash = match (body.secret, body.password.as_deref()) {
-        (false, _) => None,
-        (true, None) if group.password_hash.is_some() => group.password_hash.clone(),
-        (true, given) => {
-            let p = validate::group_password(true, given)?.expect("secret password validated");
-            Some(state.passwords.hash(p).await?)
-        }
-    };
-    let color = membership_of(&state.db, group.id, me.id())
-        .await?
-        .and_then(|m| m.color);
-    let mut row: study_group::ActiveModel = group.into();
-    row.name = Set(name);
-    row.is_secret = Set(body.secret);
-    row.password_hash = Set(password_hash);
-    row.updated_at = Set(now_utc());
-    let updated = row.update(&state.db).await?;
-    Ok(envelope::ok(response(&updated, color, true)))
+    let body = body.0;
+    let GroupOf { group, color } = crate::groups::edit(
+        &state.db,
+        &state.passwords,
+        me.id(),
+        GroupEdit {
+            group_id: body.group_id,
+            name: body.group_name,
+            secret: body.secret,
+            password: body.password,
+        },
+    )
+    .await?;
+    Ok(envelope::ok(response(&group, color, true)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -386,15 +303,9 @@ pub async fn set_color(
     me: CurrentMember,
     body: crate::routes::Json<ColorRequest>,
 ) -> ApiResult<HttpResponse> {
-    let group = find_group(&state, body.group_id).await?;
-    let color = validate::color(&body.color)?;
-    let m = membership_of(&state.db, group.id, me.id())
-        .await?
-        .ok_or_else(|| ApiError::not_a_member(me.id(), group.id))?;
-    let mut row: membership::ActiveModel = m.into();
-    row.color = Set(Some(color.clone()));
-    row.update(&state.db).await?;
-    Ok(envelope::ok(response(&group, Some(color), true)))
+    let GroupOf { group, color } =
+        crate::groups::set_color(&state.db, me.id(), body.group_id, &body.color).await?;
+    Ok(envelope::ok(response(&group, color, true)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -412,26 +323,12 @@ pub async fn leave_group(
     me: CurrentMember,
     body: crate::routes::Json<LeaveRequest>,
 ) -> ApiResult<HttpResponse> {
-    let group = find_group(&state, body.group_id).await?;
-    if group.id == DEFAULT_GROUP_ID {
-        return Err(ApiError::BadRequest(MSG_DEFAULT_GROUP.into()));
+    Leaving {
+        db: &state.db,
+        calendar: CalendarNews::of(&state),
+        video: VideoSeats::of(&state),
     }
-    let member_id = me.id();
-    membership_of(&state.db, group.id, member_id)
-        .await?
-        .ok_or_else(|| ApiError::not_a_member(member_id, group.id))?;
-    let group_id = group.id;
-    let video_rooms = crate::video::VideoSeats::of(&state)
-        .open_rooms_of(member_id, Some(group_id))
-        .await;
-    let effects = state
-        .db
-        .transaction::<_, crate::membership::LeaveEffects, sea_orm::DbErr>(|txn| {
-            Box::pin(async move { leave(txn, member_id, &[group_id]).await })
-        })
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("leaving group: {e}")))?;
-    crate::rooms::after_leaving(&state, member_id, &effects).await;
-    crate::video::remove_from_rooms(&state, member_id, video_rooms);
+    .leave(me.id(), body.group_id)
+    .await?;
     Ok(envelope::deleted())
 }

@@ -65,7 +65,7 @@ pub struct ServerTimeResponse {
 pub async fn server_time(state: web::Data<AppState>) -> HttpResponse {
     let now = state.clock.now();
     envelope::ok(ServerTimeResponse {
-        server_time: crate::views::local(&state, now.naive_utc()),
+        server_time: crate::views::local_in(state.zone, now.naive_utc()),
         epoch_millis: now.timestamp_millis(),
         zone: state.zone.name().to_owned(),
         cycle_minutes: state.settings.rooms.cycle_minutes,

@@ -228,7 +228,7 @@ pub async fn ranks(
     q: web::Query<RanksQuery>,
 ) -> ApiResult<HttpResponse> {
     let period = parse_period(q.period.as_deref())?;
-    require_member(&state, q.group_id, me.id()).await?;
+    require_member(&state.db, q.group_id, me.id()).await?;
     let start = match period {
         Period::Current(kind) => Some(current_period_start(&state, kind)),
         Period::AllTime => None,
@@ -305,7 +305,7 @@ pub async fn rankings(
         Some(n @ 1..=MAX_LIMIT) => n,
         Some(_) => return Err(ApiError::BadRequest(MSG_BAD_LIMIT.into())),
     };
-    require_member(&state, q.group_id, me.id()).await?;
+    require_member(&state.db, q.group_id, me.id()).await?;
     let (start, end) = match period {
         Period::Current(kind) => {
             let start = current_period_start(&state, kind);

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
 use crate::video;
-use crate::views::{local, room_response, RoomResponse};
+use crate::views::{local_in, room_response_at, RoomResponse};
 use crate::webhooks::{Ingest, SfuEvent, WebhookError};
 
 fn parse_local(state: &AppState, name: &str, value: &str) -> ApiResult<NaiveDateTime> {
@@ -347,4 +347,14 @@ pub async fn video_token(
         room_name: minted.room_name,
         expires_at: local(&state, minted.expires_at),
     }))
+}
+
+/// A room as the contract shows it, now.
+fn room_response(state: &AppState, room: &crate::calendar::RoomView) -> RoomResponse {
+    room_response_at(state.zone, &state.grid, room, state.clock.now_naive())
+}
+
+/// Contract form of a stored UTC time in the service zone.
+fn local(state: &AppState, t: chrono::NaiveDateTime) -> String {
+    local_in(state.zone, t)
 }

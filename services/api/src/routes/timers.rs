@@ -57,9 +57,9 @@ fn response(state: &AppState, v: TimerView, now: DateTime<Utc>) -> TimerResponse
     TimerResponse {
         state: v.state.as_str().to_owned(),
         group_id: v.group_id,
-        started_at: crate::views::local(state, v.started_at.naive_utc()),
+        started_at: crate::views::local_in(state.zone, v.started_at.naive_utc()),
         elapsed: format_iso_duration_ms(v.elapsed_ms),
-        server_time: crate::views::local(state, now.naive_utc()),
+        server_time: crate::views::local_in(state.zone, now.naive_utc()),
     }
 }
 
@@ -107,7 +107,7 @@ pub async fn start(
     let request: Option<StartTimerRequest> = parse_optional_json(&body)?;
     let group_id = request.and_then(|r| r.group_id);
     if let Some(group_id) = group_id {
-        require_member(&state, group_id, me.id()).await?;
+        require_member(&state.db, group_id, me.id()).await?;
     }
     let (rules, now, member_id) = (rules(&state), state.clock.now(), me.id());
     let started = unwrap_txn(

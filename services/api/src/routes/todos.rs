@@ -59,7 +59,7 @@ pub async fn list(
     me: CurrentMember,
     q: web::Query<TodoQuery>,
 ) -> ApiResult<HttpResponse> {
-    require_member(&state, q.group_id, me.id()).await?;
+    require_member(&state.db, q.group_id, me.id()).await?;
     let todos = todo::Entity::find()
         .filter(todo::Column::MemberId.eq(me.id()))
         .filter(todo::Column::GroupId.eq(q.group_id))
@@ -92,7 +92,7 @@ pub async fn add(
     body: crate::routes::Json<AddTodoRequest>,
 ) -> ApiResult<HttpResponse> {
     let content = validate::todo_content(&body.content)?;
-    require_member(&state, body.group_id, me.id()).await?;
+    require_member(&state.db, body.group_id, me.id()).await?;
     let cap = state.settings.limits.todos_per_member;
     let held = todo::Entity::find()
         .filter(todo::Column::MemberId.eq(me.id()))
