@@ -15,16 +15,15 @@ use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
 use ppodok_domain::periods::DayBoundary;
 use sea_orm::{
-    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, QueryFilter, QuerySelect, Set, TransactionError, TransactionTrait,
+    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect, Set, TransactionError,
+    TransactionTrait,
 };
 
 use crate::calendar_body::local_in;
 use crate::clock::Clock;
 use crate::db::entities::{member_liveness, reservation, room, study_record};
-use crate::error::{ApiError, ApiResult};
 use crate::events::Publisher;
-use crate::state::AppState;
 use crate::study::{credit, Credit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +38,9 @@ pub enum AttendanceError {
     /// No reservation, or (for an exit) no open client presence.
     #[error("member {member_id} is not in room {room_id}")]
     NotInRoom { member_id: i64, room_id: i64 },
+    /// No such room, or one of a group the member is not in.
+    #[error("no room {0} for this member")]
+    NoRoom(i64),
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -50,21 +52,6 @@ impl From<TransactionError<AttendanceError>> for AttendanceError {
             TransactionError::Transaction(a) => a,
         }
     }
-}
-
-impl From<AttendanceError> for ApiError {
-    fn from(e: AttendanceError) -> Self {
-        match e {
-            AttendanceError::NotInRoom { member_id, room_id } => not_in_room(member_id, room_id),
-            AttendanceError::Db(db) => db.into(),
-        }
-    }
-}
-
-pub fn not_in_room(member_id: i64, room_id: i64) -> ApiError {
-    ApiError::BadRequest(format!(
-        "사용자가 참여하고 있는 방이 아닙니다.memberId :{member_id} roomId :{room_id}"
-    ))
 }
 
 type Result<T> = std::result::Result<T, AttendanceError>;
@@ -194,15 +181,6 @@ impl<'a> Attendance<'a> {
         Self { db, days, lapse }
     }
 
-    /// The service's attendance (its database, ranking days and configured lapse).
-    pub fn of(state: &'a AppState) -> Self {
-        Self::new(
-            &state.db,
-            state.ranking_days,
-            Duration::seconds(state.settings.rooms.presence_lapse_secs.max(0)),
-        )
-    }
-
     /// A source reports the member present from `at`. Returns the (clamped) entry time, or None
     /// when the room is over. Reporting presence twice changes nothing.
     pub async fn enter(
@@ -328,19 +306,23 @@ impl<'a> Attendance<'a> {
     }
 }
 
-/// A room of one of my groups, or 404: a room of a group I am not in answers exactly like a
-/// missing one, so outsiders cannot probe which rooms exist.
-pub async fn find_room(state: &AppState, room_id: i64, member_id: i64) -> ApiResult<room::Model> {
-    let room = room::Entity::find_by_id(room_id).one(&state.db).await?;
+/// A room of one of my groups, or [`AttendanceError::NoRoom`]: a room of a group I am not in
+/// answers exactly like a missing one, so outsiders cannot probe which rooms exist.
+pub async fn find_room<C: ConnectionTrait>(
+    db: &C,
+    room_id: i64,
+    member_id: i64,
+) -> Result<room::Model> {
+    let room = room::Entity::find_by_id(room_id).one(db).await?;
     match room {
         Some(r)
-            if crate::membership::membership_of(&state.db, r.group_id, member_id)
+            if crate::membership::membership_of(db, r.group_id, member_id)
                 .await?
                 .is_some() =>
         {
             Ok(r)
         }
-        _ => Err(crate::rooms::room_not_found(room_id)),
+        _ => Err(AttendanceError::NoRoom(room_id)),
     }
 }
 
@@ -352,15 +334,7 @@ pub struct PresenceNews<'a> {
     pub clock: &'a Clock,
 }
 
-impl<'a> PresenceNews<'a> {
-    pub fn of(state: &'a AppState) -> Self {
-        Self {
-            events: &state.realtime,
-            zone: state.zone,
-            clock: &state.clock,
-        }
-    }
-
+impl PresenceNews<'_> {
     pub async fn announce(
         &self,
         group_id: i64,
@@ -378,20 +352,6 @@ impl<'a> PresenceNews<'a> {
         });
         crate::events::publish(self.events, format!("/topic/{group_id}/presence"), &body).await;
     }
-}
-
-/// Presence changes go to the group's presence topic (never the calendar topic).
-pub async fn announce(
-    state: &AppState,
-    group_id: i64,
-    member_id: i64,
-    room_id: i64,
-    source: Source,
-    present: bool,
-) {
-    PresenceNews::of(state)
-        .announce(group_id, member_id, room_id, source, present)
-        .await;
 }
 
 #[cfg(test)]

@@ -59,6 +59,19 @@ impl From<crate::cache::CalendarError> for ApiError {
     }
 }
 
+impl From<crate::attendance::AttendanceError> for ApiError {
+    fn from(e: crate::attendance::AttendanceError) -> Self {
+        use crate::attendance::AttendanceError;
+        match e {
+            AttendanceError::NotInRoom { member_id, room_id } => ApiError::BadRequest(format!(
+                "사용자가 참여하고 있는 방이 아닙니다.memberId :{member_id} roomId :{room_id}"
+            )),
+            AttendanceError::NoRoom(room_id) => crate::rooms::room_not_found(room_id),
+            AttendanceError::Db(db) => db.into(),
+        }
+    }
+}
+
 /// A stranger to a group is forbidden; a missing group is not found.
 impl From<crate::membership::MembershipError> for ApiError {
     fn from(e: crate::membership::MembershipError) -> Self {

@@ -113,14 +113,10 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
     let now = state.clock.now_naive();
     match job {
         Job::ClosePresence => {
-            crate::attendance::Attendance::of(state)
-                .close_dangling(None, now)
-                .await?;
+            state.attendance().close_dangling(None, now).await?;
         }
         Job::ExpireRooms => {
-            crate::attendance::Attendance::of(state)
-                .close_dangling(None, now)
-                .await?;
+            state.attendance().close_dangling(None, now).await?;
             let cutoff = now - Duration::hours(state.settings.rooms.retention_hours);
             let groups: Vec<i64> = room::Entity::find()
                 .select_only()

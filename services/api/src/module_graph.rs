@@ -20,6 +20,7 @@ const MAY_IMPORT_REALTIME: &[&str] = &["state", "startup", "stomp"];
 /// cache, an event sink) and return their own errors.
 const EXPLICIT: &[&str] = &[
     "accounts",
+    "attendance",
     "calendar",
     "calendar_body",
     "events",

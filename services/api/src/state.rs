@@ -7,6 +7,7 @@ use ppodok_tokens::MemberTokenCodec;
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
+use crate::attendance::{Attendance, PresenceNews};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::kakao::KakaoClient;
@@ -44,4 +45,24 @@ pub struct AppState {
     /// Push reminders: providers, metrics, the worker's wake-up.
     pub push: Arc<crate::push::Push>,
     pub settings: Settings,
+}
+
+impl AppState {
+    /// The service's attendance (its database, ranking days and configured lapse).
+    pub fn attendance(&self) -> Attendance<'_> {
+        Attendance::new(
+            &self.db,
+            self.ranking_days,
+            chrono::Duration::seconds(self.settings.rooms.presence_lapse_secs.max(0)),
+        )
+    }
+
+    /// Presence announcements: the event sink, stamped with the clock in the service zone.
+    pub fn presence_news(&self) -> PresenceNews<'_> {
+        PresenceNews {
+            events: &self.realtime,
+            zone: self.zone,
+            clock: &self.clock,
+        }
+    }
 }

@@ -545,9 +545,9 @@ impl Connection {
     async fn join(&self, member_id: i64, body: &[u8]) -> Result<(), String> {
         let p: JoinPayload =
             serde_json::from_slice(body).map_err(|_| crate::error::MSG_BAD_REQUEST.to_owned())?;
-        let room = crate::attendance::find_room(&self.state, p.room_id, member_id)
+        let room = crate::attendance::find_room(&self.state.db, p.room_id, member_id)
             .await
-            .map_err(|e| e.public_message())?;
+            .map_err(|e| ApiError::from(e).public_message())?;
         if room.group_id != p.group_id {
             return Err(rooms::room_not_found(p.room_id).public_message());
         }

@@ -33,7 +33,7 @@ pub async fn issue(
     member: &member::Model,
     room_id: i64,
 ) -> Result<VideoToken, ApiError> {
-    let room = attendance::find_room(state, room_id, member.id).await?;
+    let room = attendance::find_room(&state.db, room_id, member.id).await?;
     if rooms::reservation_of(&state.db, room.id, member.id)
         .await?
         .is_none()

@@ -6,7 +6,7 @@ use ppodok_domain::time::{local_to_utc, parse_local_datetime};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::attendance::{self, Attendance, AttendanceError, PresenceNews, Source};
+use crate::attendance::{self, AttendanceError, Source};
 use crate::auth::CurrentMember;
 use crate::calendar;
 use crate::envelope;
@@ -209,24 +209,20 @@ pub async fn enter(
     me: CurrentMember,
     body: crate::routes::Json<HistoryRequest>,
 ) -> ApiResult<HttpResponse> {
-    let room = attendance::find_room(&state, body.room_id, me.id()).await?;
+    let room = attendance::find_room(&state.db, body.room_id, me.id()).await?;
     let now = state.clock.now_naive();
     if now > room.end_at {
         return Err(ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()));
     }
-    let entered = Attendance::of(&state)
+    let entered = state
+        .attendance()
         .enter(me.id(), room.id, Source::Client, now)
         .await?
         .ok_or_else(|| ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()))?;
-    attendance::announce(
-        &state,
-        room.group_id,
-        me.id(),
-        room.id,
-        Source::Client,
-        true,
-    )
-    .await;
+    state
+        .presence_news()
+        .announce(room.group_id, me.id(), room.id, Source::Client, true)
+        .await;
     Ok(envelope::created(HistoryResponse {
         enter_time: Some(local(&state, entered)),
         exit_time: None,
@@ -243,15 +239,12 @@ pub async fn exit(
     me: CurrentMember,
     body: crate::routes::Json<HistoryRequest>,
 ) -> ApiResult<HttpResponse> {
-    let room = attendance::find_room(&state, body.room_id, me.id()).await?;
+    let room = attendance::find_room(&state.db, body.room_id, me.id()).await?;
     let now = state.clock.now_naive();
     // Leaving before the start closes my presence with nothing credited (it used to stay open and
     // be credited the whole room later); the contract still answers data null there.
     let early = now < room.start_at;
-    let exited = match Attendance::of(&state)
-        .client_exit(me.id(), room.id, now)
-        .await
-    {
+    let exited = match state.attendance().client_exit(me.id(), room.id, now).await {
         Ok(exited) => exited,
         // Not entered (or not booked) before the start: nothing to close.
         Err(AttendanceError::NotInRoom { .. }) if early => {
@@ -259,15 +252,10 @@ pub async fn exit(
         }
         Err(e) => return Err(e.into()),
     };
-    attendance::announce(
-        &state,
-        room.group_id,
-        me.id(),
-        room.id,
-        Source::Client,
-        false,
-    )
-    .await;
+    state
+        .presence_news()
+        .announce(room.group_id, me.id(), room.id, Source::Client, false)
+        .await;
     if early {
         return Ok(envelope::created(Option::<HistoryResponse>::None));
     }
@@ -308,8 +296,8 @@ pub async fn sfu_webhook(
     let event = SfuEvent::from_json(&body)?;
     Ingest {
         db: &state.db,
-        attendance: Attendance::of(&state),
-        presence: PresenceNews::of(&state),
+        attendance: state.attendance(),
+        presence: state.presence_news(),
     }
     .ingest(event, state.clock.now_naive())
     .await?;
