@@ -72,6 +72,21 @@ impl From<crate::attendance::AttendanceError> for ApiError {
     }
 }
 
+impl From<crate::video::VideoError> for ApiError {
+    fn from(e: crate::video::VideoError) -> Self {
+        use crate::video::VideoError;
+        match e {
+            VideoError::Room(e) => e.into(),
+            VideoError::NotBooked => ApiError::Forbidden,
+            VideoError::OutsideWindow => {
+                ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into())
+            }
+            VideoError::Unavailable => ApiError::Unavailable,
+            VideoError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// A stranger to a group is forbidden; a missing group is not found.
 impl From<crate::membership::MembershipError> for ApiError {
     fn from(e: crate::membership::MembershipError) -> Self {

@@ -29,6 +29,7 @@ const EXPLICIT: &[&str] = &[
     "sessions",
     "study",
     "timers",
+    "video",
     "views",
     "webhooks",
 ];

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::kakao::KakaoClient;
 use crate::metrics::Metrics;
 use crate::sessions::SessionStore;
+use crate::video::{VideoSeats, VideoTokens};
 
 pub struct AppState {
     /// Transactions and writes (on SQLite the one writer connection).
@@ -63,6 +64,28 @@ impl AppState {
             events: &self.realtime,
             zone: self.zone,
             clock: &self.clock,
+        }
+    }
+
+    /// The video seats of members (open video rooms, removals from them).
+    pub fn video_seats(&self) -> VideoSeats<'_> {
+        VideoSeats {
+            db: &self.db,
+            clock: &self.clock,
+            nodes: &self.video_nodes,
+            join_before: chrono::Duration::minutes(self.settings.livekit.join_before_minutes),
+        }
+    }
+
+    /// Minting video tokens with the configured keys, placement, window and lifetime.
+    pub fn video_tokens(&self) -> VideoTokens<'_> {
+        VideoTokens {
+            db: &self.db,
+            clock: &self.clock,
+            keys: self.livekit.as_ref(),
+            nodes: &self.video_nodes,
+            join_before: chrono::Duration::minutes(self.settings.livekit.join_before_minutes),
+            ttl_secs: self.settings.livekit.token_ttl_secs,
         }
     }
 }

@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
+use ppodok_tokens::livekit::LivekitKeys;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, JoinType, QueryFilter, QuerySelect,
+    RelationTrait,
 };
 
-use crate::attendance;
+use crate::attendance::{self, AttendanceError};
 use crate::clock::Clock;
 use crate::db::entities::{member, reservation, room};
-use crate::error::ApiError;
 use crate::placement::VideoNodes;
 use crate::rooms;
-use crate::state::AppState;
 
 pub struct VideoToken {
     pub token: String,
@@ -26,55 +26,89 @@ pub struct VideoToken {
     pub url: String,
 }
 
-/// Mints a token for `member` in `room_id`: 404 for no such room (or one of another group), 403 without a reservation,
-/// 400 outside the window (from `join_before_minutes` before the start to the end).
-pub async fn issue(
-    state: &AppState,
-    member: &member::Model,
-    room_id: i64,
-) -> Result<VideoToken, ApiError> {
-    let room = attendance::find_room(&state.db, room_id, member.id).await?;
-    if rooms::reservation_of(&state.db, room.id, member.id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::Forbidden);
+/// Why no token was minted.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    /// No such room in the member's groups (or a storage failure finding it).
+    #[error(transparent)]
+    Room(#[from] AttendanceError),
+    /// The member has no reservation in the room.
+    #[error("not booked into the room")]
+    NotBooked,
+    /// Before the window opens (`join_before` ahead of the start) or after the room's end.
+    #[error("outside the room's video window")]
+    OutsideWindow,
+    /// No LiveKit keys configured, or no SFU node for the room.
+    #[error("video unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] DbErr),
+}
+
+/// Minting video tokens. Explicit dependencies: the database, the clock, the LiveKit keys (None
+/// when no secret is configured), the SFU placement, the join window and the token lifetime.
+pub struct VideoTokens<'a> {
+    pub db: &'a DatabaseConnection,
+    pub clock: &'a Clock,
+    pub keys: Option<&'a LivekitKeys>,
+    pub nodes: &'a VideoNodes,
+    /// Video opens this long before a room's start.
+    pub join_before: chrono::Duration,
+    pub ttl_secs: i64,
+}
+
+impl VideoTokens<'_> {
+    /// Mints a token for `member` in `room_id`: [`VideoError::Room`] for no such room (or one of
+    /// another group), [`VideoError::NotBooked`] without a reservation,
+    /// [`VideoError::OutsideWindow`] outside the window (from `join_before` before the start to
+    /// the end).
+    pub async fn issue(
+        &self,
+        member: &member::Model,
+        room_id: i64,
+    ) -> Result<VideoToken, VideoError> {
+        let room = attendance::find_room(self.db, room_id, member.id).await?;
+        if rooms::reservation_of(self.db, room.id, member.id)
+            .await?
+            .is_none()
+        {
+            return Err(VideoError::NotBooked);
+        }
+        let now = self.clock.now_naive();
+        let opens = room.start_at - self.join_before;
+        if now < opens || now >= room.end_at {
+            return Err(VideoError::OutsideWindow);
+        }
+        let keys = self.keys.ok_or(VideoError::Unavailable)?;
+        let identity = member.id.to_string();
+        let room_name = room.id.to_string();
+        // Token times are checked by the SFU against the real clock.
+        let issued = chrono::Utc::now().timestamp();
+        let ttl = self.ttl_secs;
+        // The node the room is on (placing it now if it is on none); the placement outlives the
+        // room by a margin, and the node releases it earlier once the room ends there.
+        let placement_ttl = (room.end_at - now).num_seconds().max(0) as u64 + 600;
+        let url = self
+            .nodes
+            .url_for(&room_name, placement_ttl)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, room = %room_name, "no SFU node for a video room");
+                VideoError::Unavailable
+            })?;
+        let grant = ppodok_tokens::livekit::VideoGrant::join(&room_name);
+        let token = keys.mint_access_token(&identity, &member.name, grant, issued, ttl);
+        let expires_at = chrono::DateTime::from_timestamp(issued + ttl, 0)
+            .unwrap_or_default()
+            .naive_utc();
+        Ok(VideoToken {
+            token,
+            identity,
+            room_name,
+            expires_at,
+            url,
+        })
     }
-    let now = state.clock.now_naive();
-    let opens =
-        room.start_at - chrono::Duration::minutes(state.settings.livekit.join_before_minutes);
-    if now < opens || now >= room.end_at {
-        return Err(ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into()));
-    }
-    let keys = state.livekit.as_ref().ok_or(ApiError::Unavailable)?;
-    let identity = member.id.to_string();
-    let room_name = room.id.to_string();
-    // Token times are checked by the SFU against the real clock.
-    let issued = chrono::Utc::now().timestamp();
-    let ttl = state.settings.livekit.token_ttl_secs;
-    // The node the room is on (placing it now if it is on none); the placement outlives the
-    // room by a margin, and the node releases it earlier once the room ends there.
-    let placement_ttl = (room.end_at - now).num_seconds().max(0) as u64 + 600;
-    let url = state
-        .video_nodes
-        .url_for(&room_name, placement_ttl)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, room = %room_name, "no SFU node for a video room");
-            ApiError::Unavailable
-        })?;
-    let grant = ppodok_tokens::livekit::VideoGrant::join(&room_name);
-    let token = keys.mint_access_token(&identity, &member.name, grant, issued, ttl);
-    let expires_at = chrono::DateTime::from_timestamp(issued + ttl, 0)
-        .unwrap_or_default()
-        .naive_utc();
-    Ok(VideoToken {
-        token,
-        identity,
-        room_name,
-        expires_at,
-        url,
-    })
 }
 
 /// The video seats of members: which open video rooms a member is in, and removing them from
@@ -87,16 +121,7 @@ pub struct VideoSeats<'a> {
     pub join_before: chrono::Duration,
 }
 
-impl<'a> VideoSeats<'a> {
-    pub fn of(state: &'a AppState) -> Self {
-        Self {
-            db: &state.db,
-            clock: &state.clock,
-            nodes: &state.video_nodes,
-            join_before: chrono::Duration::minutes(state.settings.livekit.join_before_minutes),
-        }
-    }
-
+impl VideoSeats<'_> {
     /// Rooms whose video is open now (from `join_before` before the start to the end) that
     /// `member_id` is booked into, in `group_id` only when given. Read before a cancellation, a
     /// leave or a withdrawal, whose member is then removed from them ([`Self::remove`]).
@@ -126,9 +151,4 @@ impl<'a> VideoSeats<'a> {
     pub fn remove(&self, member_id: i64, rooms: Vec<i64>) {
         crate::placement::remove_in_background(self.nodes.clone(), member_id, rooms);
     }
-}
-
-/// Removes `member_id` from the video rooms `rooms` (in the background, within seconds).
-pub fn remove_from_rooms(state: &AppState, member_id: i64, rooms: Vec<i64>) {
-    VideoSeats::of(state).remove(member_id, rooms);
 }

@@ -14,7 +14,6 @@ use crate::limits::{client_ip, Limit, LimitError};
 use crate::rooms::CalendarNews;
 use crate::routes::parse_optional_json;
 use crate::state::AppState;
-use crate::video::VideoSeats;
 
 const MSG_WRONG_PASSWORD: &str = "비밀번호가 일치하지 않습니다.";
 const MSG_ALREADY_JOINED: &str = "이미 가입한 그룹입니다.";
@@ -326,7 +325,7 @@ pub async fn leave_group(
     Leaving {
         db: &state.db,
         calendar: CalendarNews::of(&state),
-        video: VideoSeats::of(&state),
+        video: state.video_seats(),
     }
     .leave(me.id(), body.group_id)
     .await?;

@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{authenticate, bearer_token};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::video;
 
 /// The cookie the existing web client keeps its access token in.
 const ACCESS_COOKIE: &str = "accessToken";
@@ -74,7 +73,7 @@ pub async fn token(
         .as_deref()
         .and_then(|r| r.trim().parse::<i64>().ok())
         .ok_or_else(|| ApiError::BadRequest("roomName은 방 번호여야 해요.".into()))?;
-    let minted = video::issue(&state, &member, room_id).await?;
+    let minted = state.video_tokens().issue(&member, room_id).await?;
     Ok(HttpResponse::Ok().json(LegacyTokenResponse {
         identity: minted.identity,
         access_token: minted.token,

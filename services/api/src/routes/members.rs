@@ -15,7 +15,6 @@ use crate::kakao::KakaoError;
 use crate::limits::{client_ip, Limit};
 use crate::rooms::CalendarNews;
 use crate::state::AppState;
-use crate::video::VideoSeats;
 
 pub const REFRESH_HEADER: &str = "X-BBODOK-REFRESH-TOKEN";
 
@@ -234,7 +233,7 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
         sessions: state.sessions.view(),
         events: &state.realtime,
         calendar: CalendarNews::of(&state),
-        video: VideoSeats::of(&state),
+        video: state.video_seats(),
         unlink_wake: &state.unlink_wake,
     }
     .withdraw(&me.member)

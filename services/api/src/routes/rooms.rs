@@ -13,7 +13,6 @@ use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
-use crate::video;
 use crate::views::{local_in, room_response_at, RoomResponse};
 use crate::webhooks::{Ingest, SfuEvent, WebhookError};
 
@@ -170,12 +169,12 @@ pub async fn cancel(
     let room_id = path.into_inner();
     let data = match rooms::cancel(&state, me.id(), room_id).await? {
         Cancelled::StillOpen(room) => {
-            video::remove_from_rooms(&state, me.id(), vec![room_id]);
+            state.video_seats().remove(me.id(), vec![room_id]);
             Some(room_response(&state, &room))
         }
         Cancelled::NotBooked(Some(room)) => Some(room_response(&state, &room)),
         Cancelled::Removed { .. } => {
-            video::remove_from_rooms(&state, me.id(), vec![room_id]);
+            state.video_seats().remove(me.id(), vec![room_id]);
             None
         }
         Cancelled::NotBooked(None) => None,
@@ -327,7 +326,10 @@ pub async fn video_token(
     me: CurrentMember,
     path: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let minted = video::issue(&state, &me.member, path.into_inner()).await?;
+    let minted = state
+        .video_tokens()
+        .issue(&me.member, path.into_inner())
+        .await?;
     Ok(envelope::ok(VideoTokenResponse {
         token: minted.token,
         url: minted.url,
