@@ -326,6 +326,19 @@ pub async fn find_room<C: ConnectionTrait>(
     }
 }
 
+/// My reservation in a room, if any.
+pub async fn reservation_of<C: ConnectionTrait>(
+    db: &C,
+    room_id: i64,
+    member_id: i64,
+) -> std::result::Result<Option<reservation::Model>, DbErr> {
+    reservation::Entity::find()
+        .filter(reservation::Column::RoomId.eq(room_id))
+        .filter(reservation::Column::MemberId.eq(member_id))
+        .one(db)
+        .await
+}
+
 /// Where presence changes are announced: the group's presence topic (never the calendar topic),
 /// stamped with the clock in the service zone.
 pub struct PresenceNews<'a> {

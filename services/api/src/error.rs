@@ -66,23 +66,8 @@ impl From<crate::attendance::AttendanceError> for ApiError {
             AttendanceError::NotInRoom { member_id, room_id } => ApiError::BadRequest(format!(
                 "사용자가 참여하고 있는 방이 아닙니다.memberId :{member_id} roomId :{room_id}"
             )),
-            AttendanceError::NoRoom(room_id) => crate::rooms::room_not_found(room_id),
+            AttendanceError::NoRoom(room_id) => ApiError::room_not_found(room_id),
             AttendanceError::Db(db) => db.into(),
-        }
-    }
-}
-
-impl From<crate::video::VideoError> for ApiError {
-    fn from(e: crate::video::VideoError) -> Self {
-        use crate::video::VideoError;
-        match e {
-            VideoError::Room(e) => e.into(),
-            VideoError::NotBooked => ApiError::Forbidden,
-            VideoError::OutsideWindow => {
-                ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into())
-            }
-            VideoError::Unavailable => ApiError::Unavailable,
-            VideoError::Store(e) => e.into(),
         }
     }
 }
@@ -147,6 +132,9 @@ pub struct ErrorBody<'a> {
 impl ApiError {
     pub fn group_not_found(id: i64) -> Self {
         Self::NotFound(format!("존재하지 않는 그룹입니다. groupId: {id}"))
+    }
+    pub fn room_not_found(room_id: i64) -> Self {
+        Self::NotFound(format!("존재하지 않는 방 번호입니다. roomId: {room_id}"))
     }
     pub fn todo_not_found(id: i64) -> Self {
         Self::NotFound(format!("존재하지 않는 todo입니다. todoId: {id}"))

@@ -11,6 +11,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 
+pub use crate::attendance::reservation_of;
 use crate::calendar::{self, RoomView};
 use crate::calendar_body::room_response_at;
 use crate::clock::Clock;
@@ -27,7 +28,7 @@ pub const MSG_BAD_TIME: &str = "유효하지 않은 요청 시간입니다.";
 pub const MSG_STARTED: &str = "이미 시작된 공부방은 예약하거나 취소할 수 없어요.";
 
 pub fn room_not_found(room_id: i64) -> ApiError {
-    ApiError::NotFound(format!("존재하지 않는 방 번호입니다. roomId: {room_id}"))
+    ApiError::room_not_found(room_id)
 }
 
 /// Outcome of a booking.
@@ -49,19 +50,6 @@ pub enum Cancelled {
     },
     /// I had no reservation there (a retried cancel); the room as it is, if it exists.
     NotBooked(Option<RoomView>),
-}
-
-/// My reservation in a room, if any.
-pub async fn reservation_of<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    room_id: i64,
-    member_id: i64,
-) -> Result<Option<reservation::Model>, DbErr> {
-    reservation::Entity::find()
-        .filter(reservation::Column::RoomId.eq(room_id))
-        .filter(reservation::Column::MemberId.eq(member_id))
-        .one(db)
-        .await
 }
 
 async fn limit_bookings(state: &AppState, member_id: i64) -> ApiResult<()> {

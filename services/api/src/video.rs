@@ -14,7 +14,6 @@ use crate::attendance::{self, AttendanceError};
 use crate::clock::Clock;
 use crate::db::entities::{member, reservation, room};
 use crate::placement::VideoNodes;
-use crate::rooms;
 
 pub struct VideoToken {
     pub token: String,
@@ -68,7 +67,7 @@ impl VideoTokens<'_> {
         room_id: i64,
     ) -> Result<VideoToken, VideoError> {
         let room = attendance::find_room(self.db, room_id, member.id).await?;
-        if rooms::reservation_of(self.db, room.id, member.id)
+        if attendance::reservation_of(self.db, room.id, member.id)
             .await?
             .is_none()
         {

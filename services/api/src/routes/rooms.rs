@@ -13,8 +13,24 @@ use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::rooms::{self, Cancelled};
 use crate::state::AppState;
+use crate::video::VideoError;
 use crate::views::{local_in, room_response_at, RoomResponse};
 use crate::webhooks::{Ingest, SfuEvent, WebhookError};
+
+/// The video token workflow's refusals (also of the legacy token endpoint).
+impl From<VideoError> for ApiError {
+    fn from(e: VideoError) -> Self {
+        match e {
+            VideoError::Room(e) => e.into(),
+            VideoError::NotBooked => ApiError::Forbidden,
+            VideoError::OutsideWindow => {
+                ApiError::BadRequest("입장 가능한 시간이 아닙니다.".into())
+            }
+            VideoError::Unavailable => ApiError::Unavailable,
+            VideoError::Store(e) => e.into(),
+        }
+    }
+}
 
 fn parse_local(state: &AppState, name: &str, value: &str) -> ApiResult<NaiveDateTime> {
     let local = parse_local_datetime(value).ok_or_else(|| {
