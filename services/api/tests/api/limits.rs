@@ -136,7 +136,45 @@ async fn logins_bookings_and_invite_codes_are_limited(backend: Backend) {
     assert!(app.metric("ppodok_api_rate_limited_total").await >= 5.0);
 }
 
-on_both_backends!(logins_bookings_and_invite_codes_are_limited);
+/// A password attempt is counted only where one is made: joining a public group, or a secret
+/// group I am in already, takes nothing from the per-member budget; wrong passwords do.
+async fn only_password_attempts_take_the_group_password_budget(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.limits.group_password_per_member = budget(2, 3600.0);
+        s.limits.group_password_per_ip = budget(1000, 60.0);
+    })
+    .await;
+    let owner = app.dev_login("owner").await.access;
+    let m = app.dev_login("joiner").await.access;
+    let (public, _) = app.create_group(&owner, "공개", None).await;
+    let (secret, _) = app
+        .create_group(&owner, "비밀", Some("right-password"))
+        .await;
+    let (other, _) = app
+        .create_group(&owner, "또 비밀", Some("other-password"))
+        .await;
+
+    for _ in 0..3 {
+        app.join(&m, public, None).await.assert_status(201);
+    }
+    // One attempt, right: a member now, whose re-joins ask nothing.
+    app.join(&m, secret, Some("right-password"))
+        .await
+        .assert_status(201);
+    for _ in 0..3 {
+        app.join(&m, secret, None).await.assert_status(201);
+    }
+    // One unit left: a wrong password is 400, the next attempt 429.
+    app.join(&m, other, Some("wrong")).await.assert_fail(400);
+    app.join(&m, other, Some("other-password"))
+        .await
+        .assert_fail(429);
+}
+
+on_both_backends!(
+    logins_bookings_and_invite_codes_are_limited,
+    only_password_attempts_take_the_group_password_budget
+);
 
 /// The real binary on SQLite, printing its address; killed when dropped.
 struct Binary {
