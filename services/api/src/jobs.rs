@@ -134,7 +134,7 @@ pub async fn run(state: &AppState, job: Job) -> anyhow::Result<()> {
                     .await?;
                 crate::cache::bump_versions(&txn, &groups).await?;
                 txn.commit().await?;
-                crate::rooms::calendars_changed(state, &groups).await;
+                state.calendar_news().changed(&groups).await;
             }
         }
         Job::PurgeDoneTodos => {

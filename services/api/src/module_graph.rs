@@ -26,6 +26,7 @@ const EXPLICIT: &[&str] = &[
     "events",
     "groups",
     "membership",
+    "rooms",
     "sessions",
     "study",
     "timers",

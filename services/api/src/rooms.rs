@@ -1,6 +1,8 @@
 //! Booking operations, shared by the HTTP endpoints and (later) STOMP: explicit and idempotent,
 //! protected by unique constraints, serialised per group by a row lock on the group (taken first,
-//! always, so booking, cancelling and leaving can never deadlock each other).
+//! always, so booking, cancelling and leaving can never deadlock each other). Explicit dependencies
+//! (the database, the slot grid, zone and clock, the calendar announcer); errors of their own,
+//! mapped to HTTP and STOMP at the boundary, which also applies the booking rate limit.
 
 use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
@@ -8,7 +10,7 @@ use ppodok_domain::schedule::SlotGrid;
 use ppodok_domain::time::local_to_utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, Set, TransactionError, TransactionTrait,
 };
 
 pub use crate::attendance::reservation_of;
@@ -17,18 +19,57 @@ use crate::calendar_body::room_response_at;
 use crate::clock::Clock;
 use crate::db::entities::{reservation, room, study_group};
 use crate::db::is_unique_violation;
-use crate::error::{ApiError, ApiResult};
 use crate::events::{self, Event, Publisher};
 use crate::group_view::GroupView;
 pub use crate::membership::require_member;
-use crate::state::AppState;
+use crate::membership::MembershipError;
 use crate::views::tombstone_at;
 
 pub const MSG_BAD_TIME: &str = "유효하지 않은 요청 시간입니다.";
 pub const MSG_STARTED: &str = "이미 시작된 공부방은 예약하거나 취소할 수 없어요.";
 
-pub fn room_not_found(room_id: i64) -> ApiError {
-    ApiError::room_not_found(room_id)
+/// Why a booking or cancellation was refused, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    /// Not a slot start of the grid, or not a time of the zone.
+    #[error("not a slot start")]
+    BadTime,
+    /// The room has started (or the slot is past).
+    #[error("the room has started")]
+    Started,
+    /// Further ahead than the booking horizon (in days).
+    #[error("beyond the booking horizon of {0} days")]
+    BeyondHorizon(i64),
+    /// No such group.
+    #[error("no group {0}")]
+    NoGroup(i64),
+    /// The member is not in the group.
+    #[error("not a member")]
+    Stranger,
+    /// The booked room vanished before it could be read back.
+    #[error("booked room {0} vanished")]
+    Vanished(i64),
+    #[error(transparent)]
+    Store(#[from] DbErr),
+}
+
+impl From<MembershipError> for BookingError {
+    fn from(e: MembershipError) -> Self {
+        match e {
+            MembershipError::Stranger(_) => BookingError::Stranger,
+            MembershipError::NoGroup(id) => BookingError::NoGroup(id),
+            MembershipError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<TransactionError<BookingError>> for BookingError {
+    fn from(e: TransactionError<BookingError>) -> Self {
+        match e {
+            TransactionError::Connection(e) => e.into(),
+            TransactionError::Transaction(e) => e,
+        }
+    }
 }
 
 /// Outcome of a booking.
@@ -52,35 +93,12 @@ pub enum Cancelled {
     NotBooked(Option<RoomView>),
 }
 
-async fn limit_bookings(state: &AppState, member_id: i64) -> ApiResult<()> {
-    Ok(state
-        .limits
-        .check(
-            crate::limits::Limit::BookingPerMember,
-            &member_id.to_string(),
-        )
-        .await?)
-}
-
-/// Validates a requested slot start (service-zone local time) and returns it in UTC.
-pub fn slot_start_utc(state: &AppState, start_local: NaiveDateTime) -> ApiResult<NaiveDateTime> {
-    if !state.grid.is_slot_start(start_local) {
-        return Err(ApiError::BadRequest(MSG_BAD_TIME.into()));
-    }
-    let start = local_to_utc(start_local, state.zone)
-        .ok_or_else(|| ApiError::BadRequest(MSG_BAD_TIME.into()))?
-        .naive_utc();
-    let now = state.clock.now_naive();
-    if start <= now {
-        return Err(ApiError::BadRequest(MSG_STARTED.into()));
-    }
-    let horizon = state.settings.rooms.booking_horizon_days;
-    if start > now + Duration::days(horizon) {
-        return Err(ApiError::BadRequest(format!(
-            "공부방은 {horizon}일 이내로만 예약할 수 있어요."
-        )));
-    }
-    Ok(start)
+/// Booking and cancelling: the calendar announcer (with the database, zone, grid and clock it
+/// renders with) and the booking horizon.
+pub struct Bookings<'a> {
+    pub calendar: CalendarNews<'a>,
+    /// Rooms are booked at most this many days ahead.
+    pub horizon_days: i64,
 }
 
 async fn lock_group(txn: &DatabaseTransaction, group_id: i64) -> Result<bool, DbErr> {
@@ -91,182 +109,205 @@ async fn lock_group(txn: &DatabaseTransaction, group_id: i64) -> Result<bool, Db
         .is_some())
 }
 
-/// Books `member_id` into the slot of `group_id` starting at `start` (UTC), creating the room when
-/// the slot is empty. Booking the same slot again changes nothing.
-pub async fn book(
-    state: &AppState,
-    member_id: i64,
-    group_id: i64,
-    start: NaiveDateTime,
-) -> ApiResult<Booked> {
-    limit_bookings(state, member_id).await?;
-    require_member(&state.db, group_id, member_id).await?;
-    let end = state.grid.room_end(start);
-    let (room_id, newly_booked) = state
-        .db
-        .transaction::<_, (i64, bool), ApiError>(|txn| {
-            Box::pin(async move {
-                if !lock_group(txn, group_id).await? {
-                    return Err(ApiError::group_not_found(group_id));
-                }
-                // Checked again under the group lock: a leave that committed meanwhile wins.
-                if crate::membership::membership_of(txn, group_id, member_id)
-                    .await?
-                    .is_none()
-                {
-                    return Err(ApiError::Forbidden);
-                }
-                let existing = room::Entity::find()
-                    .filter(room::Column::GroupId.eq(group_id))
-                    .filter(room::Column::StartAt.eq(start))
-                    .one(txn)
-                    .await?;
-                let room_id = match existing {
-                    Some(r) => r.id,
-                    None => {
-                        room::ActiveModel {
-                            group_id: Set(group_id),
-                            start_at: Set(start),
-                            end_at: Set(end),
-                            created_by: Set(Some(member_id)),
-                            created_at: Set(crate::db::now_utc()),
-                            ..Default::default()
-                        }
-                        .insert(txn)
-                        .await?
-                        .id
-                    }
-                };
-                let inserted = reservation::ActiveModel {
-                    room_id: Set(room_id),
-                    member_id: Set(member_id),
-                    group_id: Set(group_id),
-                    start_at: Set(start),
-                    end_at: Set(end),
-                    client_present: Set(false),
-                    client_entered_at: Set(None),
-                    sfu_present: Set(false),
-                    present_since: Set(None),
-                    credited_ms: Set(0),
-                    created_at: Set(crate::db::now_utc()),
-                    ..Default::default()
-                }
-                .insert(txn)
-                .await;
-                match inserted {
-                    Ok(_) => {
-                        crate::cache::bump_versions(txn, &[group_id]).await?;
-                        Ok((room_id, true))
-                    }
-                    Err(e) if is_unique_violation(&e) => Ok((room_id, false)),
-                    Err(e) => Err(e.into()),
-                }
-            })
-        })
-        .await?;
-    if newly_booked {
-        calendars_changed(state, &[group_id]).await;
+impl Bookings<'_> {
+    /// Validates a requested slot start (service-zone local time) and returns it in UTC.
+    pub fn slot_start_utc(
+        &self,
+        start_local: NaiveDateTime,
+    ) -> Result<NaiveDateTime, BookingError> {
+        let news = &self.calendar;
+        if !news.grid.is_slot_start(start_local) {
+            return Err(BookingError::BadTime);
+        }
+        let start = local_to_utc(start_local, news.zone)
+            .ok_or(BookingError::BadTime)?
+            .naive_utc();
+        let now = news.clock.now_naive();
+        if start <= now {
+            return Err(BookingError::Started);
+        }
+        let horizon = self.horizon_days;
+        if start > now + Duration::days(horizon) {
+            return Err(BookingError::BeyondHorizon(horizon));
+        }
+        Ok(start)
     }
-    let room = calendar::room_view(&state.db, room_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("booked room {room_id} vanished")))?;
-    if newly_booked {
-        broadcast_room(state, &room).await;
-    }
-    Ok(Booked { room, newly_booked })
-}
 
-/// Cancels my reservation in `room_id`; the room goes with its last reservation. Idempotent.
-pub async fn cancel(state: &AppState, member_id: i64, room_id: i64) -> ApiResult<Cancelled> {
-    limit_bookings(state, member_id).await?;
-    let Some(found) = room::Entity::find_by_id(room_id).one(&state.db).await? else {
-        return Ok(Cancelled::NotBooked(None));
-    };
-    // A room of a group I am not in answers like a missing one (nothing to cancel, data null).
-    if crate::membership::membership_of(&state.db, found.group_id, member_id)
-        .await?
-        .is_none()
-    {
-        return Ok(Cancelled::NotBooked(None));
+    /// Books `member_id` into the slot of `group_id` starting at `start` (UTC), creating the room
+    /// when the slot is empty. Booking the same slot again changes nothing.
+    pub async fn book(
+        &self,
+        member_id: i64,
+        group_id: i64,
+        start: NaiveDateTime,
+    ) -> Result<Booked, BookingError> {
+        let db = self.calendar.db;
+        require_member(db, group_id, member_id).await?;
+        let end = self.calendar.grid.room_end(start);
+        let (room_id, newly_booked) = db
+            .transaction::<_, (i64, bool), BookingError>(|txn| {
+                Box::pin(async move {
+                    if !lock_group(txn, group_id).await? {
+                        return Err(BookingError::NoGroup(group_id));
+                    }
+                    // Checked again under the group lock: a leave that committed meanwhile wins.
+                    if crate::membership::membership_of(txn, group_id, member_id)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(BookingError::Stranger);
+                    }
+                    let existing = room::Entity::find()
+                        .filter(room::Column::GroupId.eq(group_id))
+                        .filter(room::Column::StartAt.eq(start))
+                        .one(txn)
+                        .await?;
+                    let room_id = match existing {
+                        Some(r) => r.id,
+                        None => {
+                            room::ActiveModel {
+                                group_id: Set(group_id),
+                                start_at: Set(start),
+                                end_at: Set(end),
+                                created_by: Set(Some(member_id)),
+                                created_at: Set(crate::db::now_utc()),
+                                ..Default::default()
+                            }
+                            .insert(txn)
+                            .await?
+                            .id
+                        }
+                    };
+                    let inserted = reservation::ActiveModel {
+                        room_id: Set(room_id),
+                        member_id: Set(member_id),
+                        group_id: Set(group_id),
+                        start_at: Set(start),
+                        end_at: Set(end),
+                        client_present: Set(false),
+                        client_entered_at: Set(None),
+                        sfu_present: Set(false),
+                        present_since: Set(None),
+                        credited_ms: Set(0),
+                        created_at: Set(crate::db::now_utc()),
+                        ..Default::default()
+                    }
+                    .insert(txn)
+                    .await;
+                    match inserted {
+                        Ok(_) => {
+                            crate::cache::bump_versions(txn, &[group_id]).await?;
+                            Ok((room_id, true))
+                        }
+                        Err(e) if is_unique_violation(&e) => Ok((room_id, false)),
+                        Err(e) => Err(e.into()),
+                    }
+                })
+            })
+            .await?;
+        if newly_booked {
+            self.calendar.changed(&[group_id]).await;
+        }
+        let room = calendar::room_view(db, room_id)
+            .await?
+            .ok_or(BookingError::Vanished(room_id))?;
+        if newly_booked {
+            self.calendar.room(&room).await;
+        }
+        Ok(Booked { room, newly_booked })
     }
-    let now = state.clock.now_naive();
-    let group_id = found.group_id;
-    let outcome = state
-        .db
-        .transaction::<_, Option<Cancelled>, ApiError>(|txn| {
-            Box::pin(async move {
-                lock_group(txn, group_id).await?;
-                let Some(room) = room::Entity::find_by_id(room_id).one(txn).await? else {
-                    return Ok(Some(Cancelled::NotBooked(None)));
-                };
-                if reservation_of(txn, room_id, member_id).await?.is_none() {
-                    return Ok(None);
-                }
-                if room.start_at <= now {
-                    return Err(ApiError::BadRequest(MSG_STARTED.into()));
-                }
-                reservation::Entity::delete_many()
-                    .filter(reservation::Column::RoomId.eq(room_id))
-                    .filter(reservation::Column::MemberId.eq(member_id))
-                    .exec(txn)
-                    .await?;
-                crate::cache::bump_versions(txn, &[group_id]).await?;
-                let left = reservation::Entity::find()
-                    .filter(reservation::Column::RoomId.eq(room_id))
-                    .count(txn)
-                    .await?;
-                if left == 0 {
-                    room::Entity::delete_by_id(room_id).exec(txn).await?;
-                    return Ok(Some(Cancelled::Removed {
+
+    /// Cancels my reservation in `room_id`; the room goes with its last reservation. Idempotent.
+    pub async fn cancel(&self, member_id: i64, room_id: i64) -> Result<Cancelled, BookingError> {
+        let db = self.calendar.db;
+        let Some(found) = room::Entity::find_by_id(room_id).one(db).await? else {
+            return Ok(Cancelled::NotBooked(None));
+        };
+        // A room of a group I am not in answers like a missing one (nothing to cancel, data null).
+        if crate::membership::membership_of(db, found.group_id, member_id)
+            .await?
+            .is_none()
+        {
+            return Ok(Cancelled::NotBooked(None));
+        }
+        let now = self.calendar.clock.now_naive();
+        let group_id = found.group_id;
+        let outcome = db
+            .transaction::<_, Option<Cancelled>, BookingError>(|txn| {
+                Box::pin(async move {
+                    lock_group(txn, group_id).await?;
+                    let Some(room) = room::Entity::find_by_id(room_id).one(txn).await? else {
+                        return Ok(Some(Cancelled::NotBooked(None)));
+                    };
+                    if reservation_of(txn, room_id, member_id).await?.is_none() {
+                        return Ok(None);
+                    }
+                    if room.start_at <= now {
+                        return Err(BookingError::Started);
+                    }
+                    reservation::Entity::delete_many()
+                        .filter(reservation::Column::RoomId.eq(room_id))
+                        .filter(reservation::Column::MemberId.eq(member_id))
+                        .exec(txn)
+                        .await?;
+                    crate::cache::bump_versions(txn, &[group_id]).await?;
+                    let left = reservation::Entity::find()
+                        .filter(reservation::Column::RoomId.eq(room_id))
+                        .count(txn)
+                        .await?;
+                    if left == 0 {
+                        room::Entity::delete_by_id(room_id).exec(txn).await?;
+                        return Ok(Some(Cancelled::Removed {
+                            room_id,
+                            group_id,
+                            start_at: room.start_at,
+                        }));
+                    }
+                    Ok(Some(Cancelled::StillOpen(RoomView {
                         room_id,
                         group_id,
                         start_at: room.start_at,
-                    }));
-                }
-                Ok(Some(Cancelled::StillOpen(RoomView {
-                    room_id,
-                    group_id,
-                    start_at: room.start_at,
-                    end_at: room.end_at,
-                    member_ids: Vec::new(),
-                    profiles: Vec::new(),
-                })))
+                        end_at: room.end_at,
+                        member_ids: Vec::new(),
+                        profiles: Vec::new(),
+                    })))
+                })
             })
-        })
-        .await?;
-    if matches!(
-        outcome,
-        Some(Cancelled::Removed { .. } | Cancelled::StillOpen(_))
-    ) {
-        calendars_changed(state, &[group_id]).await;
-    }
-    match outcome {
-        None => Ok(Cancelled::NotBooked(
-            calendar::room_view(&state.db, room_id).await?,
-        )),
-        Some(Cancelled::StillOpen(_)) => {
-            let view = calendar::room_view(&state.db, room_id).await?;
-            Ok(match view {
-                Some(v) => {
-                    broadcast_room(state, &v).await;
-                    Cancelled::StillOpen(v)
-                }
-                None => Cancelled::NotBooked(None),
-            })
+            .await?;
+        if matches!(
+            outcome,
+            Some(Cancelled::Removed { .. } | Cancelled::StillOpen(_))
+        ) {
+            self.calendar.changed(&[group_id]).await;
         }
-        Some(Cancelled::Removed {
-            room_id,
-            group_id,
-            start_at,
-        }) => {
-            broadcast_removed(state, group_id, start_at).await;
-            Ok(Cancelled::Removed {
+        match outcome {
+            None => Ok(Cancelled::NotBooked(
+                calendar::room_view(db, room_id).await?,
+            )),
+            Some(Cancelled::StillOpen(_)) => {
+                let view = calendar::room_view(db, room_id).await?;
+                Ok(match view {
+                    Some(v) => {
+                        self.calendar.room(&v).await;
+                        Cancelled::StillOpen(v)
+                    }
+                    None => Cancelled::NotBooked(None),
+                })
+            }
+            Some(Cancelled::Removed {
                 room_id,
                 group_id,
                 start_at,
-            })
+            }) => {
+                self.calendar.removed(group_id, start_at).await;
+                Ok(Cancelled::Removed {
+                    room_id,
+                    group_id,
+                    start_at,
+                })
+            }
+            Some(other) => Ok(other),
         }
-        Some(other) => Ok(other),
     }
 }
 
@@ -285,18 +326,7 @@ pub struct CalendarNews<'a> {
     pub groups: &'a GroupView,
 }
 
-impl<'a> CalendarNews<'a> {
-    pub fn of(state: &'a AppState) -> Self {
-        Self {
-            db: &state.db,
-            zone: state.zone,
-            grid: &state.grid,
-            clock: &state.clock,
-            events: &state.realtime,
-            groups: state.calendar_cache.view(),
-        }
-    }
-
+impl CalendarNews<'_> {
     /// After a change to the calendars or memberships of `group_ids` committed (their versions
     /// were bumped in its transaction): the group views forget them, here at once and on every
     /// replica.
@@ -350,31 +380,4 @@ impl<'a> CalendarNews<'a> {
                 .await;
         }
     }
-}
-
-/// Tells every subscriber of the group's calendar, on every replica, about a room as it is now.
-pub async fn broadcast_room(state: &AppState, room: &RoomView) {
-    CalendarNews::of(state).room(room).await;
-}
-
-/// Tells the group's calendar that the room at `start_at` is gone (the contract's tombstone).
-pub async fn broadcast_removed(state: &AppState, group_id: i64, start_at: NaiveDateTime) {
-    CalendarNews::of(state).removed(group_id, start_at).await;
-}
-
-/// After a change to the calendars or memberships of `group_ids` committed (their versions were
-/// bumped in its transaction): the group views forget them, here at once and on every replica.
-pub async fn calendars_changed(state: &AppState, group_ids: &[i64]) {
-    CalendarNews::of(state).changed(group_ids).await;
-}
-
-/// After a leave or withdrawal committed: seat changes and membership revocations.
-pub async fn after_leaving(
-    state: &AppState,
-    member_id: i64,
-    effects: &crate::membership::LeaveEffects,
-) {
-    CalendarNews::of(state)
-        .after_leaving(member_id, effects)
-        .await;
 }

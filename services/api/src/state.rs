@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::kakao::KakaoClient;
 use crate::metrics::Metrics;
+use crate::rooms::{Bookings, CalendarNews};
 use crate::sessions::SessionStore;
 use crate::video::{VideoSeats, VideoTokens};
 
@@ -87,5 +88,35 @@ impl AppState {
             join_before: chrono::Duration::minutes(self.settings.livekit.join_before_minutes),
             ttl_secs: self.settings.livekit.token_ttl_secs,
         }
+    }
+
+    /// Calendar announcements: the database, zone, grid and clock, the event sink, the group views.
+    pub fn calendar_news(&self) -> CalendarNews<'_> {
+        CalendarNews {
+            db: &self.db,
+            zone: self.zone,
+            grid: &self.grid,
+            clock: &self.clock,
+            events: &self.realtime,
+            groups: self.calendar_cache.view(),
+        }
+    }
+
+    /// Booking and cancelling rooms (the booking rate limit is the caller's).
+    pub fn bookings(&self) -> Bookings<'_> {
+        Bookings {
+            calendar: self.calendar_news(),
+            horizon_days: self.settings.rooms.booking_horizon_days,
+        }
+    }
+
+    /// Takes one unit of the member's booking budget (bookings and cancellations).
+    pub async fn limit_bookings(&self, member_id: i64) -> Result<(), crate::limits::LimitError> {
+        self.limits
+            .check(
+                crate::limits::Limit::BookingPerMember,
+                &member_id.to_string(),
+            )
+            .await
     }
 }

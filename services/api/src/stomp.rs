@@ -532,11 +532,18 @@ impl Connection {
                 return Err(rooms::MSG_BAD_TIME.to_owned());
             }
         }
-        let start =
-            rooms::slot_start_utc(&self.state, start_local).map_err(|e| e.public_message())?;
-        rooms::book(&self.state, member_id, p.group_id, start)
+        let bookings = self.state.bookings();
+        let start = bookings
+            .slot_start_utc(start_local)
+            .map_err(|e| ApiError::from(e).public_message())?;
+        self.state
+            .limit_bookings(member_id)
             .await
-            .map_err(|e| e.public_message())?;
+            .map_err(|e| ApiError::from(e).public_message())?;
+        bookings
+            .book(member_id, p.group_id, start)
+            .await
+            .map_err(|e| ApiError::from(e).public_message())?;
         Ok(())
     }
 
@@ -549,25 +556,32 @@ impl Connection {
             .await
             .map_err(|e| ApiError::from(e).public_message())?;
         if room.group_id != p.group_id {
-            return Err(rooms::room_not_found(p.room_id).public_message());
+            return Err(ApiError::room_not_found(p.room_id).public_message());
         }
         let booked = rooms::reservation_of(&self.state.db, room.id, member_id)
             .await
             .map_err(|e| ApiError::from(e).public_message())?
             .is_some();
+        self.state
+            .limit_bookings(member_id)
+            .await
+            .map_err(|e| ApiError::from(e).public_message())?;
+        let bookings = self.state.bookings();
         if booked {
-            match rooms::cancel(&self.state, member_id, room.id)
+            match bookings
+                .cancel(member_id, room.id)
                 .await
-                .map_err(|e| e.public_message())?
+                .map_err(|e| ApiError::from(e).public_message())?
             {
                 Cancelled::StillOpen(_) | Cancelled::Removed { .. } | Cancelled::NotBooked(_) => {
                     Ok(())
                 }
             }
         } else {
-            rooms::book(&self.state, member_id, room.group_id, room.start_at)
+            bookings
+                .book(member_id, room.group_id, room.start_at)
                 .await
-                .map_err(|e| e.public_message())?;
+                .map_err(|e| ApiError::from(e).public_message())?;
             Ok(())
         }
     }

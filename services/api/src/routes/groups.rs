@@ -11,7 +11,6 @@ use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::groups::{GroupEdit, GroupError, GroupOf, Leaving, NewGroup};
 use crate::limits::{client_ip, Limit, LimitError};
-use crate::rooms::CalendarNews;
 use crate::routes::parse_optional_json;
 use crate::state::AppState;
 
@@ -324,7 +323,7 @@ pub async fn leave_group(
 ) -> ApiResult<HttpResponse> {
     Leaving {
         db: &state.db,
-        calendar: CalendarNews::of(&state),
+        calendar: state.calendar_news(),
         video: state.video_seats(),
     }
     .leave(me.id(), body.group_id)

@@ -13,7 +13,6 @@ use crate::envelope;
 use crate::error::{ApiError, ApiResult};
 use crate::kakao::KakaoError;
 use crate::limits::{client_ip, Limit};
-use crate::rooms::CalendarNews;
 use crate::state::AppState;
 
 pub const REFRESH_HEADER: &str = "X-BBODOK-REFRESH-TOKEN";
@@ -232,7 +231,7 @@ pub async fn withdraw(state: web::Data<AppState>, me: CurrentMember) -> ApiResul
         db: &state.db,
         sessions: state.sessions.view(),
         events: &state.realtime,
-        calendar: CalendarNews::of(&state),
+        calendar: state.calendar_news(),
         video: state.video_seats(),
         unlink_wake: &state.unlink_wake,
     }

@@ -11,11 +11,28 @@ use crate::auth::CurrentMember;
 use crate::calendar;
 use crate::envelope;
 use crate::error::{ApiError, ApiResult};
-use crate::rooms::{self, Cancelled};
+use crate::rooms::{self, BookingError, Cancelled};
 use crate::state::AppState;
 use crate::video::VideoError;
 use crate::views::{local_in, room_response_at, RoomResponse};
 use crate::webhooks::{Ingest, SfuEvent, WebhookError};
+
+/// Booking refusals (also of the STOMP booking commands, by their public message).
+impl From<BookingError> for ApiError {
+    fn from(e: BookingError) -> Self {
+        match e {
+            BookingError::BadTime => ApiError::BadRequest(rooms::MSG_BAD_TIME.into()),
+            BookingError::Started => ApiError::BadRequest(rooms::MSG_STARTED.into()),
+            BookingError::BeyondHorizon(horizon) => {
+                ApiError::BadRequest(format!("공부방은 {horizon}일 이내로만 예약할 수 있어요."))
+            }
+            BookingError::NoGroup(id) => ApiError::group_not_found(id),
+            BookingError::Stranger => ApiError::Forbidden,
+            e @ BookingError::Vanished(_) => ApiError::Internal(anyhow::Error::new(e)),
+            BookingError::Store(e) => e.into(),
+        }
+    }
+}
 
 /// The video token workflow's refusals (also of the legacy token endpoint).
 impl From<VideoError> for ApiError {
@@ -162,8 +179,10 @@ pub async fn book(
 ) -> ApiResult<HttpResponse> {
     let local = parse_local_datetime(&body.start_time)
         .ok_or_else(|| ApiError::BadRequest(rooms::MSG_BAD_TIME.into()))?;
-    let start = rooms::slot_start_utc(&state, local)?;
-    let booked = rooms::book(&state, me.id(), body.group_id, start).await?;
+    let bookings = state.bookings();
+    let start = bookings.slot_start_utc(local)?;
+    state.limit_bookings(me.id()).await?;
+    let booked = bookings.book(me.id(), body.group_id, start).await?;
     let response = room_response(&state, &booked.room);
     Ok(if booked.newly_booked {
         envelope::created(response)
@@ -183,7 +202,8 @@ pub async fn cancel(
     path: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     let room_id = path.into_inner();
-    let data = match rooms::cancel(&state, me.id(), room_id).await? {
+    state.limit_bookings(me.id()).await?;
+    let data = match state.bookings().cancel(me.id(), room_id).await? {
         Cancelled::StillOpen(room) => {
             state.video_seats().remove(me.id(), vec![room_id]);
             Some(room_response(&state, &room))
