@@ -52,6 +52,12 @@ async fn main() -> anyhow::Result<()> {
         .env("PPODOK__DATABASE__URL", &db_url)
         .env("PPODOK__JOBS__ENABLED", "false")
         .env("PPODOK__LIMITS__ENABLED", "false")
+        // Each of the (at most 100) members holds sessions / members connections here; the
+        // per-member cap (10 by default, a bound on one member's tabs) is not what is measured.
+        .env(
+            "PPODOK__LIMITS__STOMP_SESSIONS_PER_MEMBER",
+            (sessions / members + 1).to_string(),
+        )
         .env("PPODOK__TELEMETRY__FILTER", "error")
         .env(
             "PPODOK__AUTH__JWT_SECRET",

@@ -1,7 +1,7 @@
 //! Connects the room core to the participants' signalling sessions: applies an operation under
 //! one lock, then hands each resulting message to its session's queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use livekit_protocol as lk;
@@ -90,6 +90,11 @@ struct Inner {
     speakers: HashMap<String, Speakers>,
     /// Which simulcast layers of each video track some subscriber needs.
     dynacast: Dynacast,
+    /// Each participant's last judged connection quality, by sid.
+    qualities: HashMap<String, lk::ConnectionQuality>,
+    /// Participants whose client has settled (see [`Hub::settle_quality`]): only they are told
+    /// of other participants' quality.
+    quality_listeners: HashSet<String>,
 }
 
 pub struct Hub {
@@ -97,6 +102,21 @@ pub struct Hub {
     metrics: Metrics,
     /// Lifecycle events, queued under the lock so that their order is the rooms' order.
     webhooks: Webhooks,
+}
+
+fn quality_update<'a>(
+    levels: impl IntoIterator<Item = (&'a str, lk::ConnectionQuality)>,
+) -> lk::ConnectionQualityUpdate {
+    lk::ConnectionQualityUpdate {
+        updates: levels
+            .into_iter()
+            .map(|(sid, level)| lk::ConnectionQualityInfo {
+                participant_sid: sid.to_owned(),
+                quality: level as i32,
+                score: crate::quality::score(level),
+            })
+            .collect(),
+    }
 }
 
 pub fn wall_ms() -> i64 {
@@ -124,6 +144,8 @@ impl Hub {
                 levels: HashMap::new(),
                 speakers: HashMap::new(),
                 dynacast: Dynacast::new(),
+                qualities: HashMap::new(),
+                quality_listeners: HashSet::new(),
             }),
             metrics,
         }
@@ -291,6 +313,8 @@ impl Hub {
         inner.sessions.remove(sid);
         inner.resumers.remove(sid);
         inner.permissions.remove(sid);
+        inner.qualities.remove(sid);
+        inner.quality_listeners.remove(sid);
         for (track, top) in inner.dynacast.forget_subscriber(sid) {
             self.tell_publisher(&mut inner, room, &track, top);
         }
@@ -430,19 +454,37 @@ impl Hub {
     }
 
     /// A participant's connection quality, sent to everyone in the room.
+    /// Records `sid`'s quality and, when it changed, tells `sid` itself and every settled
+    /// participant of `room`. livekit-client only surfaces a change, and drops a remote
+    /// participant's change that arrives before its room is connected while keeping the value,
+    /// so telling an unsettled client would hide that participant's quality from it for good;
+    /// it gets the room's qualities when it settles instead.
     pub fn report_quality(&self, room: &str, sid: &str, level: lk::ConnectionQuality) {
         let mut inner = self.lock();
-        let update = lk::ConnectionQualityUpdate {
-            updates: vec![lk::ConnectionQualityInfo {
-                participant_sid: sid.to_owned(),
-                quality: level as i32,
-                score: crate::quality::score(level),
-            }],
-        };
-        for to in inner.core.participant_sids(room) {
-            let msg = Out::ConnectionQuality(update.clone());
-            self.send_to(&mut inner, &to, SessionCommand::Signal(Box::new(msg)));
+        if inner.qualities.insert(sid.to_owned(), level) == Some(level) {
+            return;
         }
+        let update = quality_update([(sid, level)]);
+        for to in inner.core.participant_sids(room) {
+            if to == sid || inner.quality_listeners.contains(&to) {
+                let msg = Out::ConnectionQuality(update.clone());
+                self.send_to(&mut inner, &to, SessionCommand::Signal(Box::new(msg)));
+            }
+        }
+    }
+
+    /// `sid`'s client is connected: from now on it hears of quality changes, and this is the
+    /// room's quality so far (the others' last judgements; `None` when nobody was judged yet).
+    pub fn settle_quality(&self, room: &str, sid: &str) -> Option<lk::ConnectionQualityUpdate> {
+        let mut inner = self.lock();
+        inner.quality_listeners.insert(sid.to_owned());
+        let sids = inner.core.participant_sids(room);
+        let known: Vec<(&str, lk::ConnectionQuality)> = sids
+            .iter()
+            .filter(|other| other.as_str() != sid)
+            .filter_map(|other| Some((other.as_str(), *inner.qualities.get(other)?)))
+            .collect();
+        (!known.is_empty()).then(|| quality_update(known))
     }
 
     /// Who is speaking in `room` now (the set is otherwise sent only when it changes).
@@ -945,5 +987,69 @@ mod tests {
             stuck.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
+    }
+
+    fn qualities(cmds: Vec<SessionCommand>) -> Vec<(String, i32)> {
+        cmds.into_iter()
+            .filter_map(|c| match c {
+                SessionCommand::Signal(out) => match *out {
+                    Out::ConnectionQuality(u) => Some(u.updates),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .flatten()
+            .map(|q| (q.participant_sid, q.quality))
+            .collect()
+    }
+
+    #[test]
+    fn quality_reaches_a_client_once_settled_and_then_only_when_it_changes() {
+        use lk::ConnectionQuality::{Excellent, Good, Poor};
+        let hub = Hub::new(Metrics::new());
+        let mut alice = join(&hub, "alice", true);
+        let mut bob = join(&hub, "bob", true);
+        drain(&mut alice.rx);
+        drain(&mut bob.rx);
+
+        // Bob's client is still connecting: it would drop alice's quality and keep the value.
+        hub.report_quality("r", &alice.sid, Excellent);
+        assert_eq!(
+            qualities(drain(&mut alice.rx)),
+            [(alice.sid.clone(), Excellent as i32)]
+        );
+        assert!(qualities(drain(&mut bob.rx)).is_empty());
+
+        // Settled: the room so far, not bob himself.
+        hub.report_quality("r", &bob.sid, Good);
+        assert_eq!(
+            qualities(drain(&mut bob.rx)),
+            [(bob.sid.clone(), Good as i32)]
+        );
+        let snapshot = hub.settle_quality("r", &bob.sid).expect("alice was judged");
+        let snapshot: Vec<_> = snapshot
+            .updates
+            .into_iter()
+            .map(|q| (q.participant_sid, q.quality))
+            .collect();
+        assert_eq!(snapshot, [(alice.sid.clone(), Excellent as i32)]);
+
+        // The same judgement again goes to nobody; a change goes to alice and to bob.
+        hub.report_quality("r", &alice.sid, Excellent);
+        assert!(qualities(drain(&mut alice.rx)).is_empty());
+        assert!(qualities(drain(&mut bob.rx)).is_empty());
+        hub.report_quality("r", &alice.sid, Poor);
+        assert_eq!(
+            qualities(drain(&mut bob.rx)),
+            [(alice.sid.clone(), Poor as i32)]
+        );
+        assert_eq!(
+            qualities(drain(&mut alice.rx)),
+            [(alice.sid.clone(), Poor as i32)]
+        );
+
+        // Alone in a room nobody else was judged in, or gone: nothing to settle with.
+        hub.leave("r", &alice.sid, lk::DisconnectReason::ClientInitiated);
+        assert!(hub.settle_quality("r", &bob.sid).is_none());
     }
 }

@@ -212,8 +212,8 @@ struct Session<S> {
     available: HashMap<String, Arc<Source>>,
     /// The publisher's id for the audio-level header extension, once its offer named one.
     audio_level_ext: Option<u8>,
-    /// When to tell a newly connected client who is speaking already.
-    speakers_due: Option<Instant>,
+    /// When to tell a newly connected client what it missed (see `tell_settled_client`).
+    settled_due: Option<Instant>,
     /// This participant's published media, for keyframe requests of its own.
     own_sources: Vec<std::sync::Weak<Source>>,
     /// The ICE username fragment of the publisher's last offer (a new one is an ICE restart).
@@ -225,8 +225,10 @@ struct Session<S> {
 /// stall until its own keyframe request (seconds).
 const KEYFRAMES_AFTER_ICE_RESTART_MS: [u64; 3] = [300, 1000, 2000];
 
-/// How long after its PeerConnection is up a client is told the current speakers.
-const SPEAKERS_AFTER_CONNECT: Duration = Duration::from_secs(1);
+/// How long after its PeerConnection is up a client counts as settled: livekit-client drops
+/// speaker and remote quality updates that arrive before its room is connected, which follows
+/// the PeerConnection by a moment.
+const SETTLED_AFTER_CONNECT: Duration = Duration::from_secs(1);
 
 /// Data messages queued from a participant's channels before its channels are paused.
 const DATA_QUEUE: usize = 256;
@@ -328,7 +330,7 @@ pub async fn run<S>(
         subscriptions: Subscriptions::new(auto_subscribe),
         available: HashMap::new(),
         audio_level_ext: None,
-        speakers_due: None,
+        settled_due: None,
         own_sources: Vec::new(),
         publisher_ufrag: None,
     };
@@ -702,15 +704,9 @@ where
                     self.ctx.metrics.tokens_refreshed.inc();
                 }
                 _ = quality.tick() => self.report_quality(),
-                _ = sleep_until_some(self.speakers_due) => {
-                    self.speakers_due = None;
-                    let speakers = self.ctx.hub.current_speakers(&self.room);
-                    if !speakers.is_empty()
-                        && self
-                            .send(Out::SpeakersChanged(lk::SpeakersChanged { speakers }))
-                            .await
-                            .is_err()
-                    {
+                _ = sleep_until_some(self.settled_due) => {
+                    self.settled_due = None;
+                    if self.tell_settled_client().await.is_err() {
                         return End::Transport;
                     }
                 }
@@ -832,6 +828,20 @@ where
                 }
             }
         }
+    }
+
+    /// What a client that has just connected missed: who is speaking, and everyone's connection
+    /// quality (from now on it hears of quality changes as they happen).
+    async fn tell_settled_client(&mut self) -> Result<(), ()> {
+        let speakers = self.ctx.hub.current_speakers(&self.room);
+        if !speakers.is_empty() {
+            self.send(Out::SpeakersChanged(lk::SpeakersChanged { speakers }))
+                .await?;
+        }
+        if let Some(qualities) = self.ctx.hub.settle_quality(&self.room, &self.sid) {
+            self.send(Out::ConnectionQuality(qualities)).await?;
+        }
+        Ok(())
     }
 
     /// Judges this participant's connection over the last interval and tells the room.
@@ -1220,11 +1230,9 @@ where
                 if state == PeerState::Failed {
                     tracing::warn!(sid = %self.sid, ?role, "peer connection failed");
                 }
-                // Active now (LiveKit: once its PeerConnection is up): who is speaking already,
-                // once the client has settled (livekit-client drops speaker updates that arrive
-                // before its room is connected, which follows this by a moment).
+                // Active now (LiveKit: once its PeerConnection is up).
                 if state == PeerState::Connected && role == Role::Subscriber {
-                    self.speakers_due = Some(Instant::now() + SPEAKERS_AFTER_CONNECT);
+                    self.settled_due = Some(Instant::now() + SETTLED_AFTER_CONNECT);
                 }
             }
             MediaEvent::Track(track) => self.on_track(track),

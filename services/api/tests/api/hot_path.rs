@@ -323,11 +323,13 @@ async fn cached_calendar_bytes_equal_a_fresh_render_across_slot_boundaries(backe
 /// The statement and round-trip budget of the hot path, counted by the service itself:
 /// `GET /api/v1/members` runs no SQL and no Redis command once the session is in the view; a
 /// cached calendar read runs none either once the group view knows the member (the views' syncs
-/// run on an uncounted handle; here they are set far apart so none runs during the count). A
+/// run on an uncounted handle; here they are set far apart so none runs during the count, and
+/// the push worker, whose passes every booking wakes, is off). A
 /// booking puts the next read back to one statement, and the read after it to none.
 async fn cached_reads_run_no_statement_and_no_redis_command(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.jobs.enabled = false;
+        s.push.enabled = false;
         s.auth.session_sync_millis = 600_000;
         s.auth.session_max_staleness_millis = 1_200_000;
     })
