@@ -662,7 +662,7 @@ async fn measure(
         secs,
     } = shape;
     let keys = LivekitKeys::new(API_KEY, API_SECRET);
-    let engine = Arc::new(MediaEngine::new(
+    let engine = Arc::new(MediaEngine::for_clients(
         MediaSettings {
             bind_ip: match &target {
                 Target::Janus(j) => j.ice_ip,

@@ -1,12 +1,14 @@
 //! Interceptors the SFU adds to `webrtc`'s chain: a tap that lets keyframe requests through to
 //! the application, and an observer that counts NACKs and retransmissions on the wire.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
 use rtc::interceptor::{
-    Attribute, Interceptor, Packet as InterceptorPacket, StreamInfo, TaggedPacket,
+    Attribute, Interceptor, NackGeneratorBuilder, Packet as InterceptorPacket,
+    ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
+    TwccReceiverBuilder,
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -14,6 +16,7 @@ use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 
+use super::Role;
 use crate::quality::{ntp_middle_now, rtt_ms, LinkStats};
 use rtc::sansio::Protocol;
 
@@ -23,13 +26,8 @@ use rtc::sansio::Protocol;
 /// are over 4 s of the bench's 60 packet/s video, well past any NACK worth answering.
 pub(super) const NACK_SEND_BUFFER: u16 = 256;
 
-/// `webrtc`'s `configure_nack` with the SFU's send buffer size: NACK feedback for video, a
-/// responder (answers subscribers' NACKs) and a generator (asks publishers for lost packets).
-pub(super) fn configure_nack(
-    registry: rtc::interceptor::Registry,
-    media: &mut webrtc::peer_connection::MediaEngine,
-) -> rtc::interceptor::Registry {
-    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
+/// Negotiates NACK feedback (and PLI) for video, as `webrtc`'s `configure_nack` does.
+pub(super) fn register_nack_feedback(media: &mut webrtc::peer_connection::MediaEngine) {
     use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
     use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
     for parameter in ["", "pli"] {
@@ -41,14 +39,84 @@ pub(super) fn configure_nack(
             RtpCodecKind::Video,
         );
     }
-    registry
-        .with(
-            Slot::NackResponder,
-            NackResponderBuilder::new()
-                .with_size(NACK_SEND_BUFFER)
-                .build(),
-        )
-        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+}
+
+/// The NACK responder (answers the remote's NACKs from a send buffer) with the SFU's buffer size.
+pub(super) fn nack_responder() -> rtc::interceptor::NackResponderInterceptor {
+    rtc::interceptor::NackResponderBuilder::new()
+        .with_size(NACK_SEND_BUFFER)
+        .build()
+}
+
+/// The interceptor chains a [`super::MediaEngine`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chain {
+    /// The SFU's: each PeerConnection only what its direction uses. A subscriber PC sends media
+    /// and receives none, so it has no NACK generator, TWCC receiver or receiver reports (they
+    /// act on inbound RTP, and each is one more hop for every outgoing packet and one more timer
+    /// polled on every wakeup of its driver); a publisher PC sends no media, so it has no NACK
+    /// responder (a send buffer) and no keyframe-request tap (its client sends no PLIs).
+    Sfu,
+    /// Load generators and test clients: the same chain on both PCs (NACK responder and
+    /// generator, TWCC receiver, keyframe tap; sender and receiver reports on the subscriber
+    /// PC), so a client behaves the same towards any server.
+    Client,
+}
+
+/// The interceptors of a PeerConnection for `role` (whose media the client publishes on it, or
+/// receives on it); the slots, not the order of the calls, decide the order.
+pub(super) fn interceptor_chain(
+    chain: Chain,
+    role: Role,
+    counters: &WireCounters,
+    link: &Arc<LinkStats>,
+) -> Registry {
+    let (sends, receives) = match (chain, role) {
+        (Chain::Client, _) => (true, true),
+        (Chain::Sfu, Role::Subscriber) => (true, false),
+        (Chain::Sfu, Role::Publisher) => (false, true),
+    };
+    let mut registry = Registry::new();
+    if sends {
+        // Answers the remote's NACKs from a send buffer.
+        registry = registry.with(Slot::NackResponder, nack_responder());
+    }
+    if receives {
+        // Asks for lost packets; reports arrivals (TWCC feedback drives the publisher's
+        // bandwidth estimate, and lets Chrome turn on the higher simulcast layers).
+        registry = registry
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
+    }
+    // Sender reports let subscribers sync audio with video. A publisher gets no receiver
+    // reports: Chrome tags a simulcast layer's packets with mid/rid only until a report
+    // acknowledges its SSRC, and `webrtc` 0.21 forgets which SSRC is which layer on every
+    // renegotiation (a second published track), so it must be able to learn it again from
+    // those tags. The SFU's subscriber PCs receive no RTP to report on.
+    registry = match (chain, role) {
+        (Chain::Client, Role::Subscriber) => registry
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
+        (Chain::Sfu, Role::Subscriber) => {
+            registry.with(Slot::SenderReport, SenderReportBuilder::new().build())
+        }
+        (_, Role::Publisher) => registry,
+    };
+    if sends {
+        // Application-most, after every interceptor that reads RTCP.
+        registry = registry.with(
+            Slot::from(14_000),
+            KeyframeRequestTap {
+                inbound: VecDeque::new(),
+                outbound: VecDeque::new(),
+            },
+        );
+    }
+    // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
+    registry.with(
+        Slot::from(500),
+        WireObserver::new(counters.clone(), link.clone()),
+    )
 }
 
 /// Lets a subscriber's keyframe requests (PLI, FIR) through to the application, which relays
@@ -146,9 +214,9 @@ pub(super) struct WireObserver {
     /// This PeerConnection's own counts, for its participant's connection quality.
     link: Arc<LinkStats>,
     /// Per outgoing SSRC, the highest sequence number sent: anything not after it is a resend.
-    highest_sent: HashMap<u32, u16>,
+    highest_sent: SsrcMap,
     /// Per incoming SSRC, the highest sequence number received (for gaps).
-    highest_received: HashMap<u32, u16>,
+    highest_received: SsrcMap,
     pub(super) inbound: VecDeque<TaggedPacket>,
     pub(super) outbound: VecDeque<TaggedPacket>,
 }
@@ -158,8 +226,8 @@ impl WireObserver {
         Self {
             counters,
             link,
-            highest_sent: HashMap::new(),
-            highest_received: HashMap::new(),
+            highest_sent: SsrcMap::default(),
+            highest_received: SsrcMap::default(),
             inbound: VecDeque::new(),
             outbound: VecDeque::new(),
         }
@@ -185,6 +253,26 @@ impl WireObserver {
                 rtt_ms(now, r.last_sender_report, r.delay),
             );
         }
+    }
+}
+
+/// A sequence number per SSRC. A PeerConnection carries a handful of streams, so a scan of a
+/// short vector beats hashing the SSRC on every packet.
+#[derive(Default)]
+struct SsrcMap(Vec<(u32, u16)>);
+
+impl SsrcMap {
+    fn get_mut(&mut self, ssrc: u32) -> Option<&mut u16> {
+        self.0.iter_mut().find(|(s, _)| *s == ssrc).map(|(_, v)| v)
+    }
+
+    /// Adds an SSRC not in the map yet.
+    fn insert(&mut self, ssrc: u32, value: u16) {
+        self.0.push((ssrc, value));
+    }
+
+    fn remove(&mut self, ssrc: u32) {
+        self.0.retain(|(s, _)| *s != ssrc);
     }
 }
 
@@ -216,11 +304,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
             InterceptorPacket::Rtp(packet) => {
                 let ssrc = packet.header.ssrc;
                 let seq = packet.header.sequence_number;
-                let gap = match self.highest_received.get(&ssrc).copied() {
+                let gap = match self.highest_received.get_mut(ssrc) {
                     Some(highest) => {
-                        let ahead = seq.wrapping_sub(highest) as i16;
+                        let ahead = seq.wrapping_sub(*highest) as i16;
                         if ahead > 0 {
-                            self.highest_received.insert(ssrc, seq);
+                            *highest = seq;
                             // A jump of thousands is a restart, not loss.
                             u64::from((ahead as u16 - 1).min(1000))
                         } else {
@@ -253,18 +341,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
             }
             InterceptorPacket::Rtp(packet) => {
                 let seq = packet.header.sequence_number;
-                match self.highest_sent.entry(packet.header.ssrc) {
-                    std::collections::hash_map::Entry::Occupied(mut highest) => {
+                match self.highest_sent.get_mut(packet.header.ssrc) {
+                    Some(highest) => {
                         // RFC 1982 order: ahead by less than half the space is new.
-                        if seq.wrapping_sub(*highest.get()) as i16 > 0 {
-                            highest.insert(seq);
+                        if seq.wrapping_sub(*highest) as i16 > 0 {
+                            *highest = seq;
                             self.link.sent();
                         } else {
                             self.counters.retransmits.inc();
                         }
                     }
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(seq);
+                    None => {
+                        self.highest_sent.insert(packet.header.ssrc, seq);
                         self.link.sent();
                     }
                 }
@@ -283,7 +371,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
 impl Interceptor for WireObserver {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        self.highest_sent.remove(&info.ssrc);
+        self.highest_sent.remove(info.ssrc);
     }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -293,8 +381,7 @@ impl Interceptor for WireObserver {
 mod wire_tests {
     use super::*;
     use crate::media::RtpPacket;
-    use rtc::interceptor::Slot;
-    use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb, Registry};
+    use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb};
     use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
     use std::time::Instant;
@@ -321,7 +408,9 @@ mod wire_tests {
     fn a_nack_is_answered_from_the_send_buffer_and_counted() {
         let counters = WireCounters::default();
         let mut media = WebrtcMediaEngine::default();
-        let mut chain = super::configure_nack(Registry::new(), &mut media)
+        super::register_nack_feedback(&mut media);
+        let mut chain = Registry::new()
+            .with(Slot::NackResponder, super::nack_responder())
             .with(
                 Slot::from(500),
                 WireObserver::new(counters.clone(), Default::default()),
@@ -365,5 +454,49 @@ mod wire_tests {
         assert_eq!(counters.nacks_received.get(), 1);
         assert_eq!(counters.nacked_packets.get(), 2);
         assert_eq!(counters.retransmits.get(), 2);
+    }
+
+    fn names(chain: Chain, role: Role) -> Vec<String> {
+        interceptor_chain(chain, role, &WireCounters::default(), &Default::default())
+            .slots()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    #[test]
+    fn each_sfu_peer_connection_has_only_what_its_direction_uses() {
+        // Wire-most first.
+        assert_eq!(
+            names(Chain::Sfu, Role::Subscriber),
+            [
+                "WireObserver",
+                "NackResponderInterceptor",
+                "SenderReportInterceptor",
+                "KeyframeRequestTap"
+            ]
+        );
+        assert_eq!(
+            names(Chain::Sfu, Role::Publisher),
+            [
+                "WireObserver",
+                "NackGeneratorInterceptor",
+                "TwccReceiverInterceptor"
+            ]
+        );
+        // Clients keep both directions' interceptors on both PCs.
+        assert_eq!(
+            names(Chain::Client, Role::Subscriber),
+            [
+                "WireObserver",
+                "NackResponderInterceptor",
+                "NackGeneratorInterceptor",
+                "TwccReceiverInterceptor",
+                "ReceiverReportInterceptor",
+                "SenderReportInterceptor",
+                "KeyframeRequestTap"
+            ]
+        );
+        assert_eq!(names(Chain::Client, Role::Publisher).len(), 5);
     }
 }

@@ -6,6 +6,8 @@
 //! keeps a closed session alive.
 
 mod codecs;
+#[cfg(test)]
+mod cost;
 mod interceptors;
 mod nat;
 mod peer;

@@ -1,14 +1,12 @@
 //! PeerConnections: the [`MediaEngine`] that makes them and the [`Peer`] that wraps one.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -28,7 +26,7 @@ use webrtc::peer_connection::{
 use crate::quality::LinkStats;
 
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
-use super::interceptors::{configure_nack, KeyframeRequestTap, WireCounters, WireObserver};
+use super::interceptors::{interceptor_chain, register_nack_feedback, Chain, WireCounters};
 use super::nat::{nat_1to1_candidates, NatMapping};
 use super::track::{DownTrack, IncomingTrack};
 use super::{webrtc_err, Kind, MediaError, MediaEvent, PeerState, Role};
@@ -54,6 +52,8 @@ pub struct MediaEngine {
     settings: MediaSettings,
     counters: WireCounters,
     next_port: AtomicU32,
+    /// Which interceptors a PeerConnection gets (see [`Chain`]).
+    chain: Chain,
 }
 
 struct Handler {
@@ -167,18 +167,29 @@ impl PeerConnectionEventHandler for Handler {
             stream_id: track.stream_id().await,
             kind,
             remote: track,
-            streams: HashMap::new(),
+            streams: Vec::new(),
         };
         let _ = self.events.send(MediaEvent::Track(incoming));
     }
 }
 
 impl MediaEngine {
+    /// The SFU's engine: every PeerConnection carries only the interceptors its direction uses.
     pub fn new(settings: MediaSettings, counters: WireCounters) -> Self {
         Self {
             settings,
             counters,
             next_port: AtomicU32::new(0),
+            chain: Chain::Sfu,
+        }
+    }
+
+    /// An engine for clients (load generators, tests): both directions' interceptors on every
+    /// PeerConnection, whichever way its media flows.
+    pub fn for_clients(settings: MediaSettings, counters: WireCounters) -> Self {
+        Self {
+            chain: Chain::Client,
+            ..Self::new(settings, counters)
         }
     }
 
@@ -246,34 +257,14 @@ impl MediaEngine {
                 None,
             )
             .map_err(webrtc_err)?;
-        // NACK, the mid/rid/repaired-rid extensions for simulcast, and a TWCC receiver (its
-        // feedback is what lets Chrome turn on the higher simulcast layers).
-        let registry = configure_nack(Registry::new(), &mut media);
+        // The mid/rid/repaired-rid extensions for simulcast, NACK feedback and TWCC feedback
+        // (what lets Chrome turn on the higher simulcast layers) are negotiated on both PCs.
         configure_simulcast_extension_headers(&mut media).map_err(webrtc_err)?;
-        let registry = configure_twcc_receiver_only(registry, &mut media).map_err(webrtc_err)?;
-        // Sender reports let subscribers sync audio with video. A publisher gets no receiver
-        // reports: Chrome tags a simulcast layer's packets with mid/rid only until a report
-        // acknowledges its SSRC, and `webrtc` 0.21 forgets which SSRC is which layer on every
-        // renegotiation (a second published track), so it must be able to learn it again from
-        // those tags. TWCC feedback still drives the publisher's bandwidth estimate.
-        let registry = match role {
-            Role::Subscriber => configure_rtcp_reports(registry),
-            Role::Publisher => registry,
-        };
-        // Application-most, after every interceptor that reads RTCP.
-        let registry = registry.with(
-            Slot::from(14_000),
-            KeyframeRequestTap {
-                inbound: VecDeque::new(),
-                outbound: VecDeque::new(),
-            },
-        );
-        // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
+        register_nack_feedback(&mut media);
+        // Only the negotiation: the interceptor goes in below where wanted.
+        configure_twcc_receiver_only(Registry::new(), &mut media).map_err(webrtc_err)?;
         let link = Arc::new(LinkStats::default());
-        let registry = registry.with(
-            Slot::from(500),
-            WireObserver::new(self.counters.clone(), link.clone()),
-        );
+        let registry = interceptor_chain(self.chain, role, &self.counters, &link);
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
         // peer-reflexive (learnt from the browser's checks). webrtc-rs waits 1 s (prflx) or
         // 0.5 s (srflx) before nominating such a pair, which is most of a join's media delay;

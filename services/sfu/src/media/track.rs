@@ -1,7 +1,6 @@
 //! Tracks: what a publisher sends in ([`IncomingTrack`]) and what a subscriber gets
 //! ([`DownTrack`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -77,8 +76,8 @@ pub struct IncomingTrack {
     pub kind: Kind,
     pub(super) remote: Arc<dyn TrackRemote>,
     /// Per SSRC: its layer and rid label, and whether it carries media (not a repair stream
-    /// such as RTX).
-    pub(super) streams: HashMap<u32, (Layer, &'static str, bool)>,
+    /// such as RTX). A handful at most (three layers and their repair streams), so a scan.
+    pub(super) streams: Vec<(u32, (Layer, &'static str, bool))>,
 }
 
 impl IncomingTrack {
@@ -106,8 +105,9 @@ impl IncomingTrack {
             match self.remote.poll().await? {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     let ssrc = packet.header.ssrc;
-                    let (layer, rid, media) = match self.streams.get(&ssrc) {
-                        Some(&known) => known,
+                    let known = self.streams.iter().find(|(s, _)| *s == ssrc);
+                    let (layer, rid, media) = match known {
+                        Some(&(_, known)) => known,
                         None => {
                             let rid = self.remote.rid(ssrc).await;
                             let rid = rid.as_deref();
@@ -116,7 +116,7 @@ impl IncomingTrack {
                                     !c.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
                                 });
                             let known = (layer_of_rid(rid), rid_label(rid), media);
-                            self.streams.insert(ssrc, known);
+                            self.streams.push((ssrc, known));
                             known
                         }
                     };

@@ -201,7 +201,7 @@ async fn a_thousand_joins_and_leaves_give_back_memory_sessions_and_tasks() {
     let server = start();
     let pid = server.child.id();
     let port = server.port;
-    let engine = Arc::new(MediaEngine::new(
+    let engine = Arc::new(MediaEngine::for_clients(
         MediaSettings {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_range: (0, 0),
