@@ -159,7 +159,15 @@ pub async fn edit(
         }
     }
     row.updated_at = Set(now);
-    let updated = row.update(&state.db).await?;
+    let updated = match row.update(&state.db).await {
+        Ok(updated) => updated,
+        // No row changed: deleted since it was read (a concurrent DELETE), or, on MariaDB, an
+        // update that changed nothing. Whatever is there now is the answer.
+        Err(sea_orm::DbErr::RecordNotUpdated) => my_todo(&state, body.todo_id, me.id())
+            .await?
+            .ok_or_else(|| ApiError::todo_not_found(body.todo_id))?,
+        Err(e) => return Err(e.into()),
+    };
     Ok(envelope::ok(TodoResponse::from(updated)))
 }
 
