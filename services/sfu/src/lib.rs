@@ -7,6 +7,8 @@
 //! - [`hub`] over [`room`]: rooms and participants as plain data, and delivery of their messages;
 //! - [`media`]: PeerConnections behind the SFU's own types.
 
+#[cfg(test)]
+mod callgrind;
 pub mod config;
 pub mod data;
 pub mod dynacast;

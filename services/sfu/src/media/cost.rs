@@ -209,37 +209,10 @@ fn send_replay_for_callgrind() {
 
 /// Instructions callgrind counts in [`measured_replay`] for `n` packets.
 fn instructions(n: usize, chain: &str) -> u64 {
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = std::env::temp_dir().join(format!(
-        "ppodok-send-{}-{chain}-{n}.callgrind",
-        std::process::id()
-    ));
-    let status = std::process::Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg("--toggle-collect=*measured_replay*")
-        .arg(&exe)
-        .args([
-            "--exact",
-            "media::cost::send_replay_for_callgrind",
-            "--test-threads=1",
-        ])
-        .env(ENV_REPLAY, n.to_string())
-        .env(ENV_CHAIN, chain)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("valgrind (apt-get install valgrind; .ci/run installs it)");
-    assert!(status.success(), "the replay under callgrind failed");
-    let text = std::fs::read_to_string(&out).expect("callgrind output");
-    let _ = std::fs::remove_file(&out);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("callgrind totals")
+    crate::callgrind::instructions_in_measured_replay(
+        "media::cost::send_replay_for_callgrind",
+        &[(ENV_REPLAY, n.to_string()), (ENV_CHAIN, chain.to_owned())],
+    )
 }
 
 fn per_packet(chain: &str) -> u64 {
