@@ -56,14 +56,19 @@ impl From<TransactionError<AttendanceError>> for AttendanceError {
 
 type Result<T> = std::result::Result<T, AttendanceError>;
 
+/// The query for `member_id`'s reservation in `room_id` (one row at most).
+fn reservation_in(room_id: i64, member_id: i64) -> sea_orm::Select<reservation::Entity> {
+    reservation::Entity::find()
+        .filter(reservation::Column::RoomId.eq(room_id))
+        .filter(reservation::Column::MemberId.eq(member_id))
+}
+
 async fn locked_reservation(
     txn: &DatabaseTransaction,
     member_id: i64,
     room_id: i64,
 ) -> std::result::Result<Option<reservation::Model>, DbErr> {
-    reservation::Entity::find()
-        .filter(reservation::Column::RoomId.eq(room_id))
-        .filter(reservation::Column::MemberId.eq(member_id))
+    reservation_in(room_id, member_id)
         .lock_exclusive()
         .one(txn)
         .await
@@ -332,11 +337,7 @@ pub async fn reservation_of<C: ConnectionTrait>(
     room_id: i64,
     member_id: i64,
 ) -> std::result::Result<Option<reservation::Model>, DbErr> {
-    reservation::Entity::find()
-        .filter(reservation::Column::RoomId.eq(room_id))
-        .filter(reservation::Column::MemberId.eq(member_id))
-        .one(db)
-        .await
+    reservation_in(room_id, member_id).one(db).await
 }
 
 /// Where presence changes are announced: the group's presence topic (never the calendar topic),

@@ -180,6 +180,20 @@ pub async fn create(
     Err(GroupError::CodeCollisions)
 }
 
+/// `member_id`'s membership of `group_id`, or [`GroupError::NotAMember`].
+async fn required_membership(
+    db: &DatabaseConnection,
+    group_id: i64,
+    member_id: i64,
+) -> Result<membership_row::Model, GroupError> {
+    membership_of(db, group_id, member_id)
+        .await?
+        .ok_or(GroupError::NotAMember {
+            member_id,
+            group_id,
+        })
+}
+
 /// The group behind an invite code.
 async fn by_invite(db: &DatabaseConnection, code: &str) -> Result<study_group::Model, GroupError> {
     if !invite::is_plausible_invite_code(code) {
@@ -338,12 +352,7 @@ pub async fn set_color(
 ) -> Result<GroupOf, GroupError> {
     let group = find(db, group_id).await?;
     let color = validate::color(color)?;
-    let m = membership_of(db, group.id, member_id)
-        .await?
-        .ok_or(GroupError::NotAMember {
-            member_id,
-            group_id: group.id,
-        })?;
+    let m = required_membership(db, group.id, member_id).await?;
     let mut row: membership_row::ActiveModel = m.into();
     row.color = Set(Some(color.clone()));
     row.update(db).await?;
@@ -368,12 +377,7 @@ impl Leaving<'_> {
         if group.id == DEFAULT_GROUP_ID {
             return Err(GroupError::DefaultGroup);
         }
-        membership_of(self.db, group.id, member_id)
-            .await?
-            .ok_or(GroupError::NotAMember {
-                member_id,
-                group_id: group.id,
-            })?;
+        required_membership(self.db, group.id, member_id).await?;
         let group_id = group.id;
         let video_rooms = self.video.open_rooms_of(member_id, Some(group_id)).await;
         let effects = self
