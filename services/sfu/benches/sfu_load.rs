@@ -670,7 +670,6 @@ async fn measure(
             },
             port_range: (0, 0),
             nat_1to1: Arc::from([]),
-            ice_servers: vec![],
         },
         WireCounters::default(),
     ));

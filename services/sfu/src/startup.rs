@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::http::{route, HttpState};
 use crate::hub::Hub;
-use crate::media::{IceServer, MediaEngine, MediaSettings, NatMapping};
+use crate::media::{MediaEngine, MediaSettings, NatMapping};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::signal::SignalContext;
@@ -46,16 +46,6 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let ice: Vec<IceServer> = settings
-            .rtc
-            .ice_servers
-            .iter()
-            .map(|s| IceServer {
-                urls: s.urls.clone(),
-                username: s.username.clone(),
-                credential: s.credential.clone(),
-            })
-            .collect();
         let media = MediaEngine::new(
             MediaSettings {
                 bind_ip: settings.rtc.bind_ip,
@@ -67,8 +57,6 @@ impl Application {
                     .iter()
                     .filter_map(|entry| NatMapping::parse(entry))
                     .collect(),
-                // The SFU itself needs no STUN/TURN: it has a public address (NAT 1:1) or is local.
-                ice_servers: Vec::new(),
             },
             metrics.wire.clone(),
         );
@@ -85,12 +73,16 @@ impl Application {
             metrics,
             ping_interval_secs: settings.signal.ping_interval_secs,
             ping_timeout_secs: settings.signal.ping_timeout_secs,
-            ice_servers: ice
-                .into_iter()
+            // The SFU itself needs no STUN/TURN (it has a public address, NAT 1:1, or is
+            // local); its clients get these.
+            ice_servers: settings
+                .rtc
+                .ice_servers
+                .iter()
                 .map(|s| lk::IceServer {
-                    urls: s.urls,
-                    username: s.username,
-                    credential: s.credential,
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
                 })
                 .collect(),
             shutdown: shutdown_rx,

@@ -1,12 +1,12 @@
 //! The codecs and header extensions the SFU negotiates.
 
+use rtc::peer_connection::configuration::media_engine::MediaEngine as WebrtcMediaEngine;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
-use webrtc::peer_connection::MediaEngine as WebrtcMediaEngine;
 
 use super::{webrtc_err, MediaError, Role};
 

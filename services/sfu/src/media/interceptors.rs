@@ -27,7 +27,9 @@ use rtc::sansio::Protocol;
 pub(super) const NACK_SEND_BUFFER: u16 = 256;
 
 /// Negotiates NACK feedback (and PLI) for video, as `webrtc`'s `configure_nack` does.
-pub(super) fn register_nack_feedback(media: &mut webrtc::peer_connection::MediaEngine) {
+pub(super) fn register_nack_feedback(
+    media: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
+) {
     use rtc::rtp_transceiver::rtp_sender::RTCPFeedback;
     use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
     for parameter in ["", "pli"] {
@@ -382,10 +384,10 @@ mod wire_tests {
     use super::*;
     use crate::media::RtpPacket;
     use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb};
+    use rtc::peer_connection::configuration::media_engine::MediaEngine as WebrtcMediaEngine;
     use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
     use std::time::Instant;
-    use webrtc::peer_connection::MediaEngine as WebrtcMediaEngine;
 
     fn tagged(packet: InterceptorPacket) -> TaggedPacket {
         TaggedPacket {

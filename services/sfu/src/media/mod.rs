@@ -1,5 +1,6 @@
-//! The media plane behind a small boundary: PeerConnections on `webrtc` 0.21 (pinned), described
-//! in this module's own types so that the rest of the SFU never names a `webrtc` type.
+//! The media plane behind a small boundary: PeerConnections on `rtc` 0.21 (pinned; the sans-I/O
+//! core of webrtc-rs) driven by our own event loop ([`driver`]), described in this module's own
+//! types so that the rest of the SFU never names an `rtc` PeerConnection type.
 //!
 //! A [`MediaEngine`] makes [`Peer`]s. A peer reports what happens on it as [`MediaEvent`]s on
 //! the queue it was made with; its handler holds only that queue, never the session, so nothing
@@ -8,6 +9,7 @@
 mod codecs;
 #[cfg(test)]
 mod cost;
+mod driver;
 mod interceptors;
 mod nat;
 mod peer;
@@ -17,7 +19,7 @@ pub use codecs::AUDIO_LEVEL_URI;
 pub use interceptors::WireCounters;
 pub use nat::{nat_1to1_candidates, NatMapping};
 pub(crate) use peer::Alive;
-pub use peer::{IceServer, IncomingData, MediaEngine, MediaSettings, Peer, MAX_DATA_MESSAGE};
+pub use peer::{IncomingData, MediaEngine, MediaSettings, Peer, MAX_DATA_MESSAGE};
 pub use track::{
     rid_label, DownTrack, IncomingPacket, IncomingTrack, KeyframeRequester, Negotiated, WriteError,
 };
@@ -68,6 +70,8 @@ pub enum MediaError {
     Webrtc(String),
     #[error("no UDP port free in the configured range")]
     NoPort,
+    #[error("the PeerConnection is closed")]
+    Closed,
 }
 
 fn webrtc_err(e: impl std::fmt::Display) -> MediaError {

@@ -3,40 +3,34 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit, RTCDataChannelState};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
+use rtc::peer_connection::configuration::media_engine::MediaEngine as RtcMediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::mpsc::{self, UnboundedSender};
-use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{
-    MediaEngine as WebrtcMediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder,
-};
 
 use crate::quality::LinkStats;
 
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
+use super::driver::{bind, Shared, Sink};
 use super::interceptors::{interceptor_chain, register_nack_feedback, Chain, WireCounters};
-use super::nat::{nat_1to1_candidates, NatMapping};
-use super::track::{DownTrack, IncomingTrack};
-use super::{webrtc_err, Kind, MediaError, MediaEvent, PeerState, Role};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    pub username: String,
-    pub credential: String,
-}
+use super::nat::NatMapping;
+use super::track::DownTrack;
+use super::{webrtc_err, Kind, MediaError, MediaEvent, Role};
 
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
@@ -44,7 +38,6 @@ pub struct MediaSettings {
     /// Inclusive; (0, 0) = ephemeral ports.
     pub port_range: (u16, u16),
     pub nat_1to1: Arc<[NatMapping]>,
-    pub ice_servers: Vec<IceServer>,
 }
 
 /// Makes PeerConnections with the SFU's codecs, extensions and network settings.
@@ -54,13 +47,6 @@ pub struct MediaEngine {
     next_port: AtomicU32,
     /// Which interceptors a PeerConnection gets (see [`Chain`]).
     chain: Chain,
-}
-
-struct Handler {
-    role: Role,
-    nat_1to1: Arc<[NatMapping]>,
-    events: UnboundedSender<MediaEvent>,
-    data: mpsc::Sender<IncomingData>,
 }
 
 /// A message a client sent on one of its data channels.
@@ -75,103 +61,6 @@ pub struct IncomingData {
 pub const MAX_DATA_MESSAGE: usize = 64 * 1024;
 /// Bytes queued per data channel before further sends to it are dropped.
 const DATA_SEND_BUFFER: usize = 1024 * 1024;
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        let init = match event.candidate.to_json() {
-            Ok(init) => init,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot describe a local candidate");
-                return;
-            }
-        };
-        // `webrtc` 0.21 gathers host candidates itself and ignores its setting engine's NAT
-        // 1:1 list, so the public address goes in here.
-        for candidate in nat_1to1_candidates(&init.candidate, &self.nat_1to1) {
-            let init = RTCIceCandidateInit {
-                candidate,
-                ..init.clone()
-            };
-            match serde_json::to_string(&init) {
-                Ok(init_json) => {
-                    let _ = self.events.send(MediaEvent::Candidate {
-                        role: self.role,
-                        init_json,
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot serialise a local candidate"),
-            }
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let state = match state {
-            RTCPeerConnectionState::Connected => PeerState::Connected,
-            RTCPeerConnectionState::Disconnected => PeerState::Disconnected,
-            RTCPeerConnectionState::Failed => PeerState::Failed,
-            RTCPeerConnectionState::Closed => PeerState::Closed,
-            _ => PeerState::Connecting,
-        };
-        let _ = self.events.send(MediaEvent::State {
-            role: self.role,
-            state,
-        });
-    }
-
-    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
-        let label = dc.label().await.unwrap_or_default();
-        let reliable = match label.as_str() {
-            "_reliable" => true,
-            "_lossy" => false,
-            other => {
-                tracing::debug!(label = other, "ignoring a data channel");
-                return;
-            }
-        };
-        let data = self.data.clone();
-        tokio::spawn(async move {
-            while let Some(event) = dc.poll().await {
-                match event {
-                    DataChannelEvent::OnMessage(msg) => {
-                        if msg.data.len() > MAX_DATA_MESSAGE {
-                            tracing::warn!(
-                                len = msg.data.len(),
-                                "dropping an oversized data message"
-                            );
-                            continue;
-                        }
-                        let incoming = IncomingData {
-                            reliable,
-                            bytes: msg.data.to_vec(),
-                        };
-                        // Waiting here pushes back on the sender's SCTP stream.
-                        if data.send(incoming).await.is_err() {
-                            break;
-                        }
-                    }
-                    DataChannelEvent::OnClose => break,
-                    _ => {}
-                }
-            }
-        });
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let kind = match track.kind().await {
-            RtpCodecKind::Audio => Kind::Audio,
-            _ => Kind::Video,
-        };
-        let incoming = IncomingTrack {
-            track_id: track.track_id().await,
-            stream_id: track.stream_id().await,
-            kind,
-            remote: track,
-            streams: Vec::new(),
-        };
-        let _ = self.events.send(MediaEvent::Track(incoming));
-    }
-}
 
 impl MediaEngine {
     /// The SFU's engine: every PeerConnection carries only the interceptors its direction uses.
@@ -225,28 +114,32 @@ impl MediaEngine {
     ) -> Result<Peer, MediaError> {
         let mut last_err = MediaError::NoPort;
         for port in self.ports() {
-            match self
-                .try_build(role, events.clone(), data.clone(), port)
-                .await
-            {
-                Ok(peer) => return Ok(peer),
+            match bind(self.settings.bind_ip, port) {
+                Ok(sockets) => {
+                    let sink = Sink {
+                        role,
+                        nat_1to1: self.settings.nat_1to1.clone(),
+                        events,
+                        data,
+                    };
+                    return self.build(role, sockets, sink);
+                }
                 Err(e) => {
-                    tracing::debug!(port, error = %e, "cannot build a PeerConnection on this port");
-                    last_err = e;
+                    tracing::debug!(port, error = %e, "cannot bind a PeerConnection's port");
+                    last_err = MediaError::NoPort;
                 }
             }
         }
         Err(last_err)
     }
 
-    async fn try_build(
+    fn build(
         &self,
         role: Role,
-        events: UnboundedSender<MediaEvent>,
-        data: mpsc::Sender<IncomingData>,
-        port: u16,
+        sockets: Vec<std::net::UdpSocket>,
+        sink: Sink,
     ) -> Result<Peer, MediaError> {
-        let mut media = WebrtcMediaEngine::default();
+        let mut media = RtcMediaEngine::default();
         register_codecs(&mut media, role)?;
         media
             .register_header_extension(
@@ -266,44 +159,25 @@ impl MediaEngine {
         let link = Arc::new(LinkStats::default());
         let registry = interceptor_chain(self.chain, role, &self.counters, &link);
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
-        // peer-reflexive (learnt from the browser's checks). webrtc-rs waits 1 s (prflx) or
-        // 0.5 s (srflx) before nominating such a pair, which is most of a join's media delay;
-        // an SFU has no better pair to wait for.
+        // peer-reflexive (learnt from the browser's checks); the core waits 1 s (prflx) or
+        // 0.5 s (srflx) before nominating such a pair by default, which would be most of a
+        // join's media delay, and an SFU has no better pair to wait for. Nor does it resolve
+        // mDNS names: the browser's checks reach it first.
         let setting = SettingEngineBuilder::new()
-            .with_srflx_acceptance_min_wait(Some(std::time::Duration::ZERO))
-            .with_prflx_acceptance_min_wait(Some(std::time::Duration::ZERO));
-        let config = RTCConfigurationBuilder::new()
-            .with_ice_servers(
-                self.settings
-                    .ice_servers
-                    .iter()
-                    .map(|s| RTCIceServer {
-                        urls: s.urls.clone(),
-                        username: s.username.clone(),
-                        credential: s.credential.clone(),
-                    })
-                    .collect(),
-            )
+            .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(config)
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
-            .with_setting_engine(setting.build())
+            .with_setting_engine(setting)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler {
-                role,
-                nat_1to1: self.settings.nat_1to1.clone(),
-                events,
-                data,
-            }))
-            .with_data_channel_send_buffer_limit(DATA_SEND_BUFFER)
-            .with_udp_addrs(vec![format!("{}:{port}", self.settings.bind_ip)])
-            .build()
-            .await
+            .build(Instant::now())
             .map_err(webrtc_err)?;
         Ok(Peer {
             role,
-            pc: Box::new(pc),
+            core: Shared::start(pc, sockets, sink)?,
             channels: Vec::new(),
             link,
             _alive: Alive::new(self.counters.peer_connections.clone()),
@@ -311,11 +185,11 @@ impl MediaEngine {
     }
 }
 
-/// One PeerConnection.
+/// One PeerConnection. Dropping it closes it.
 pub struct Peer {
     role: Role,
-    pc: Box<dyn PeerConnection>,
-    channels: Vec<(&'static str, Arc<dyn DataChannel>)>,
+    core: Arc<Shared>,
+    channels: Vec<(&'static str, RTCDataChannelId)>,
     link: Arc<LinkStats>,
     _alive: Alive,
 }
@@ -336,6 +210,12 @@ impl Drop for Alive {
     }
 }
 
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.core.close();
+    }
+}
+
 impl Peer {
     pub fn role(&self) -> Role {
         self.role
@@ -349,23 +229,23 @@ impl Peer {
     /// Creates LiveKit's data channels (`_reliable` ordered; `_lossy` and `_data_track`
     /// unordered without retransmits). The server does this on the subscriber PC.
     pub async fn create_livekit_data_channels(&mut self) -> Result<(), MediaError> {
-        for (label, reliable) in [
-            ("_reliable", true),
-            ("_lossy", false),
-            ("_data_track", false),
-        ] {
-            let init = RTCDataChannelInit {
-                ordered: reliable,
-                max_retransmits: if reliable { None } else { Some(0) },
-                ..Default::default()
-            };
-            let dc = self
-                .pc
-                .create_data_channel(label, Some(init))
-                .await
-                .map_err(webrtc_err)?;
-            self.channels.push((label, dc));
-        }
+        let created = self.core.with_core(|core, _| {
+            let mut created = Vec::new();
+            for (label, reliable) in [
+                ("_reliable", true),
+                ("_lossy", false),
+                ("_data_track", false),
+            ] {
+                let init = RTCDataChannelInit {
+                    ordered: reliable,
+                    max_retransmits: if reliable { None } else { Some(0) },
+                    ..Default::default()
+                };
+                created.push((label, core.create_channel(label, init)?));
+            }
+            Ok(created)
+        })?;
+        self.channels.extend(created);
         Ok(())
     }
 
@@ -373,11 +253,25 @@ impl Peer {
     /// when the channel is missing, not open yet, or its send buffer is full.
     pub async fn send_data(&self, reliable: bool, bytes: &[u8]) -> bool {
         let label = if reliable { "_reliable" } else { "_lossy" };
-        let Some((_, dc)) = self.channels.iter().find(|(l, _)| *l == label) else {
+        let Some(&(_, id)) = self.channels.iter().find(|(l, _)| *l == label) else {
             return false;
         };
-        match dc.try_send(bytes::BytesMut::from(bytes)).await {
-            Ok(()) => true,
+        let sent = self.core.with_core(|core, now| {
+            let Some(mut channel) = core.pc.data_channel(id) else {
+                return Ok(false);
+            };
+            if channel.ready_state() != RTCDataChannelState::Open
+                || channel.outstanding_bytes() + bytes.len() > DATA_SEND_BUFFER
+            {
+                return Ok(false);
+            }
+            channel
+                .send(now, bytes::BytesMut::from(bytes))
+                .map_err(webrtc_err)?;
+            Ok(true)
+        });
+        match sent {
+            Ok(sent) => sent,
             Err(e) => {
                 tracing::debug!(label, error = %e, "data not sent");
                 false
@@ -387,44 +281,51 @@ impl Peer {
 
     /// Creates an offer and sets it as the local description; returns its SDP.
     pub async fn create_offer(&self) -> Result<String, MediaError> {
-        let offer = self.pc.create_offer(None).await.map_err(webrtc_err)?;
-        let sdp = offer.sdp.clone();
-        self.pc
-            .set_local_description(offer)
-            .await
-            .map_err(webrtc_err)?;
-        Ok(sdp)
+        self.core.with_core(|core, now| {
+            let offer = core.pc.create_offer(None).map_err(webrtc_err)?;
+            let sdp = offer.sdp.clone();
+            core.pc
+                .set_local_description(now, offer)
+                .map_err(webrtc_err)?;
+            core.gather();
+            Ok(sdp)
+        })
     }
 
     /// Applies the remote answer to our offer.
     pub async fn apply_answer(&self, sdp: &str) -> Result<(), MediaError> {
         let desc = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        self.pc
-            .set_remote_description(desc)
-            .await
-            .map_err(|e| MediaError::BadSdp(e.to_string()))
+        self.core.with_core(|core, now| {
+            core.pc
+                .set_remote_description(now, desc)
+                .map_err(|e| MediaError::BadSdp(e.to_string()))
+        })
     }
 
     /// Applies a remote offer, answers it, and returns the answer's SDP.
     pub async fn answer_offer(&self, sdp: &str) -> Result<String, MediaError> {
         let desc = RTCSessionDescription::offer(sdp.to_owned())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        self.pc
-            .set_remote_description(desc)
-            .await
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let answer = self.pc.create_answer(None).await.map_err(webrtc_err)?;
-        let out = answer.sdp.clone();
-        self.pc
-            .set_local_description(answer)
-            .await
-            .map_err(webrtc_err)?;
-        Ok(out)
+        self.core.with_core(|core, now| {
+            core.pc
+                .set_remote_description(now, desc)
+                .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+            let answer = core.pc.create_answer(None).map_err(webrtc_err)?;
+            let out = answer.sdp.clone();
+            core.pc
+                .set_local_description(now, answer)
+                .map_err(webrtc_err)?;
+            core.gather();
+            Ok(out)
+        })
     }
 
     pub async fn has_remote_description(&self) -> bool {
-        self.pc.remote_description().await.is_some()
+        self.core
+            .lock()
+            .as_ref()
+            .is_some_and(|core| core.pc.remote_description().is_some())
     }
 
     /// Adds a remote candidate given as `RTCIceCandidateInit` JSON.
@@ -435,10 +336,11 @@ impl Peer {
             // End-of-candidates.
             return Ok(());
         }
-        self.pc
-            .add_ice_candidate(init)
-            .await
-            .map_err(|e| MediaError::BadCandidate(e.to_string()))
+        self.core.with_core(|core, _| {
+            core.pc
+                .add_remote_candidate(init)
+                .map_err(|e| MediaError::BadCandidate(e.to_string()))
+        })
     }
 
     /// Adds an outgoing track whose msid is `stream_id track_id` (LiveKit: `PA_…|TR_… TR_…`).
@@ -459,7 +361,7 @@ impl Peer {
             Kind::Audio => (RtpCodecKind::Audio, opus_codec()),
             Kind::Video => (RtpCodecKind::Video, vp8_codec()),
         };
-        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        let track = MediaStreamTrack::new(
             stream_id.to_owned(),
             track_id.to_owned(),
             track_id.to_owned(),
@@ -472,15 +374,19 @@ impl Peer {
                 codec,
                 ..Default::default()
             }],
-        )));
-        let sender = self
-            .pc
-            .add_track(local.clone() as Arc<dyn TrackLocal>)
-            .await
-            .map_err(webrtc_err)?;
+        );
+        // One pending request stands for any number: a keyframe answers them all.
+        let (signal, keyframes) = mpsc::channel(1);
+        let sender = self.core.with_core(|core, _| {
+            let sender = core.pc.add_track(track).map_err(webrtc_err)?;
+            core.route_keyframes(track_id, sender, signal);
+            Ok(sender)
+        })?;
         Ok(DownTrack {
-            local,
+            core: self.core.clone(),
             sender,
+            track_id: Arc::from(track_id),
+            keyframes: Arc::new(tokio::sync::Mutex::new(keyframes)),
             ssrc,
             kind,
         })
@@ -488,12 +394,13 @@ impl Peer {
 
     /// Stops sending a downtrack; takes effect with the next offer.
     pub async fn remove_downtrack(&self, down: &DownTrack) -> Result<(), MediaError> {
-        self.pc.remove_track(&down.sender).await.map_err(webrtc_err)
+        self.core.with_core(|core, _| {
+            core.unroute_keyframes(&down.track_id, down.sender);
+            core.pc.remove_track(down.sender).map_err(webrtc_err)
+        })
     }
 
     pub async fn close(&self) {
-        if let Err(e) = self.pc.close().await {
-            tracing::debug!(error = %e, "closing a PeerConnection");
-        }
+        self.core.close();
     }
 }

@@ -1,22 +1,17 @@
 //! Tracks: what a publisher sends in ([`IncomingTrack`]) and what a subscriber gets
 //! ([`DownTrack`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
-use futures::FutureExt;
-use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
-};
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::rtp_transceiver::RtpSender;
 
-use super::interceptors::asks_for_keyframe;
+use super::driver::Shared;
 use super::{webrtc_err, Kind, MediaError, RtpPacket};
-use crate::forward::{layer_of_rid, Layer};
+use crate::forward::Layer;
 
 /// One received RTP packet, with the simulcast layer it belongs to.
 pub struct IncomingPacket {
@@ -41,7 +36,8 @@ pub fn rid_label(rid: Option<&str>) -> &'static str {
 /// Why a packet was not handed to a downtrack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteError {
-    /// The PeerConnection's queue is full (or briefly locked): the packet is lost.
+    /// The egress cannot take it now (a queueing egress whose queue is full): the packet is
+    /// lost. [`DownTrack`] sends at once and never answers this.
     Busy,
     /// Not bound (negotiation not complete) or closed.
     Failed,
@@ -74,24 +70,31 @@ pub struct IncomingTrack {
     pub track_id: String,
     pub stream_id: String,
     pub kind: Kind,
-    pub(super) remote: Arc<dyn TrackRemote>,
-    /// Per SSRC: its layer and rid label, and whether it carries media (not a repair stream
-    /// such as RTX). A handful at most (three layers and their repair streams), so a scan.
-    pub(super) streams: Vec<(u32, (Layer, &'static str, bool))>,
+    /// Its media packets, as the driver reads them (repair streams left out).
+    pub(super) packets: mpsc::Receiver<IncomingPacket>,
+    pub(super) core: Weak<Shared>,
+    pub(super) receiver: RTCRtpReceiverId,
 }
 
 impl IncomingTrack {
     /// A requester whose PLIs go to this track's publisher, for as long as the track lives.
     pub fn keyframe_requester(&self) -> KeyframeRequester {
         let (requester, mut rx) = KeyframeRequester::channel();
-        let remote = self.remote.clone();
+        let (core, receiver) = (self.core.clone(), self.receiver);
         tokio::spawn(async move {
             while let Some(media_ssrc) = rx.recv().await {
-                let pli = PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc,
-                };
-                if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                let Some(shared) = core.upgrade() else { break };
+                let sent = shared.with_core(|core, now| {
+                    let pli = PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                    match core.pc.rtp_receiver(receiver) {
+                        Some(mut r) => r.write_rtcp(now, vec![Box::new(pli)]).map_err(webrtc_err),
+                        None => Ok(()),
+                    }
+                });
+                if let Err(e) = sent {
                     tracing::debug!(error = %e, media_ssrc, "cannot send a PLI");
                 }
             }
@@ -99,43 +102,20 @@ impl IncomingTrack {
         requester
     }
 
-    /// The next media RTP packet; `None` once the track has ended. Repair streams are skipped.
+    /// The next media RTP packet; `None` once the track has ended.
     pub async fn next_packet(&mut self) -> Option<IncomingPacket> {
-        loop {
-            match self.remote.poll().await? {
-                TrackRemoteEvent::OnRtpPacket(packet) => {
-                    let ssrc = packet.header.ssrc;
-                    let known = self.streams.iter().find(|(s, _)| *s == ssrc);
-                    let (layer, rid, media) = match known {
-                        Some(&(_, known)) => known,
-                        None => {
-                            let rid = self.remote.rid(ssrc).await;
-                            let rid = rid.as_deref();
-                            let media =
-                                self.remote.codec(ssrc).await.is_none_or(|c| {
-                                    !c.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
-                                });
-                            let known = (layer_of_rid(rid), rid_label(rid), media);
-                            self.streams.push((ssrc, known));
-                            known
-                        }
-                    };
-                    if media {
-                        return Some(IncomingPacket { layer, rid, packet });
-                    }
-                }
-                TrackRemoteEvent::OnEnded => return None,
-                _ => {}
-            }
-        }
+        self.packets.recv().await
     }
 }
 
 /// One outgoing track on a subscriber PC: the publisher's media, rewritten for this subscriber.
 #[derive(Clone)]
 pub struct DownTrack {
-    pub(super) local: Arc<TrackLocalStaticRTP>,
-    pub(super) sender: Arc<dyn RtpSender>,
+    pub(super) core: Arc<Shared>,
+    pub(super) sender: RTCRtpSenderId,
+    pub(super) track_id: Arc<str>,
+    /// Signalled by the driver when the subscriber asks for a keyframe.
+    pub(super) keyframes: Arc<tokio::sync::Mutex<mpsc::Receiver<()>>>,
     pub ssrc: u32,
     pub kind: Kind,
 }
@@ -149,12 +129,15 @@ pub struct Negotiated {
 impl DownTrack {
     /// The payload type the subscriber accepted for our codec, once negotiated.
     pub async fn negotiated(&self) -> Option<Negotiated> {
-        let params = self.sender.get_parameters().await.ok()?;
         let want = match self.kind {
             Kind::Audio => MIME_TYPE_OPUS,
             Kind::Video => MIME_TYPE_VP8,
         };
-        params
+        let mut guard = self.core.lock();
+        let core = guard.as_mut()?;
+        let mut sender = core.pc.rtp_sender(self.sender)?;
+        sender
+            .get_parameters()
             .rtp_parameters
             .codecs
             .iter()
@@ -164,35 +147,32 @@ impl DownTrack {
             })
     }
 
-    /// Waits for the subscriber to ask for a keyframe. `None` when the track is not bound (not
-    /// negotiated yet, or gone).
+    /// Waits for the subscriber to ask for a keyframe. `None` once the track is gone.
     pub async fn keyframe_request(&self) -> Option<()> {
-        loop {
-            // TrackLocalEvent is non-exhaustive: other events are skipped.
-            #[allow(irrefutable_let_patterns)]
-            if let TrackLocalEvent::OnRtcpPacket(packets) = self.local.poll().await? {
-                if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
-                    return Some(());
-                }
-            }
-        }
+        self.keyframes.lock().await.recv().await
     }
 
     /// Sends one packet whose SSRC, payload type, numbering and extensions are already this
     /// downtrack's. Fails until the track is bound by a completed negotiation.
     pub async fn write(&self, packet: RtpPacket) -> Result<(), MediaError> {
-        self.local.write_rtp(packet).await.map_err(webrtc_err)
+        self.send(packet)
     }
 
-    /// [`DownTrack::write`] without waiting: the packet is handed to the PeerConnection's
-    /// queue if that can be done at once, else dropped ([`WriteError::Busy`]), so that one
-    /// slow subscriber never holds up the others. (`webrtc` boxes the future of its
-    /// `write_rtp`: one allocation per call, inside `webrtc`.)
+    /// [`DownTrack::write`] without waiting: the packet goes through the interceptors and SRTP
+    /// to the socket on this thread, under the PeerConnection's lock (held for that send only),
+    /// so one slow subscriber never holds up the others.
     pub fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError> {
-        match self.local.write_rtp(packet).now_or_never() {
-            Some(Ok(())) => Ok(()),
-            Some(Err(_)) => Err(WriteError::Failed),
-            None => Err(WriteError::Busy),
-        }
+        self.send(packet).map_err(|_| WriteError::Failed)
+    }
+
+    fn send(&self, packet: RtpPacket) -> Result<(), MediaError> {
+        let mut guard = self.core.lock();
+        let core = guard.as_mut().ok_or(MediaError::Closed)?;
+        let mut sender = core.pc.rtp_sender(self.sender).ok_or(MediaError::Closed)?;
+        sender
+            .write_rtp(Instant::now(), packet)
+            .map_err(webrtc_err)?;
+        core.flush();
+        Ok(())
     }
 }

@@ -206,7 +206,6 @@ async fn a_thousand_joins_and_leaves_give_back_memory_sessions_and_tasks() {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_range: (0, 0),
             nat_1to1: Arc::from([]),
-            ice_servers: vec![],
         },
         WireCounters::default(),
     ));

@@ -1,0 +1,577 @@
+//! The SFU's own event loop around `rtc`'s sans-I/O PeerConnection.
+//!
+//! One [`Shared`] per PeerConnection holds the core behind a plain mutex. Whoever changes the
+//! core sends what it queued right away, on the calling thread: a forwarded packet goes from
+//! `write_rtp` through the interceptors and SRTP to the socket without a queue, a task switch or
+//! an await. The driver task ([`drive`]) owns the receiving half of the sockets and the timers:
+//! it feeds datagrams in (a burst at a time), drains what the core read and reported, and sleeps
+//! until the core's next deadline or until a caller wakes it after changing something.
+//!
+//! On close (or when the [`super::Peer`] is dropped) the core is taken out and dropped, which
+//! frees its buffers and its sockets even while downtracks that named it are still around.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::data_channel::RTCDataChannelId;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::{mpsc, Notify};
+
+use super::interceptors::asks_for_keyframe;
+use super::nat::{nat_1to1_candidates, NatMapping};
+use super::peer::{IncomingData, MAX_DATA_MESSAGE};
+use super::track::{rid_label, IncomingPacket, IncomingTrack};
+use super::{Kind, MediaError, MediaEvent, PeerState, Role};
+use crate::forward::{layer_of_rid, Layer};
+
+/// How long the driver sleeps when the core wants no timer.
+const IDLE: Duration = Duration::from_secs(60);
+/// The shortest gap between two timer passes when the core keeps asking for one in the past.
+const MIN_TIMER_GAP: Duration = Duration::from_millis(1);
+/// Datagrams read from one socket before the core's outputs are drained.
+const READ_BURST: usize = 32;
+/// Room for any datagram a WebRTC peer sends (they stay below the path MTU).
+const DATAGRAM: usize = 2048;
+/// Packets queued from the wire to a published track's forwarder; more are dropped (UDP has
+/// nothing to push back on).
+const TRACK_QUEUE: usize = 256;
+
+/// One PeerConnection's core and its routes, shared by the [`super::Peer`], its downtracks and
+/// its driver. `None` once closed.
+pub(super) struct Shared {
+    core: Mutex<Option<Core>>,
+    wake: Notify,
+}
+
+/// One UDP socket of a PeerConnection: the sending half (non-blocking) and its address.
+struct Socket {
+    local: SocketAddr,
+    send: std::net::UdpSocket,
+}
+
+pub(super) struct Core {
+    pub(super) pc: RTCPeerConnection,
+    sockets: Vec<Socket>,
+    /// Host candidates are added once, with the first local description.
+    gathered: bool,
+    /// Data channels this side created (LiveKit's server channels, for sending only).
+    own_channels: Vec<RTCDataChannelId>,
+    routes: Routes,
+}
+
+/// Where what the core reads goes.
+#[derive(Default)]
+struct Routes {
+    /// Received tracks, by track id.
+    incoming: HashMap<String, Incoming>,
+    /// Sent tracks' keyframe requests, by track id: the sender they belong to and the signal.
+    keyframes: HashMap<String, (RTCRtpSenderId, mpsc::Sender<()>)>,
+    /// Data channels the remote opened, and whether each is the reliable one.
+    channels: HashMap<RTCDataChannelId, bool>,
+}
+
+struct Incoming {
+    receiver: RTCRtpReceiverId,
+    packets: mpsc::Sender<IncomingPacket>,
+    /// Per SSRC: its layer and rid label, and whether it carries media (not a repair stream
+    /// such as RTX). A handful at most (three layers and their repair streams), so a scan.
+    streams: Vec<(u32, (Layer, &'static str, bool))>,
+}
+
+/// Where the driver reports.
+pub(super) struct Sink {
+    pub(super) role: Role,
+    pub(super) nat_1to1: Arc<[NatMapping]>,
+    pub(super) events: mpsc::UnboundedSender<MediaEvent>,
+    pub(super) data: mpsc::Sender<IncomingData>,
+}
+
+/// Binds the UDP sockets of one PeerConnection: one on `ip`, or, for a wildcard, one per usable
+/// interface (a wildcard socket's own address is no candidate a peer could use), all on `port`
+/// (0 = ephemeral).
+pub(super) fn bind(ip: IpAddr, port: u16) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let mut ips = Vec::new();
+    if ip.is_unspecified() {
+        if let Ok(interfaces) = rtc::shared::ifaces::ifaces() {
+            for addr in interfaces.into_iter().filter_map(|i| i.addr) {
+                let a = addr.ip();
+                let usable = a.is_ipv4() == ip.is_ipv4()
+                    && !a.is_loopback()
+                    && !a.is_unspecified()
+                    && !is_link_local(&a);
+                if usable && !ips.contains(&a) {
+                    ips.push(a);
+                }
+            }
+        }
+    }
+    if ips.is_empty() {
+        ips.push(ip);
+    }
+    ips.into_iter()
+        .map(|ip| {
+            let socket = std::net::UdpSocket::bind((ip, port))?;
+            socket.set_nonblocking(true)?;
+            Ok(socket)
+        })
+        .collect()
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.is_link_local(),
+        IpAddr::V6(ip) => (ip.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+impl Shared {
+    /// Wraps `pc` with its sockets and starts its driver on the current runtime.
+    pub(super) fn start(
+        pc: RTCPeerConnection,
+        sockets: Vec<std::net::UdpSocket>,
+        sink: Sink,
+    ) -> Result<Arc<Self>, MediaError> {
+        let mut sending = Vec::with_capacity(sockets.len());
+        let mut receiving = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            let local = socket.local_addr().map_err(super::webrtc_err)?;
+            let send = socket.try_clone().map_err(super::webrtc_err)?;
+            let recv = tokio::net::UdpSocket::from_std(socket).map_err(super::webrtc_err)?;
+            sending.push(Socket { local, send });
+            receiving.push((local, recv));
+        }
+        let shared = Arc::new(Self {
+            core: Mutex::new(Some(Core {
+                pc,
+                sockets: sending,
+                gathered: false,
+                own_channels: Vec::new(),
+                routes: Routes::default(),
+            })),
+            wake: Notify::new(),
+        });
+        tokio::spawn(drive(shared.clone(), receiving, sink));
+        Ok(shared)
+    }
+
+    /// The core, whatever a panicking holder left (the SFU's one policy for poisoned locks: the
+    /// data stays usable; a PeerConnection in a bad state fails its own calls).
+    pub(super) fn lock(&self) -> MutexGuard<'_, Option<Core>> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the open core, sends what it queued, and wakes the driver so that it picks up
+    /// new timers and events.
+    pub(super) fn with_core<T>(
+        &self,
+        f: impl FnOnce(&mut Core, Instant) -> Result<T, MediaError>,
+    ) -> Result<T, MediaError> {
+        let out = {
+            let mut guard = self.lock();
+            let core = guard.as_mut().ok_or(MediaError::Closed)?;
+            let out = f(core, Instant::now());
+            core.flush();
+            out
+        };
+        self.wake.notify_one();
+        out
+    }
+
+    /// Closes the PeerConnection (its DTLS close and SCTP abort go out) and drops the core.
+    pub(super) fn close(&self) {
+        let core = self.lock().take();
+        if let Some(mut core) = core {
+            if let Err(e) = core.pc.close() {
+                tracing::debug!(error = %e, "closing a PeerConnection");
+            }
+            core.flush();
+        }
+        self.wake.notify_one();
+    }
+}
+
+impl Core {
+    /// Sends everything the core has queued. A full socket buffer loses the datagram, as the
+    /// network would.
+    pub(super) fn flush(&mut self) {
+        while let Some(out) = self.pc.poll_write() {
+            let socket = self
+                .sockets
+                .iter()
+                .find(|s| s.local == out.transport.local_addr)
+                .or(self.sockets.first());
+            if let Some(socket) = socket {
+                if let Err(e) = socket.send.send_to(&out.message, out.transport.peer_addr) {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::trace!(error = %e, "a datagram was not sent");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a host candidate per socket and ends gathering, once (after the first local
+    /// description; they reach the client as trickled candidates).
+    pub(super) fn gather(&mut self) {
+        if std::mem::replace(&mut self.gathered, true) {
+            return;
+        }
+        for socket in &self.sockets {
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "udp".to_owned(),
+                    address: socket.local.ip().to_string(),
+                    port: socket.local.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .new_candidate_host();
+            let init = candidate.map_err(|e| e.to_string()).and_then(|c| {
+                RTCIceCandidate::from(&c)
+                    .to_json()
+                    .map_err(|e| e.to_string())
+            });
+            match init {
+                Ok(init) => {
+                    if let Err(e) = self.pc.add_local_candidate(init) {
+                        tracing::warn!(error = %e, "cannot add a host candidate");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot describe a host candidate"),
+            }
+        }
+        if let Err(e) = self.pc.add_local_candidate(RTCIceCandidateInit::default()) {
+            tracing::debug!(error = %e, "cannot end gathering");
+        }
+    }
+
+    /// Creates a data channel of this side's; returns its id.
+    pub(super) fn create_channel(
+        &mut self,
+        label: &str,
+        init: rtc::data_channel::RTCDataChannelInit,
+    ) -> Result<RTCDataChannelId, MediaError> {
+        let id = self
+            .pc
+            .create_data_channel(label, Some(init))
+            .map_err(super::webrtc_err)?
+            .id();
+        self.own_channels.push(id);
+        Ok(id)
+    }
+
+    /// Routes a sent track's keyframe requests to `signal` (replacing an earlier sender's).
+    pub(super) fn route_keyframes(
+        &mut self,
+        track_id: &str,
+        sender: RTCRtpSenderId,
+        signal: mpsc::Sender<()>,
+    ) {
+        self.routes
+            .keyframes
+            .insert(track_id.to_owned(), (sender, signal));
+    }
+
+    /// Forgets a sent track's keyframe route if it is still `sender`'s.
+    pub(super) fn unroute_keyframes(&mut self, track_id: &str, sender: RTCRtpSenderId) {
+        if self
+            .routes
+            .keyframes
+            .get(track_id)
+            .is_some_and(|(s, _)| *s == sender)
+        {
+            self.routes.keyframes.remove(track_id);
+        }
+    }
+
+    fn read(&mut self, now: Instant, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) {
+        let datagram = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: peer,
+                transport_protocol: TransportProtocol::UDP,
+                ecn: None,
+            },
+            message: BytesMut::from(bytes),
+        };
+        if let Err(e) = self.pc.handle_read(datagram) {
+            tracing::trace!(error = %e, "a datagram was refused");
+        }
+    }
+
+    /// Drains the core's events and reads until it has none, then sends what they queued.
+    fn drain(&mut self, shared: &Weak<Shared>, sink: &Sink, data: &mut Vec<IncomingData>) {
+        loop {
+            let mut any = false;
+            while let Some(event) = self.pc.poll_event() {
+                any = true;
+                self.on_event(event, shared, sink);
+            }
+            while let Some(message) = self.pc.poll_read() {
+                any = true;
+                self.on_read(message, data);
+            }
+            if !any {
+                break;
+            }
+        }
+        self.flush();
+    }
+
+    fn on_event(&mut self, event: RTCPeerConnectionEvent, shared: &Weak<Shared>, sink: &Sink) {
+        match event {
+            RTCPeerConnectionEvent::OnIceCandidateEvent(event) => {
+                let init = match event.candidate.to_json() {
+                    Ok(init) => init,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot describe a local candidate");
+                        return;
+                    }
+                };
+                for candidate in nat_1to1_candidates(&init.candidate, &sink.nat_1to1) {
+                    let init = RTCIceCandidateInit {
+                        candidate,
+                        ..init.clone()
+                    };
+                    match serde_json::to_string(&init) {
+                        Ok(init_json) => {
+                            let _ = sink.events.send(MediaEvent::Candidate {
+                                role: sink.role,
+                                init_json,
+                            });
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot serialise a local candidate"),
+                    }
+                }
+            }
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                let state = match state {
+                    RTCPeerConnectionState::Connected => PeerState::Connected,
+                    RTCPeerConnectionState::Disconnected => PeerState::Disconnected,
+                    RTCPeerConnectionState::Failed => PeerState::Failed,
+                    RTCPeerConnectionState::Closed => PeerState::Closed,
+                    _ => PeerState::Connecting,
+                };
+                let _ = sink.events.send(MediaEvent::State {
+                    role: sink.role,
+                    state,
+                });
+            }
+            RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
+                let Some(channel) = self.pc.data_channel(id) else {
+                    return;
+                };
+                // Ours (created here) are for sending only; the client's carry its data.
+                if self.own_channels.contains(&id) {
+                    return;
+                }
+                match channel.label() {
+                    "_reliable" => {
+                        self.routes.channels.insert(id, true);
+                    }
+                    "_lossy" => {
+                        self.routes.channels.insert(id, false);
+                    }
+                    other => tracing::debug!(label = other, "ignoring a data channel"),
+                }
+            }
+            RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(id)) => {
+                self.routes.channels.remove(&id);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                // Simulcast opens a track once per layer: the first one announces it.
+                if self.routes.incoming.contains_key(&init.track_id) {
+                    return;
+                }
+                let Some(receiver) = self.pc.rtp_receiver(init.receiver_id) else {
+                    return;
+                };
+                let track = receiver.track();
+                let kind = match track.kind() {
+                    RtpCodecKind::Audio => Kind::Audio,
+                    _ => Kind::Video,
+                };
+                let stream_id = track.stream_id().clone();
+                let (tx, rx) = mpsc::channel(TRACK_QUEUE);
+                self.routes.incoming.insert(
+                    init.track_id.clone(),
+                    Incoming {
+                        receiver: init.receiver_id,
+                        packets: tx,
+                        streams: Vec::new(),
+                    },
+                );
+                let _ = sink.events.send(MediaEvent::Track(IncomingTrack {
+                    track_id: init.track_id,
+                    stream_id,
+                    kind,
+                    packets: rx,
+                    core: shared.clone(),
+                    receiver: init.receiver_id,
+                }));
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) => {
+                // Its forwarder sees the end of the track once the queue is drained.
+                self.routes.incoming.remove(&track_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_read(&mut self, message: TaggedRTCMessage, data: &mut Vec<IncomingData>) {
+        match message.message {
+            RTCMessage::RtpPacket(track_id, packet) => {
+                let Core { pc, routes, .. } = self;
+                let Some(route) = routes.incoming.get_mut(&track_id) else {
+                    return;
+                };
+                let ssrc = packet.header.ssrc;
+                let known = route.streams.iter().find(|(s, _)| *s == ssrc);
+                let (layer, rid, media) = match known {
+                    Some(&(_, known)) => known,
+                    None => {
+                        let Some(receiver) = pc.rtp_receiver(route.receiver) else {
+                            return;
+                        };
+                        let track = receiver.track();
+                        let rid = track.rid(ssrc).map(String::as_str);
+                        let media = track
+                            .codec(ssrc)
+                            .is_none_or(|c| !c.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX));
+                        let known = (layer_of_rid(rid), rid_label(rid), media);
+                        route.streams.push((ssrc, known));
+                        known
+                    }
+                };
+                if media {
+                    let _ = route
+                        .packets
+                        .try_send(IncomingPacket { layer, rid, packet });
+                }
+            }
+            RTCMessage::RtcpPacket(track_id, packets) => {
+                if let Some((_, signal)) = self.routes.keyframes.get(&track_id) {
+                    if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
+                        // A request already pending covers this one.
+                        let _ = signal.try_send(());
+                    }
+                }
+            }
+            RTCMessage::DataChannelMessage(id, message) => {
+                let Some(&reliable) = self.routes.channels.get(&id) else {
+                    return;
+                };
+                if message.data.len() > MAX_DATA_MESSAGE {
+                    tracing::warn!(
+                        len = message.data.len(),
+                        "dropping an oversized data message"
+                    );
+                    return;
+                }
+                data.push(IncomingData {
+                    reliable,
+                    bytes: message.data.to_vec(),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Receives on any of `sockets`: the index of the one that got a datagram, and what it got.
+async fn recv_any(
+    sockets: &[(SocketAddr, tokio::net::UdpSocket)],
+    buf: &mut [u8],
+) -> (usize, std::io::Result<(usize, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for (i, (_, socket)) in sockets.iter().enumerate() {
+            let mut read = tokio::io::ReadBuf::new(&mut *buf);
+            if let Poll::Ready(got) = socket.poll_recv_from(cx, &mut read) {
+                let n = read.filled().len();
+                return Poll::Ready((i, got.map(|from| (n, from))));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The driver: reads datagrams, fires timers, and delivers what the core reports, until the
+/// PeerConnection is closed or dropped.
+async fn drive(this: Arc<Shared>, sockets: Vec<(SocketAddr, tokio::net::UdpSocket)>, sink: Sink) {
+    let weak = Arc::downgrade(&this);
+    let mut buf = vec![0u8; DATAGRAM];
+    let mut data: Vec<IncomingData> = Vec::new();
+    let sleep = tokio::time::sleep(IDLE);
+    tokio::pin!(sleep);
+    let mut last_timer: Option<Instant> = None;
+    loop {
+        let deadline = {
+            let mut guard = this.lock();
+            let Some(core) = guard.as_mut() else { break };
+            core.drain(&weak, &sink, &mut data);
+            core.pc.poll_timeout()
+        };
+        // Waiting here pushes back on the client's SCTP stream (the session reads slowly).
+        for message in data.drain(..) {
+            if sink.data.send(message).await.is_err() {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let mut deadline = deadline.unwrap_or(now + IDLE);
+        // A core that keeps asking for a timer in the past is served at most once a millisecond.
+        if let Some(last) = last_timer.filter(|_| deadline <= now) {
+            deadline = deadline.max(last + MIN_TIMER_GAP);
+        }
+        sleep.as_mut().reset(deadline.into());
+        tokio::select! {
+            biased;
+            () = this.wake.notified() => {}
+            (i, got) = recv_any(&sockets, &mut buf) => {
+                let now = Instant::now();
+                let (local, socket) = &sockets[i];
+                let mut guard = this.lock();
+                let Some(core) = guard.as_mut() else { break };
+                match got {
+                    Ok((n, from)) => core.read(now, *local, from, &buf[..n]),
+                    // An ICMP error for an earlier send: nothing to read.
+                    Err(e) => tracing::trace!(error = %e, "a receive failed"),
+                }
+                for _ in 0..READ_BURST {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => core.read(now, *local, from, &buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = &mut sleep => {
+                let now = Instant::now();
+                last_timer = Some(now);
+                let mut guard = this.lock();
+                let Some(core) = guard.as_mut() else { break };
+                if let Err(e) = core.pc.handle_timeout(now) {
+                    tracing::debug!(error = %e, "a PeerConnection timer failed");
+                }
+            }
+        }
+    }
+}
