@@ -1,6 +1,6 @@
 //! SFU load benchmark: the real `ppodok-sfu` binary, R rooms × P publishers × S subscribers,
 //! headless clients speaking LiveKit's signalling (protobuf over WebSocket, v0 dual PeerConnection)
-//! with media on `webrtc` 0.21 through the SFU's own media wrapper (`ppodok_sfu::media`, the same
+//! with media on `rtc` 0.21 through the SFU's own media wrapper (`ppodok_sfu::media`, the same
 //! codecs and interceptors, used here from the client side).
 //!
 //! Each publisher sends one synthetic VP8 track (single layer, no simulcast: 30 frames/s of two
@@ -13,7 +13,9 @@
 //! `cargo bench -p ppodok-sfu --bench sfu_load` (part of `make bench`).
 //! Environment: `SFU_LOAD_ROOMS` (4), `SFU_LOAD_PUBLISHERS` (2), `SFU_LOAD_SUBSCRIBERS` (4),
 //! `SFU_LOAD_SECS` (15), `SFU_LOAD_JOIN_MS` (20, the gap between two joins), `SFU_LOAD_JANUS=0`
-//! (no Janus rows), `SFU_LOAD_BINARY` (another `ppodok-sfu` binary to load, e.g. main's).
+//! (no Janus rows), `SFU_LOAD_ROUNDS` (3: each server runs once per round, the order alternating;
+//! the ratios' medians are the verdict), `SFU_LOAD_BINARY` (another `ppodok-sfu` binary to load,
+//! e.g. main's).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -530,6 +532,20 @@ enum Target {
     Janus(Arc<janus::Janus>),
 }
 
+/// The median of `values` (NaN-free; the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let shape = Shape {
@@ -538,18 +554,50 @@ async fn main() -> anyhow::Result<()> {
         subscribers: env_or("SFU_LOAD_SUBSCRIBERS", 4),
         secs: env_or("SFU_LOAD_SECS", 15).max(1) as u64,
     };
-    let mut rows = vec![run_ppodok(shape).await?];
-    match janus::installed() {
+    // Several rounds, the servers' order alternating, so that the machine's drift over a run
+    // (it can move a server's CPU figure by a third between two minutes on a shared VM) lands on
+    // both; the verdict is the median of the rounds' ratios.
+    let rounds = env_or("SFU_LOAD_ROUNDS", 3).max(1);
+    let janus = match janus::installed() {
         _ if std::env::var("SFU_LOAD_JANUS").as_deref() == Ok("0") => {
             println!("\nJanus rows skipped (SFU_LOAD_JANUS=0).");
+            None
         }
-        None => println!(
-            "\nJanus rows skipped: `janus` is not installed (Debian: apt-get install janus)."
-        ),
-        Some(bin) => match run_janus(&bin, shape).await {
-            Ok(row) => rows.push(row),
-            Err(e) => println!("\nJanus rows skipped: {e:#}"),
-        },
+        None => {
+            println!(
+                "\nJanus rows skipped: `janus` is not installed (Debian: apt-get install janus)."
+            );
+            None
+        }
+        Some(bin) => Some(bin),
+    };
+    let mut rows: Vec<(usize, Row)> = Vec::new();
+    let mut pairs: Vec<(usize, f64, f64, f64, f64)> = Vec::new();
+    for round in 1..=rounds {
+        let janus_first = round % 2 == 0;
+        let mut ours = None;
+        let mut theirs = None;
+        for janus_turn in [janus_first, !janus_first] {
+            if !janus_turn {
+                ours = Some(run_ppodok(shape).await?);
+            } else if let Some(bin) = &janus {
+                match run_janus(bin, shape).await {
+                    Ok(row) => theirs = Some(row),
+                    Err(e) => println!("\nJanus row of round {round} skipped: {e:#}"),
+                }
+            }
+        }
+        if let (Some(p), Some(j)) = (&ours, &theirs) {
+            pairs.push((
+                round,
+                p.cpu_per_mpkt() / j.cpu_per_mpkt(),
+                p.loss_pct - j.loss_pct,
+                p.p99_ms / j.p99_ms,
+                p.rss_per_participant() / j.rss_per_participant(),
+            ));
+        }
+        rows.extend(ours.map(|r| (round, r)));
+        rows.extend(theirs.map(|r| (round, r)));
     }
     let Shape {
         rooms,
@@ -561,16 +609,17 @@ async fn main() -> anyhow::Result<()> {
         "\nSFU load: {rooms} rooms × ({publishers} publishers + {subscribers} subscribers), \
          one VP8 track ({VIDEO_FPS} fps × {VIDEO_PACKETS_PER_FRAME} × {VIDEO_PACKET_BYTES} B, \
          single layer) + one Opus track ({AUDIO_PPS} pkt/s) per publisher, {secs} s measured \
-         after the joins and {} s warm-up; every participant receives every other's tracks\n",
+         after the joins and {} s warm-up; every participant receives every other's tracks; \
+         {rounds} round(s), the servers' order alternating\n",
         WARMUP.as_secs()
     );
     println!(
-        "| server | ingress pkt/s | egress pkt/s (received) | egress pkt/s (SFU metric) | server CPU % of a core | CPU s per M egress pkt | generator CPU % | RSS MiB | RSS MiB per participant | loss % | p50 ms | p99 ms |"
+        "| round | server | ingress pkt/s | egress pkt/s (received) | egress pkt/s (SFU metric) | server CPU % of a core | CPU s per M egress pkt | generator CPU % | RSS MiB | RSS MiB per participant | loss % | p50 ms | p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in &rows {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (round, r) in &rows {
         println!(
-            "| {} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.3} | {:.2} | {:.2} |",
+            "| {round} | {} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.3} | {:.2} | {:.2} |",
             r.server,
             r.ingress_pps,
             r.egress_pps,
@@ -586,17 +635,23 @@ async fn main() -> anyhow::Result<()> {
             r.p99_ms,
         );
     }
-    if let [p, j] = &rows[..] {
+    if !pairs.is_empty() {
+        println!();
+        for (round, cpu, _, p99, rss) in &pairs {
+            println!(
+                "round {round}: ppodok / Janus CPU per egress packet {cpu:.2}×, p99 {p99:.2}×, \
+                 RSS per participant {rss:.2}×"
+            );
+        }
+        let cpu = median(pairs.iter().map(|p| p.1).collect());
+        let p99 = median(pairs.iter().map(|p| p.3).collect());
+        let rss = median(pairs.iter().map(|p| p.4).collect());
+        let worse_loss = pairs.iter().filter(|p| p.2 > 0.0).count();
         println!(
-            "\nppodok / Janus: CPU per egress packet {:.2}× (target ≤ 0.67), loss {:.3} vs {:.3} %, \
-             p99 {:.2}× ({:.2} vs {:.2} ms), RSS per participant {:.2}×",
-            p.cpu_per_mpkt() / j.cpu_per_mpkt(),
-            p.loss_pct,
-            j.loss_pct,
-            p.p99_ms / j.p99_ms,
-            p.p99_ms,
-            j.p99_ms,
-            p.rss_per_participant() / j.rss_per_participant(),
+            "\nppodok / Janus, median of {} round(s): CPU per egress packet {cpu:.2}× \
+             (target ≤ 0.67), p99 {p99:.2}× (target ≤ 1), RSS per participant {rss:.2}×; \
+             ppodok lost more than Janus in {worse_loss} of them",
+            pairs.len()
         );
     }
     Ok(())

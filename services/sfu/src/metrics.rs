@@ -245,6 +245,10 @@ impl Metrics {
                     "sfu_rtp_retransmits_total",
                     "RTP packets sent again in answer to a NACK",
                 ),
+                nacks_throttled: counter(
+                    "sfu_nacks_throttled_total",
+                    "NACK packets dropped unanswered: a subscriber asked for more resends than its budget",
+                ),
                 peer_connections: gauge("sfu_peer_connections", "Server PeerConnections alive"),
             },
             forward_latency: {

@@ -99,12 +99,16 @@ impl Janus {
         let ice_ip = host_ip().ok_or_else(|| {
             anyhow!("no non-loopback IPv4 address for Janus's ICE (libnice skips loopback)")
         })?;
-        let dir = std::env::temp_dir().join(format!("ppodok-janus-{}", std::process::id()));
+        // Each start its own folder and ports: an instance from an earlier round may still be
+        // shutting down (its folder is removed when its last handle goes).
+        static STARTS: AtomicU64 = AtomicU64::new(0);
+        let start = STARTS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ppodok-janus-{}-{start}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let dir = TempDir(dir);
         let port = free_port()?;
         // A UDP range of its own, below the ephemeral ports the clients use (32768 and up).
-        let rtp = 20_000 + (std::process::id() % 10) as u16 * RTP_PORTS;
+        let rtp = 20_000 + ((u64::from(std::process::id()) + start) % 10) as u16 * RTP_PORTS;
         // As many media threads as cores: what Janus's documentation advises for many
         // PeerConnections, rather than its default of one thread per PeerConnection.
         let event_loops = std::thread::available_parallelism().map_or(2, |n| n.get());

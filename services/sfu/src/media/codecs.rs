@@ -41,7 +41,7 @@ pub(super) fn vp8_codec() -> RTCRtpCodec {
 
 /// The SFU's codecs: Opus and VP8. Nothing else is offered or accepted, so every track that
 /// reaches a subscriber is one it can decode. Publishers may repair VP8 with RTX; towards
-/// subscribers a lost packet is resent as itself (`webrtc` 0.21 sends its RTX retransmissions
+/// subscribers a lost packet is resent as itself (`rtc` 0.21 sends its RTX retransmissions
 /// without the mid a browser needs to place the repair stream, so they would be dropped).
 pub(super) fn register_codecs(media: &mut WebrtcMediaEngine, role: Role) -> Result<(), MediaError> {
     media

@@ -1,4 +1,4 @@
-//! Interceptors the SFU adds to `webrtc`'s chain: a tap that lets keyframe requests through to
+//! Interceptors the SFU adds to `rtc`'s chain: a tap that lets keyframe requests through to
 //! the application, and an observer that counts NACKs and retransmissions on the wire.
 
 use std::collections::VecDeque;
@@ -20,13 +20,13 @@ use super::Role;
 use crate::quality::{ntp_middle_now, rtt_ms, LinkStats};
 use rtc::sansio::Protocol;
 
-/// Packets a sender keeps for retransmission, per outgoing stream. `webrtc` keeps 1,024
+/// Packets a sender keeps for retransmission, per outgoing stream. `rtc` keeps 1,024
 /// (about a second and a half of 5 Mbit/s video, ~120 KB of slots per stream before any
 /// payload); an SFU forwarding 30 fps video answers NACKs within a round trip, and 256 packets
 /// are over 4 s of the bench's 60 packet/s video, well past any NACK worth answering.
 pub(super) const NACK_SEND_BUFFER: u16 = 256;
 
-/// Negotiates NACK feedback (and PLI) for video, as `webrtc`'s `configure_nack` does.
+/// Negotiates NACK feedback (and PLI) for video, as `rtc`'s `configure_nack` does.
 pub(super) fn register_nack_feedback(
     media: &mut rtc::peer_connection::configuration::media_engine::MediaEngine,
 ) {
@@ -92,7 +92,7 @@ pub(super) fn interceptor_chain(
     }
     // Sender reports let subscribers sync audio with video. A publisher gets no receiver
     // reports: Chrome tags a simulcast layer's packets with mid/rid only until a report
-    // acknowledges its SSRC, and `webrtc` 0.21 forgets which SSRC is which layer on every
+    // acknowledges its SSRC, and `rtc` 0.21 forgets which SSRC is which layer on every
     // renegotiation (a second published track), so it must be able to learn it again from
     // those tags. The SFU's subscriber PCs receive no RTP to report on.
     registry = match (chain, role) {
@@ -191,6 +191,8 @@ pub struct WireCounters {
     pub nacks_sent: IntCounter,
     /// RTP packets sent again in answer to a NACK.
     pub retransmits: IntCounter,
+    /// NACK packets dropped unanswered: the subscriber asked for more resends than its budget.
+    pub nacks_throttled: IntCounter,
     /// PeerConnections alive (a gauge, counted by the [`super::Peer`]s themselves).
     pub peer_connections: IntGauge,
 }
@@ -203,6 +205,7 @@ impl Default for WireCounters {
             nacked_packets: counter("nacked_packets"),
             nacks_sent: counter("nacks_sent"),
             retransmits: counter("retransmits"),
+            nacks_throttled: counter("nacks_throttled"),
             peer_connections: IntGauge::new("peer_connections", "peer_connections")
                 .expect("valid metric"),
         }
@@ -219,6 +222,7 @@ pub(super) struct WireObserver {
     highest_sent: SsrcMap,
     /// Per incoming SSRC, the highest sequence number received (for gaps).
     highest_received: SsrcMap,
+    resends: ResendBudget,
     pub(super) inbound: VecDeque<TaggedPacket>,
     pub(super) outbound: VecDeque<TaggedPacket>,
 }
@@ -230,6 +234,7 @@ impl WireObserver {
             link,
             highest_sent: SsrcMap::default(),
             highest_received: SsrcMap::default(),
+            resends: ResendBudget::default(),
             inbound: VecDeque::new(),
             outbound: VecDeque::new(),
         }
@@ -255,6 +260,55 @@ impl WireObserver {
                 rtt_ms(now, r.last_sender_report, r.delay),
             );
         }
+    }
+}
+
+/// How many resends a PeerConnection's NACKs may ask for: an eighth of what it was sent in the
+/// current or the previous second, and 64 more. A saturated receiver NACKs much of what it missed,
+/// each resend adds to the load that made it miss them, and the resends queue up inside the
+/// PeerConnection: without a budget a saturated node's loss and memory run away (measured at
+/// 8 × 4 × 16 on a saturated machine: 7–74 % loss and up to 650 MiB with every NACK answered,
+/// against 0.01 % and 78 MiB with none). Beyond the budget a NACK is dropped whole (counted in
+/// `sfu_nacks_throttled_total`); ordinary loss (a few per cent) stays well inside it.
+#[derive(Default)]
+struct ResendBudget {
+    window_start: Option<std::time::Instant>,
+    sent: u64,
+    sent_before: u64,
+    asked: u64,
+}
+
+const RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+const RESEND_FLOOR: u64 = 64;
+const RESEND_SHARE: u64 = 8;
+
+impl ResendBudget {
+    fn roll(&mut self, now: std::time::Instant) {
+        match self.window_start {
+            Some(start) if now.saturating_duration_since(start) < RESEND_WINDOW => {}
+            _ => {
+                self.window_start = Some(now);
+                self.sent_before = self.sent;
+                self.sent = 0;
+                self.asked = 0;
+            }
+        }
+    }
+
+    fn sent(&mut self, now: std::time::Instant) {
+        self.roll(now);
+        self.sent += 1;
+    }
+
+    /// Whether a NACK asking for `asked` resends fits; if so it is charged.
+    fn take(&mut self, now: std::time::Instant, asked: u64) -> bool {
+        self.roll(now);
+        let budget = RESEND_FLOOR + self.sent.max(self.sent_before) / RESEND_SHARE;
+        if self.asked + asked > budget {
+            return false;
+        }
+        self.asked += asked;
+        true
     }
 }
 
@@ -289,18 +343,29 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
     type Error = rtc::shared::error::Error;
     type Time = std::time::Instant;
 
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        match &msg.message.packet {
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        let now = msg.now;
+        match &mut msg.message.packet {
             InterceptorPacket::Rtcp(packets) => {
-                for p in packets {
-                    if let Some(nack) = as_nack(p.as_ref()) {
-                        self.counters.nacks_received.inc();
-                        let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
-                        self.counters.nacked_packets.inc_by(asked as u64);
-                        self.link.nacked(asked as u64);
-                    } else {
+                let mut throttled = false;
+                packets.retain(|p| {
+                    let Some(nack) = as_nack(p.as_ref()) else {
                         self.read_reports(p.as_ref());
+                        return true;
+                    };
+                    self.counters.nacks_received.inc();
+                    let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+                    self.counters.nacked_packets.inc_by(asked as u64);
+                    self.link.nacked(asked as u64);
+                    if self.resends.take(now, asked as u64) {
+                        return true;
                     }
+                    self.counters.nacks_throttled.inc();
+                    throttled = true;
+                    false
+                });
+                if throttled && packets.is_empty() {
+                    return Ok(());
                 }
             }
             InterceptorPacket::Rtp(packet) => {
@@ -349,6 +414,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
                         if seq.wrapping_sub(*highest) as i16 > 0 {
                             *highest = seq;
                             self.link.sent();
+                            self.resends.sent(msg.now);
                         } else {
                             self.counters.retransmits.inc();
                         }
@@ -356,6 +422,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
                     None => {
                         self.highest_sent.insert(packet.header.ssrc, seq);
                         self.link.sent();
+                        self.resends.sent(msg.now);
                     }
                 }
             }
@@ -456,6 +523,64 @@ mod wire_tests {
         assert_eq!(counters.nacks_received.get(), 1);
         assert_eq!(counters.nacked_packets.get(), 2);
         assert_eq!(counters.retransmits.get(), 2);
+    }
+
+    #[test]
+    fn nacks_past_the_resend_budget_are_dropped_and_counted() {
+        let counters = WireCounters::default();
+        let mut chain = Registry::new()
+            .with(Slot::NackResponder, super::nack_responder())
+            .with(
+                Slot::from(500),
+                WireObserver::new(counters.clone(), Default::default()),
+            )
+            .build();
+        chain.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            payload_type: 96,
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90_000,
+            rtcp_feedback: vec![Fb {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        });
+        // 200 packets sent: a budget of 64 + 200 / 8 = 89 resends in this second.
+        for seq in 0..200 {
+            chain.handle_write(tagged(rtp(7, seq))).unwrap();
+            while chain.poll_write().is_some() {}
+        }
+        let mut nack_for = |seqs: &[u16]| {
+            let nack = TransportLayerNack {
+                sender_ssrc: 1,
+                media_ssrc: 7,
+                nacks: nack_pairs_from_sequence_numbers(seqs),
+            };
+            chain
+                .handle_read(tagged(InterceptorPacket::Rtcp(vec![Box::new(nack)])))
+                .unwrap();
+            while chain.poll_read().is_some() {}
+            let mut resent = 0;
+            while let Some(out) = chain.poll_write() {
+                if let InterceptorPacket::Rtp(_) = out.message.packet {
+                    resent += 1;
+                }
+            }
+            resent
+        };
+        let sixty: Vec<u16> = (0..60).collect();
+        assert_eq!(nack_for(&sixty), 60, "inside the budget: answered");
+        let forty: Vec<u16> = (100..140).collect();
+        assert_eq!(nack_for(&forty), 0, "60 + 40 > 89: dropped whole");
+        assert_eq!(
+            nack_for(&[150, 151]),
+            2,
+            "what is left of the budget still answers"
+        );
+        assert_eq!(counters.nacks_received.get(), 3);
+        assert_eq!(counters.nacks_throttled.get(), 1);
+        assert_eq!(counters.retransmits.get(), 62);
     }
 
     fn names(chain: Chain, role: Role) -> Vec<String> {

@@ -66,7 +66,7 @@ pub enum MediaError {
     BadSdp(String),
     #[error("bad ICE candidate: {0}")]
     BadCandidate(String),
-    #[error("webrtc: {0}")]
+    #[error("rtc: {0}")]
     Webrtc(String),
     #[error("no UDP port free in the configured range")]
     NoPort,
