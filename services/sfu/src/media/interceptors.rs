@@ -473,11 +473,9 @@ mod wire_tests {
         InterceptorPacket::Rtp(p)
     }
 
-    #[test]
-    fn a_nack_is_answered_from_the_send_buffer_and_counted() {
-        let counters = WireCounters::default();
-        let mut media = WebrtcMediaEngine::default();
-        super::register_nack_feedback(&mut media);
+    /// A subscriber PC's NACK path: the responder and the wire observer, bound to one VP8 stream
+    /// (SSRC 7) that negotiated NACK.
+    fn responder_chain(counters: &WireCounters) -> impl Interceptor {
         let mut chain = Registry::new()
             .with(Slot::NackResponder, super::nack_responder())
             .with(
@@ -496,6 +494,15 @@ mod wire_tests {
             }],
             ..Default::default()
         });
+        chain
+    }
+
+    #[test]
+    fn a_nack_is_answered_from_the_send_buffer_and_counted() {
+        let counters = WireCounters::default();
+        let mut media = WebrtcMediaEngine::default();
+        super::register_nack_feedback(&mut media);
+        let mut chain = responder_chain(&counters);
         let mut sent = Vec::new();
         for seq in 100..110 {
             chain.handle_write(tagged(rtp(7, seq))).unwrap();
@@ -528,24 +535,7 @@ mod wire_tests {
     #[test]
     fn nacks_past_the_resend_budget_are_dropped_and_counted() {
         let counters = WireCounters::default();
-        let mut chain = Registry::new()
-            .with(Slot::NackResponder, super::nack_responder())
-            .with(
-                Slot::from(500),
-                WireObserver::new(counters.clone(), Default::default()),
-            )
-            .build();
-        chain.bind_local_stream(&StreamInfo {
-            ssrc: 7,
-            payload_type: 96,
-            mime_type: MIME_TYPE_VP8.into(),
-            clock_rate: 90_000,
-            rtcp_feedback: vec![Fb {
-                typ: "nack".into(),
-                parameter: String::new(),
-            }],
-            ..Default::default()
-        });
+        let mut chain = responder_chain(&counters);
         // 200 packets sent: a budget of 64 + 200 / 8 = 89 resends in this second.
         for seq in 0..200 {
             chain.handle_write(tagged(rtp(7, seq))).unwrap();
