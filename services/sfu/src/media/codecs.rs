@@ -8,7 +8,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
 
-use super::{webrtc_err, MediaError, Role};
+use super::{rtc_err, MediaError, Role};
 
 pub(super) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -52,7 +52,7 @@ pub(super) fn register_codecs(media: &mut WebrtcMediaEngine, role: Role) -> Resu
             },
             RtpCodecKind::Audio,
         )
-        .map_err(webrtc_err)?;
+        .map_err(rtc_err)?;
     media
         .register_codec(
             RTCRtpCodecParameters {
@@ -61,7 +61,7 @@ pub(super) fn register_codecs(media: &mut WebrtcMediaEngine, role: Role) -> Resu
             },
             RtpCodecKind::Video,
         )
-        .map_err(webrtc_err)?;
+        .map_err(rtc_err)?;
     if role == Role::Subscriber {
         return Ok(());
     }
@@ -79,7 +79,7 @@ pub(super) fn register_codecs(media: &mut WebrtcMediaEngine, role: Role) -> Resu
             },
             RtpCodecKind::Video,
         )
-        .map_err(webrtc_err)?;
+        .map_err(rtc_err)?;
     Ok(())
 }
 

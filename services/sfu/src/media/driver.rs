@@ -149,9 +149,9 @@ impl Shared {
         let mut sending = Vec::with_capacity(sockets.len());
         let mut receiving = Vec::with_capacity(sockets.len());
         for socket in sockets {
-            let local = socket.local_addr().map_err(super::webrtc_err)?;
-            let send = socket.try_clone().map_err(super::webrtc_err)?;
-            let recv = tokio::net::UdpSocket::from_std(socket).map_err(super::webrtc_err)?;
+            let local = socket.local_addr().map_err(super::rtc_err)?;
+            let send = socket.try_clone().map_err(super::rtc_err)?;
+            let recv = tokio::net::UdpSocket::from_std(socket).map_err(super::rtc_err)?;
             sending.push(Socket { local, send });
             receiving.push((local, recv));
         }
@@ -271,7 +271,7 @@ impl Core {
         let id = self
             .pc
             .create_data_channel(label, Some(init))
-            .map_err(super::webrtc_err)?
+            .map_err(super::rtc_err)?
             .id();
         self.own_channels.push(id);
         Ok(id)

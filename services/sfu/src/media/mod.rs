@@ -67,15 +67,19 @@ pub enum MediaError {
     #[error("bad ICE candidate: {0}")]
     BadCandidate(String),
     #[error("rtc: {0}")]
-    Webrtc(String),
+    Rtc(String),
     #[error("no UDP port free in the configured range")]
     NoPort,
     #[error("the PeerConnection is closed")]
     Closed,
 }
 
-fn webrtc_err(e: impl std::fmt::Display) -> MediaError {
-    MediaError::Webrtc(e.to_string())
+fn rtc_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Rtc(e.to_string())
+}
+
+fn bad_sdp(e: impl std::fmt::Display) -> MediaError {
+    MediaError::BadSdp(e.to_string())
 }
 
 /// What a peer reports.

@@ -30,7 +30,7 @@ use super::driver::{bind, Shared, Sink};
 use super::interceptors::{interceptor_chain, register_nack_feedback, Chain, WireCounters};
 use super::nat::NatMapping;
 use super::track::DownTrack;
-use super::{webrtc_err, Kind, MediaError, MediaEvent, Role};
+use super::{bad_sdp, rtc_err, Kind, MediaError, MediaEvent, Role};
 
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
@@ -112,7 +112,6 @@ impl MediaEngine {
         events: UnboundedSender<MediaEvent>,
         data: mpsc::Sender<IncomingData>,
     ) -> Result<Peer, MediaError> {
-        let mut last_err = MediaError::NoPort;
         for port in self.ports() {
             match bind(self.settings.bind_ip, port) {
                 Ok(sockets) => {
@@ -125,12 +124,11 @@ impl MediaEngine {
                     return self.build(role, sockets, sink);
                 }
                 Err(e) => {
-                    tracing::debug!(port, error = %e, "cannot bind a PeerConnection's port");
-                    last_err = MediaError::NoPort;
+                    tracing::debug!(port, error = %e, "cannot bind a PeerConnection's port")
                 }
             }
         }
-        Err(last_err)
+        Err(MediaError::NoPort)
     }
 
     fn build(
@@ -149,13 +147,13 @@ impl MediaEngine {
                 RtpCodecKind::Audio,
                 None,
             )
-            .map_err(webrtc_err)?;
+            .map_err(rtc_err)?;
         // The mid/rid/repaired-rid extensions for simulcast, NACK feedback and TWCC feedback
         // (what lets Chrome turn on the higher simulcast layers) are negotiated on both PCs.
-        configure_simulcast_extension_headers(&mut media).map_err(webrtc_err)?;
+        configure_simulcast_extension_headers(&mut media).map_err(rtc_err)?;
         register_nack_feedback(&mut media);
         // Only the negotiation: the interceptor goes in below where wanted.
-        configure_twcc_receiver_only(Registry::new(), &mut media).map_err(webrtc_err)?;
+        configure_twcc_receiver_only(Registry::new(), &mut media).map_err(rtc_err)?;
         let link = Arc::new(LinkStats::default());
         let registry = interceptor_chain(self.chain, role, &self.counters, &link);
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
@@ -174,7 +172,7 @@ impl MediaEngine {
             .with_setting_engine(setting)
             .with_interceptor_registry(registry)
             .build(Instant::now())
-            .map_err(webrtc_err)?;
+            .map_err(rtc_err)?;
         Ok(Peer {
             role,
             core: Shared::start(pc, sockets, sink)?,
@@ -267,7 +265,7 @@ impl Peer {
             }
             channel
                 .send(now, bytes::BytesMut::from(bytes))
-                .map_err(webrtc_err)?;
+                .map_err(rtc_err)?;
             Ok(true)
         });
         match sent {
@@ -282,11 +280,9 @@ impl Peer {
     /// Creates an offer and sets it as the local description; returns its SDP.
     pub async fn create_offer(&self) -> Result<String, MediaError> {
         self.core.with_core(|core, now| {
-            let offer = core.pc.create_offer(None).map_err(webrtc_err)?;
+            let offer = core.pc.create_offer(None).map_err(rtc_err)?;
             let sdp = offer.sdp.clone();
-            core.pc
-                .set_local_description(now, offer)
-                .map_err(webrtc_err)?;
+            core.pc.set_local_description(now, offer).map_err(rtc_err)?;
             core.gather();
             Ok(sdp)
         })
@@ -294,28 +290,21 @@ impl Peer {
 
     /// Applies the remote answer to our offer.
     pub async fn apply_answer(&self, sdp: &str) -> Result<(), MediaError> {
-        let desc = RTCSessionDescription::answer(sdp.to_owned())
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        self.core.with_core(|core, now| {
-            core.pc
-                .set_remote_description(now, desc)
-                .map_err(|e| MediaError::BadSdp(e.to_string()))
-        })
+        let desc = RTCSessionDescription::answer(sdp.to_owned()).map_err(bad_sdp)?;
+        self.core
+            .with_core(|core, now| core.pc.set_remote_description(now, desc).map_err(bad_sdp))
     }
 
     /// Applies a remote offer, answers it, and returns the answer's SDP.
     pub async fn answer_offer(&self, sdp: &str) -> Result<String, MediaError> {
-        let desc = RTCSessionDescription::offer(sdp.to_owned())
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let desc = RTCSessionDescription::offer(sdp.to_owned()).map_err(bad_sdp)?;
         self.core.with_core(|core, now| {
-            core.pc
-                .set_remote_description(now, desc)
-                .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-            let answer = core.pc.create_answer(None).map_err(webrtc_err)?;
+            core.pc.set_remote_description(now, desc).map_err(bad_sdp)?;
+            let answer = core.pc.create_answer(None).map_err(rtc_err)?;
             let out = answer.sdp.clone();
             core.pc
                 .set_local_description(now, answer)
-                .map_err(webrtc_err)?;
+                .map_err(rtc_err)?;
             core.gather();
             Ok(out)
         })
@@ -378,7 +367,7 @@ impl Peer {
         // One pending request stands for any number: a keyframe answers them all.
         let (signal, keyframes) = mpsc::channel(1);
         let sender = self.core.with_core(|core, _| {
-            let sender = core.pc.add_track(track).map_err(webrtc_err)?;
+            let sender = core.pc.add_track(track).map_err(rtc_err)?;
             core.route_keyframes(track_id, sender, signal);
             Ok(sender)
         })?;
@@ -396,7 +385,7 @@ impl Peer {
     pub async fn remove_downtrack(&self, down: &DownTrack) -> Result<(), MediaError> {
         self.core.with_core(|core, _| {
             core.unroute_keyframes(&down.track_id, down.sender);
-            core.pc.remove_track(down.sender).map_err(webrtc_err)
+            core.pc.remove_track(down.sender).map_err(rtc_err)
         })
     }
 

@@ -10,7 +10,7 @@ use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use tokio::sync::mpsc;
 
 use super::driver::Shared;
-use super::{webrtc_err, Kind, MediaError, RtpPacket};
+use super::{rtc_err, Kind, MediaError, RtpPacket};
 use crate::forward::Layer;
 
 /// One received RTP packet, with the simulcast layer it belongs to.
@@ -90,7 +90,7 @@ impl IncomingTrack {
                         media_ssrc,
                     };
                     match core.pc.rtp_receiver(receiver) {
-                        Some(mut r) => r.write_rtcp(now, vec![Box::new(pli)]).map_err(webrtc_err),
+                        Some(mut r) => r.write_rtcp(now, vec![Box::new(pli)]).map_err(rtc_err),
                         None => Ok(()),
                     }
                 });
@@ -169,9 +169,7 @@ impl DownTrack {
         let mut guard = self.core.lock();
         let core = guard.as_mut().ok_or(MediaError::Closed)?;
         let mut sender = core.pc.rtp_sender(self.sender).ok_or(MediaError::Closed)?;
-        sender
-            .write_rtp(Instant::now(), packet)
-            .map_err(webrtc_err)?;
+        sender.write_rtp(Instant::now(), packet).map_err(rtc_err)?;
         core.flush();
         Ok(())
     }
