@@ -33,11 +33,18 @@ const NO_LAYER: u8 = u8::MAX;
 pub trait Egress: Send + Sync {
     /// Hands over one packet without waiting.
     fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError>;
+    /// Whether a packet handed over now can reach the subscriber (its transport is up).
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 impl Egress for DownTrack {
     fn try_write(&self, packet: RtpPacket) -> Result<(), WriteError> {
         DownTrack::try_write(self, packet)
+    }
+    fn ready(&self) -> bool {
+        DownTrack::ready(self)
     }
 }
 
@@ -115,7 +122,9 @@ impl Subscription {
     /// keyframe is needed on.
     fn rewrite(&self, p: &Classified<'_>, wants: &mut Option<Layer>) -> Option<RtpPacket> {
         let pt = self.payload_type.load(Ordering::Acquire);
-        if !self.negotiated.load(Ordering::Acquire) || pt == NO_PT {
+        // Until the subscriber's transport is up a packet is lost: a keyframe spent then would
+        // leave the subscriber waiting for the next one, a throttled request away.
+        if !self.negotiated.load(Ordering::Acquire) || pt == NO_PT || !self.egress.ready() {
             return None;
         }
         let mut st = self.lock();
@@ -435,11 +444,13 @@ mod cost;
 mod tests {
     use super::*;
 
-    /// Collects what a subscription sends; `busy` refuses everything.
+    /// Collects what a subscription sends; `busy` refuses everything; `connecting` says the
+    /// transport is not up yet.
     #[derive(Default)]
     struct Collect {
         sent: Mutex<Vec<RtpPacket>>,
         busy: bool,
+        connecting: AtomicBool,
     }
 
     impl Egress for Arc<Collect> {
@@ -449,6 +460,9 @@ mod tests {
             }
             self.sent.lock().unwrap().push(packet);
             Ok(())
+        }
+        fn ready(&self) -> bool {
+            !self.connecting.load(Ordering::Relaxed)
         }
     }
 
@@ -593,6 +607,40 @@ mod tests {
         let sent = out.sent.lock().unwrap();
         assert_eq!(sent.len(), 2);
         assert_eq!(sent[1].header.sequence_number, 2, "numbering continues");
+    }
+
+    #[test]
+    fn a_keyframe_is_not_spent_before_the_subscribers_transport_is_up() {
+        let (s, mut plis, _) = source(Kind::Video);
+        let (sub, out) = subscribe(&s, "PA_a", 9, false);
+        out.connecting.store(true, Ordering::Relaxed);
+        negotiate(&sub, 96);
+        // Answer applied, DTLS still under way: what is written now would be lost.
+        s.forward(&packet(0, 30, 1, &[0x10, 0x00]));
+        s.forward(&packet(0, 30, 2, &[0x00, 0x01]));
+        assert!(
+            out.sent.lock().unwrap().is_empty(),
+            "written before the transport was up"
+        );
+        assert!(
+            plis.try_recv().is_err(),
+            "nothing asked for a subscriber that cannot receive"
+        );
+        out.connecting.store(false, Ordering::Relaxed);
+        s.forward(&packet(0, 30, 3, &[0x00, 0x01]));
+        assert!(
+            out.sent.lock().unwrap().is_empty(),
+            "a delta frame is no start"
+        );
+        assert_eq!(
+            plis.try_recv().unwrap(),
+            30,
+            "the subscriber's keyframe is asked for"
+        );
+        s.forward(&packet(0, 30, 4, &[0x10, 0x00]));
+        let sent = out.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].header.sequence_number, 4);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ const TRACK_QUEUE: usize = 256;
 pub(super) struct Shared {
     core: Mutex<Option<Core>>,
     wake: Notify,
+    /// Set once DTLS is up (the PeerConnection reached `connected`): until then SRTP has no
+    /// keys and a packet written is lost.
+    connected: AtomicBool,
 }
 
 /// One UDP socket of a PeerConnection: the sending half (non-blocking) and its address.
@@ -164,9 +168,15 @@ impl Shared {
                 routes: Routes::default(),
             })),
             wake: Notify::new(),
+            connected: AtomicBool::new(false),
         });
         tokio::spawn(drive(shared.clone(), receiving, sink));
         Ok(shared)
+    }
+
+    /// Whether packets written now can be protected and sent (DTLS is up).
+    pub(super) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
     }
 
     /// The core, whatever a panicking holder left (the SFU's one policy for poisoned locks: the
@@ -363,6 +373,11 @@ impl Core {
                 }
             }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                if state == RTCPeerConnectionState::Connected {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.connected.store(true, Ordering::Release);
+                    }
+                }
                 let state = match state {
                     RTCPeerConnectionState::Connected => PeerState::Connected,
                     RTCPeerConnectionState::Disconnected => PeerState::Disconnected,

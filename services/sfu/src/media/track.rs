@@ -158,6 +158,13 @@ impl DownTrack {
         self.send(packet)
     }
 
+    /// Whether a packet written now reaches the subscriber: false until the PeerConnection's
+    /// DTLS is up (SRTP has no keys before), so a forwarder can hold back a keyframe rather
+    /// than lose it.
+    pub fn ready(&self) -> bool {
+        self.core.connected()
+    }
+
     /// [`DownTrack::write`] without waiting: the packet goes through the interceptors and SRTP
     /// to the socket on this thread, under the PeerConnection's lock (held for that send only),
     /// so one slow subscriber never holds up the others.

@@ -275,19 +275,24 @@ async fn subscribers_decode_forwarded_video_and_audio_and_a_late_joiner_sees_bot
 
     let mut carol = Browser::launch("connect", &sfu.ws_url(), &sfu.token("carol", "r"), 60).await;
     let mut seen_at = Vec::new();
+    let mut first_decoded = Vec::new();
     for who in ["alice", "bob"] {
         let v = carol
             .wait_inbound(who, "camera", T, |v| v["framesDecoded"].as_u64() > Some(0))
             .await;
         seen_at.push(v["sinceConnectMs"].as_u64().unwrap());
+        first_decoded.push(v);
     }
+    let plis = sfu.metric("sfu_plis_sent_total").await;
     let both = *seen_at.iter().max().unwrap();
     let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
         carol.seen.iter().find(|v| pred(v)).map(|v| v["t"].clone())
     };
     eprintln!(
         "carol: both videos decoding {both} ms after connect() started (alice {} ms, bob {} ms); \
-         signalConnected {:?}, connected {:?}, first trackSubscribed {:?}, first video packet {:?}",
+         signalConnected {:?}, connected {:?}, first trackSubscribed {:?}, first video packet {:?}; \
+         PLIs the SFU sent {plis:?}; carol's PLIs/NACKs/lost at first decode {:?} (a keyframe \
+         written before her DTLS was up made her ask)",
         seen_at[0],
         seen_at[1],
         at(&|v| v["event"] == "signalConnected"),
@@ -296,6 +301,10 @@ async fn subscribers_decode_forwarded_video_and_audio_and_a_late_joiner_sees_bot
         at(&|v| v["event"] == "inbound"
             && v["kind"] == "video"
             && v["packetsReceived"].as_u64() > Some(0)),
+        first_decoded
+            .iter()
+            .map(|v| (&v["pliCount"], &v["nackCount"], &v["packetsLost"]))
+            .collect::<Vec<_>>(),
     );
     assert!(both <= 2_000, "carol saw both videos only after {both} ms");
 
