@@ -302,6 +302,8 @@ impl Source {
             Ordering::Relaxed,
         );
         let subs = self.subscriptions.load();
+        // Summed here and added once: the counters are shared by every forwarding thread.
+        let (mut sent, mut sent_bytes, mut busy) = (0, 0, 0);
         for sub in subs.iter() {
             let mut wants = None;
             let packet = sub.rewrite(&p, &mut wants);
@@ -314,19 +316,26 @@ impl Source {
             let len = packet.payload.len() as u64;
             match sub.egress.try_write(packet) {
                 Ok(()) => {
-                    self.metrics.packets_out.inc();
-                    self.metrics.bytes_out.inc_by(len);
+                    sent += 1;
+                    sent_bytes += len;
                     self.metrics
                         .latency
                         .observe(arrival.elapsed().as_secs_f64());
                 }
-                Err(WriteError::Busy) => self.metrics.queue_full.inc(),
+                Err(WriteError::Busy) => busy += 1,
                 Err(WriteError::Failed) => {
                     self.metrics.write_failed.inc();
                     // The subscriber may have missed a keyframe: start over from the next one.
                     sub.resync();
                 }
             }
+        }
+        if sent > 0 {
+            self.metrics.packets_out.inc_by(sent);
+            self.metrics.bytes_out.inc_by(sent_bytes);
+        }
+        if busy > 0 {
+            self.metrics.queue_full.inc_by(busy);
         }
     }
 

@@ -1288,46 +1288,99 @@ where
             }
             _ => None,
         };
+        let ingress = Arc::new(Ingress {
+            kind: track.kind.as_str(),
+            counters: Default::default(),
+            metrics,
+            level,
+            source,
+            hub,
+            room,
+            announced: std::sync::atomic::AtomicBool::new(false),
+            live: std::sync::atomic::AtomicBool::new(true),
+            refused: tokio::sync::Notify::new(),
+        });
+        let handler = ingress.clone();
+        track.deliver_inline(Arc::new(move |packet| handler.packet(packet)));
+        // What was read before the handler was set, then the end of the track.
         tokio::spawn(async move {
-            let kind = track.kind.as_str();
-            // Ingress counters per rid label ("", q, h, f), resolved on first use.
-            let mut counters: [Option<(prometheus::IntCounter, prometheus::IntCounter)>; 4] =
-                Default::default();
-            let mut announced = false;
-            while let Some(packet) = track.next_packet().await {
-                let slot = match packet.rid {
-                    "q" => 1,
-                    "h" => 2,
-                    "f" => 3,
-                    _ => 0,
-                };
-                let (packets, bytes) = counters[slot].get_or_insert_with(|| {
-                    (
-                        metrics.packets_in.with_label_values(&[kind, packet.rid]),
-                        metrics.bytes_in.with_label_values(&[kind, packet.rid]),
-                    )
-                });
-                packets.inc();
-                bytes.inc_by(packet.packet.payload.len() as u64);
-                if let Some((level, id)) = &level {
-                    crate::speakers::observe(level, &packet.packet, *id);
-                }
-                // Announce to subscribers with the first packet, so that the layer SSRCs
-                // needed for keyframe requests are known as they attach.
-                source.forward(&packet);
-                if !announced {
-                    announced = true;
-                    if !hub.publish_source(&room, source.clone()) {
-                        break;
-                    }
-                    if let Some((level, _)) = &level {
-                        hub.watch_level(&source.track_sid, level.clone());
-                    }
+            loop {
+                tokio::select! {
+                    packet = track.next_packet() => match packet {
+                        Some(packet) => ingress.packet(packet),
+                        None => break,
+                    },
+                    () = ingress.refused.notified() => break,
                 }
             }
+            let source = &ingress.source;
             tracing::info!(track = %source.track_sid, "published media ended");
-            hub.unpublish(&room, &source.participant_sid, &source.track_sid);
+            ingress
+                .hub
+                .unpublish(&ingress.room, &source.participant_sid, &source.track_sid);
         });
+    }
+}
+
+/// A published track's way in: counts each packet, reads its audio level, forwards it, and
+/// announces the source with its first packet. Called by the publisher's driver for each packet
+/// it reads (and by the track's task for any read before that), so it never waits.
+struct Ingress {
+    kind: &'static str,
+    /// Packet and byte counters per rid label ("", q, h, f), resolved on first use.
+    counters: [std::sync::OnceLock<(prometheus::IntCounter, prometheus::IntCounter)>; 4],
+    metrics: Metrics,
+    level: Option<(Arc<crate::speakers::AudioLevel>, u8)>,
+    source: Arc<Source>,
+    hub: Arc<Hub>,
+    room: String,
+    announced: std::sync::atomic::AtomicBool,
+    /// Cleared, and `refused` signalled, when the hub refuses the source (its participant has
+    /// left): nothing more is forwarded, and the track's task unpublishes it.
+    live: std::sync::atomic::AtomicBool,
+    refused: tokio::sync::Notify,
+}
+
+impl Ingress {
+    fn packet(&self, packet: crate::media::IncomingPacket) {
+        use std::sync::atomic::Ordering;
+        if !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        let slot = match packet.rid {
+            "q" => 1,
+            "h" => 2,
+            "f" => 3,
+            _ => 0,
+        };
+        let (packets, bytes) = self.counters[slot].get_or_init(|| {
+            (
+                self.metrics
+                    .packets_in
+                    .with_label_values(&[self.kind, packet.rid]),
+                self.metrics
+                    .bytes_in
+                    .with_label_values(&[self.kind, packet.rid]),
+            )
+        });
+        packets.inc();
+        bytes.inc_by(packet.packet.payload.len() as u64);
+        if let Some((level, id)) = &self.level {
+            crate::speakers::observe(level, &packet.packet, *id);
+        }
+        // Announce to subscribers with the first packet, so that the layer SSRCs needed for
+        // keyframe requests are known as they attach.
+        self.source.forward(&packet);
+        if !self.announced.swap(true, Ordering::AcqRel) {
+            if !self.hub.publish_source(&self.room, self.source.clone()) {
+                self.live.store(false, Ordering::Release);
+                self.refused.notify_one();
+                return;
+            }
+            if let Some((level, _)) = &self.level {
+                self.hub.watch_level(&self.source.track_sid, level.clone());
+            }
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, Notify};
 use super::interceptors::asks_for_keyframe;
 use super::nat::{nat_1to1_candidates, NatMapping};
 use super::peer::{IncomingData, MAX_DATA_MESSAGE};
-use super::track::{rid_label, IncomingPacket, IncomingTrack};
+use super::track::{rid_label, IncomingPacket, IncomingTrack, PacketHandler};
 use super::{Kind, MediaError, MediaEvent, PeerState, Role};
 use crate::forward::{layer_of_rid, Layer};
 
@@ -91,10 +91,21 @@ struct Routes {
 
 struct Incoming {
     receiver: RTCRtpReceiverId,
+    /// The track's queue: its packets until a handler is set, and its end (dropped with the
+    /// route) always.
     packets: mpsc::Sender<IncomingPacket>,
+    /// Once set, packets go to it on the driver's task, right after the read.
+    handler: Option<PacketHandler>,
     /// Per SSRC: its layer and rid label, and whether it carries media (not a repair stream
     /// such as RTX). A handful at most (three layers and their repair streams), so a scan.
     streams: Vec<(u32, (Layer, &'static str, bool))>,
+}
+
+/// What draining the core produced, for the driver to hand on once it has let the core go.
+#[derive(Default)]
+struct Drained {
+    data: Vec<IncomingData>,
+    packets: Vec<(PacketHandler, IncomingPacket)>,
 }
 
 /// Where the driver reports.
@@ -287,6 +298,13 @@ impl Core {
         Ok(id)
     }
 
+    /// Hands `track_id`'s packets to `handler` from now on (see [`IncomingTrack::deliver_inline`]).
+    pub(super) fn deliver_inline(&mut self, track_id: &str, handler: PacketHandler) {
+        if let Some(route) = self.routes.incoming.get_mut(track_id) {
+            route.handler = Some(handler);
+        }
+    }
+
     /// Routes a sent track's keyframe requests to `signal` (replacing an earlier sender's).
     pub(super) fn route_keyframes(
         &mut self,
@@ -328,7 +346,7 @@ impl Core {
     }
 
     /// Drains the core's events and reads until it has none, then sends what they queued.
-    fn drain(&mut self, shared: &Weak<Shared>, sink: &Sink, data: &mut Vec<IncomingData>) {
+    fn drain(&mut self, shared: &Weak<Shared>, sink: &Sink, out: &mut Drained) {
         loop {
             let mut any = false;
             while let Some(event) = self.pc.poll_event() {
@@ -337,7 +355,7 @@ impl Core {
             }
             while let Some(message) = self.pc.poll_read() {
                 any = true;
-                self.on_read(message, data);
+                self.on_read(message, out);
             }
             if !any {
                 break;
@@ -431,6 +449,7 @@ impl Core {
                     Incoming {
                         receiver: init.receiver_id,
                         packets: tx,
+                        handler: None,
                         streams: Vec::new(),
                     },
                 );
@@ -451,7 +470,7 @@ impl Core {
         }
     }
 
-    fn on_read(&mut self, message: TaggedRTCMessage, data: &mut Vec<IncomingData>) {
+    fn on_read(&mut self, message: TaggedRTCMessage, out: &mut Drained) {
         match message.message {
             RTCMessage::RtpPacket(track_id, packet) => {
                 let Core { pc, routes, .. } = self;
@@ -477,9 +496,13 @@ impl Core {
                     }
                 };
                 if media {
-                    let _ = route
-                        .packets
-                        .try_send(IncomingPacket { layer, rid, packet });
+                    let packet = IncomingPacket { layer, rid, packet };
+                    match &route.handler {
+                        Some(handler) => out.packets.push((handler.clone(), packet)),
+                        None => {
+                            let _ = route.packets.try_send(packet);
+                        }
+                    }
                 }
             }
             RTCMessage::RtcpPacket(track_id, packets) => {
@@ -501,7 +524,7 @@ impl Core {
                     );
                     return;
                 }
-                data.push(IncomingData {
+                out.data.push(IncomingData {
                     reliable,
                     bytes: message.data.to_vec(),
                 });
@@ -534,7 +557,7 @@ async fn recv_any(
 async fn drive(this: Arc<Shared>, sockets: Vec<(SocketAddr, tokio::net::UdpSocket)>, sink: Sink) {
     let weak = Arc::downgrade(&this);
     let mut buf = vec![0u8; DATAGRAM];
-    let mut data: Vec<IncomingData> = Vec::new();
+    let mut out = Drained::default();
     let sleep = tokio::time::sleep(IDLE);
     tokio::pin!(sleep);
     let mut last_timer: Option<Instant> = None;
@@ -542,11 +565,16 @@ async fn drive(this: Arc<Shared>, sockets: Vec<(SocketAddr, tokio::net::UdpSocke
         let deadline = {
             let mut guard = this.lock();
             let Some(core) = guard.as_mut() else { break };
-            core.drain(&weak, &sink, &mut data);
+            core.drain(&weak, &sink, &mut out);
             core.pc.poll_timeout()
         };
+        // Outside the lock: forwarding takes the subscribers' locks, and a keyframe request
+        // from one of them may need this PeerConnection's.
+        for (handler, packet) in out.packets.drain(..) {
+            handler(packet);
+        }
         // Waiting here pushes back on the client's SCTP stream (the session reads slowly).
-        for message in data.drain(..) {
+        for message in out.data.drain(..) {
             if sink.data.send(message).await.is_err() {
                 break;
             }

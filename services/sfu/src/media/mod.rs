@@ -21,7 +21,8 @@ pub use nat::{nat_1to1_candidates, NatMapping};
 pub(crate) use peer::Alive;
 pub use peer::{IncomingData, MediaEngine, MediaSettings, Peer, MAX_DATA_MESSAGE};
 pub use track::{
-    rid_label, DownTrack, IncomingPacket, IncomingTrack, KeyframeRequester, Negotiated, WriteError,
+    rid_label, DownTrack, IncomingPacket, IncomingTrack, KeyframeRequester, Negotiated,
+    PacketHandler, WriteError,
 };
 
 /// An RTP packet as the media plane hands it around.

@@ -23,6 +23,9 @@ pub struct IncomingPacket {
     pub packet: RtpPacket,
 }
 
+/// Takes a track's packets on the publisher's driver task (see [`IncomingTrack::deliver_inline`]).
+pub type PacketHandler = Arc<dyn Fn(IncomingPacket) + Send + Sync>;
+
 /// The metrics label of a rid (see [`IncomingPacket::rid`]).
 pub fn rid_label(rid: Option<&str>) -> &'static str {
     match rid {
@@ -100,6 +103,20 @@ impl IncomingTrack {
             }
         });
         requester
+    }
+
+    /// From now on the publisher's driver calls `handler` with each media packet, on its own
+    /// task, right after reading it: no queue and no task to wake per packet (at low load that
+    /// hop, and the idle worker it woke, were a third of the SFU's CPU). `handler` runs
+    /// outside the PeerConnection's lock and must not wait. Packets read before this call
+    /// stay queued for [`IncomingTrack::next_packet`], which then yields `None` when the track
+    /// ends.
+    pub fn deliver_inline(&self, handler: PacketHandler) {
+        if let Some(shared) = self.core.upgrade() {
+            if let Some(core) = shared.lock().as_mut() {
+                core.deliver_inline(&self.track_id, handler);
+            }
+        }
     }
 
     /// The next media RTP packet; `None` once the track has ended.
