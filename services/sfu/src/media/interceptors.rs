@@ -1,12 +1,12 @@
-//! Interceptors the SFU adds to `rtc`'s chain: a tap that lets keyframe requests through to
-//! the application, and an observer that counts NACKs and retransmissions on the wire.
+//! The interceptor the SFU adds to `rtc`'s chain: an observer at the wire end that counts NACKs
+//! and retransmissions and lets keyframe requests through to the application.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
 use rtc::interceptor::{
-    Attribute, Interceptor, NackGeneratorBuilder, Packet as InterceptorPacket,
+    Attribute, AttributedPacket, Interceptor, NackGeneratorBuilder, Packet as InterceptorPacket,
     ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
     TwccReceiverBuilder,
 };
@@ -57,11 +57,11 @@ pub(super) enum Chain {
     /// and receives none, so it has no NACK generator, TWCC receiver or receiver reports (they
     /// act on inbound RTP, and each is one more hop for every outgoing packet and one more timer
     /// polled on every wakeup of its driver); a publisher PC sends no media, so it has no NACK
-    /// responder (a send buffer) and no keyframe-request tap (its client sends no PLIs).
+    /// responder (a send buffer).
     Sfu,
     /// Load generators and test clients: the same chain on both PCs (NACK responder and
-    /// generator, TWCC receiver, keyframe tap; sender and receiver reports on the subscriber
-    /// PC), so a client behaves the same towards any server.
+    /// generator, TWCC receiver; sender and receiver reports on the subscriber PC), so a client
+    /// behaves the same towards any server.
     Client,
 }
 
@@ -104,16 +104,6 @@ pub(super) fn interceptor_chain(
         }
         (_, Role::Publisher) => registry,
     };
-    if sends {
-        // Application-most, after every interceptor that reads RTCP.
-        registry = registry.with(
-            Slot::from(14_000),
-            KeyframeRequestTap {
-                inbound: VecDeque::new(),
-                outbound: VecDeque::new(),
-            },
-        );
-    }
     // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
     registry.with(
         Slot::from(500),
@@ -121,62 +111,10 @@ pub(super) fn interceptor_chain(
     )
 }
 
-/// Lets a subscriber's keyframe requests (PLI, FIR) through to the application, which relays
-/// them to the publisher. Inbound RTCP otherwise ends inside the interceptor chain; everything
-/// else is left there, for the interceptors that act on it.
-pub(super) struct KeyframeRequestTap {
-    pub(super) inbound: VecDeque<TaggedPacket>,
-    pub(super) outbound: VecDeque<TaggedPacket>,
-}
-
+/// Whether an RTCP packet is a keyframe request (PLI or FIR).
 pub(super) fn asks_for_keyframe(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = std::time::Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
-            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                .iter()
-                .filter(|p| asks_for_keyframe(p.as_ref()))
-                .cloned()
-                .collect();
-            if wanted.is_empty() {
-                return Ok(());
-            }
-            msg.message.packet = InterceptorPacket::Rtcp(wanted);
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.inbound.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.inbound.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.outbound.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.outbound.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 /// Counters the media plane bumps for what crosses the wire, whichever engine is behind it.
@@ -213,7 +151,11 @@ impl Default for WireCounters {
 }
 
 /// Watches RTCP and RTP at the wire end of the interceptor chain (so it sees what the NACK
-/// generator and responder add) and counts it; it changes nothing.
+/// generator and responder add) and counts it. Inbound RTCP otherwise ends inside the chain: a
+/// compound packet holding a subscriber's keyframe requests (PLI, FIR) goes on as it came, for
+/// the interceptors, followed by a copy of just those requests marked for the application, which
+/// relays them to the publisher. (A tap at the application end did this before, at the cost of
+/// one more queue hop for every packet sent.)
 pub(super) struct WireObserver {
     counters: WireCounters,
     /// This PeerConnection's own counts, for its participant's connection quality.
@@ -365,6 +307,22 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
                     false
                 });
                 if throttled && packets.is_empty() {
+                    return Ok(());
+                }
+                let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                    .iter()
+                    .filter(|p| asks_for_keyframe(p.as_ref()))
+                    .cloned()
+                    .collect();
+                if !wanted.is_empty() {
+                    let mut keyframes = TaggedPacket {
+                        now,
+                        transport: msg.transport,
+                        message: AttributedPacket::new(InterceptorPacket::Rtcp(wanted)),
+                    };
+                    keyframes.message.add(Attribute::DeliverToApplication);
+                    self.inbound.push_back(msg);
+                    self.inbound.push_back(keyframes);
                     return Ok(());
                 }
             }
@@ -589,8 +547,7 @@ mod wire_tests {
             [
                 "WireObserver",
                 "NackResponderInterceptor",
-                "SenderReportInterceptor",
-                "KeyframeRequestTap"
+                "SenderReportInterceptor"
             ]
         );
         assert_eq!(
@@ -610,10 +567,9 @@ mod wire_tests {
                 "NackGeneratorInterceptor",
                 "TwccReceiverInterceptor",
                 "ReceiverReportInterceptor",
-                "SenderReportInterceptor",
-                "KeyframeRequestTap"
+                "SenderReportInterceptor"
             ]
         );
-        assert_eq!(names(Chain::Client, Role::Publisher).len(), 5);
+        assert_eq!(names(Chain::Client, Role::Publisher).len(), 4);
     }
 }
