@@ -291,8 +291,8 @@ async fn subscribers_decode_forwarded_video_and_audio_and_a_late_joiner_sees_bot
     eprintln!(
         "carol: both videos decoding {both} ms after connect() started (alice {} ms, bob {} ms); \
          signalConnected {:?}, connected {:?}, first trackSubscribed {:?}, first video packet {:?}; \
-         PLIs the SFU sent {plis:?}; carol's PLIs/NACKs/lost at first decode {:?} (a keyframe \
-         written before her DTLS was up made her ask)",
+         PLIs the SFU sent {plis:?}; carol's PLIs/NACKs/lost at first decode {:?} (a PLI \
+         there: she had to ask for a keyframe, e.g. one spent before her DTLS was up)",
         seen_at[0],
         seen_at[1],
         at(&|v| v["event"] == "signalConnected"),
