@@ -106,9 +106,8 @@ impl IncomingTrack {
     }
 
     /// From now on the publisher's driver calls `handler` with each media packet, on its own
-    /// task, right after reading it: no queue and no task to wake per packet (at low load that
-    /// hop, and the idle worker it woke, were a third of the SFU's CPU). `handler` runs
-    /// outside the PeerConnection's lock and must not wait. Packets read before this call
+    /// task, right after reading it: no queue that could drop and no task to wake per packet.
+    /// `handler` runs outside the PeerConnection's lock and must not wait. Packets read before this call
     /// stay queued for [`IncomingTrack::next_packet`], which then yields `None` when the track
     /// ends.
     pub fn deliver_inline(&self, handler: PacketHandler) {
