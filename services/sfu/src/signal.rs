@@ -1410,4 +1410,71 @@ mod tests {
         // Always valid past the next refresh, even for long periods.
         assert_eq!(refreshed_ttl_secs(3600), 7200);
     }
+
+    /// Media whose publisher left before its first packet arrived: the hub refuses the source,
+    /// nobody is offered it, the track's task is told to unpublish, and later packets are dropped
+    /// before they are counted or forwarded.
+    #[tokio::test]
+    async fn a_source_the_hub_refuses_forwards_nothing_more_and_ends_its_track() {
+        use std::sync::atomic::Ordering;
+        let metrics = Metrics::new();
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let permission = lk::ParticipantPermission {
+            can_publish: true,
+            can_subscribe: true,
+            ..Default::default()
+        };
+        let (alice_tx, _alice_rx) = mpsc::channel(64);
+        let alice = hub
+            .join("r", "alice", "", permission.clone(), 0, alice_tx)
+            .unwrap();
+        let (bob_tx, mut bob_rx) = mpsc::channel(64);
+        hub.join("r", "bob", "", permission, 0, bob_tx).unwrap();
+        hub.leave("r", &alice.me.sid, lk::DisconnectReason::ClientInitiated);
+        while bob_rx.try_recv().is_ok() {}
+
+        let source = Arc::new(Source::new(
+            "TR_refused".into(),
+            alice.me.sid.clone(),
+            crate::media::Kind::Audio,
+            Vec::new(),
+            crate::media::KeyframeRequester::channel().0,
+            metrics.clone(),
+        ));
+        let ingress = Ingress {
+            kind: "audio",
+            counters: Default::default(),
+            metrics: metrics.clone(),
+            level: None,
+            source,
+            hub,
+            room: "r".into(),
+            announced: std::sync::atomic::AtomicBool::new(false),
+            live: std::sync::atomic::AtomicBool::new(true),
+            refused: tokio::sync::Notify::new(),
+        };
+        let packet = || crate::media::IncomingPacket {
+            layer: 0,
+            rid: "",
+            packet: crate::media::RtpPacket::default(),
+        };
+        ingress.packet(packet());
+        assert!(!ingress.live.load(Ordering::Acquire));
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            ingress.refused.notified(),
+        )
+        .await
+        .expect("the track's task is told to unpublish");
+        for _ in 0..3 {
+            ingress.packet(packet());
+        }
+        let counted = metrics.packets_in.with_label_values(&["audio", ""]).get();
+        assert_eq!(counted, 1, "only the packet that found out was taken in");
+        assert!(
+            std::iter::from_fn(|| bob_rx.try_recv().ok())
+                .all(|c| !matches!(c, SessionCommand::Subscribe(..))),
+            "nobody is offered a refused source"
+        );
+    }
 }

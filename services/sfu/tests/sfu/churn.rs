@@ -4,9 +4,7 @@
 //! are back where they started and its RSS is within 20 % of its level before the cycles.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +18,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::now;
+use crate::helpers::{now, sfu_binary, spawn_sfu_binary};
 
 const KEY: &str = "churn-key";
 const SECRET: &str = "churn-secret-churn-secret-0123456789abcdef";
@@ -43,31 +41,9 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ppodok-sfu"))
-        .env("PPODOK_SFU__HOST", "127.0.0.1")
-        .env("PPODOK_SFU__PORT", "0")
-        .env("PPODOK_SFU__LIVEKIT__API_KEY", KEY)
-        .env("PPODOK_SFU__LIVEKIT__API_SECRET", SECRET)
-        .env("PPODOK_SFU__RTC__BIND_IP", "127.0.0.1")
-        .env("PPODOK_SFU__RTC__UDP_PORT_MIN", "0")
-        .env("PPODOK_SFU__RTC__UDP_PORT_MAX", "0")
-        .env("PPODOK_SFU__SIGNAL__RESUME_GRACE_SECS", "0")
-        .env("PPODOK_SFU__TELEMETRY__FILTER", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the SFU binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the SFU listens before exiting")
-            .unwrap();
-        if let Some(rest) = line.split("127.0.0.1:").nth(1) {
-            break rest.trim().parse().expect("a port");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let mut command = sfu_binary(KEY, SECRET);
+    command.env("PPODOK_SFU__TELEMETRY__FILTER", "error");
+    let (child, port) = spawn_sfu_binary(command);
     Server { child, port }
 }
 

@@ -381,3 +381,43 @@ impl ServerApi {
         answer["ok"].clone()
     }
 }
+
+/// The `ppodok-sfu` binary set up as a lone node on loopback: HTTP and UDP on free ports, the
+/// given API key, no resume grace (a participant that leaves is gone at once), stderr shown.
+pub fn sfu_binary(api_key: &str, api_secret: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ppodok-sfu"));
+    command
+        .env("PPODOK_SFU__HOST", "127.0.0.1")
+        .env("PPODOK_SFU__PORT", "0")
+        .env("PPODOK_SFU__LIVEKIT__API_KEY", api_key)
+        .env("PPODOK_SFU__LIVEKIT__API_SECRET", api_secret)
+        .env("PPODOK_SFU__RTC__BIND_IP", "127.0.0.1")
+        .env("PPODOK_SFU__RTC__UDP_PORT_MIN", "0")
+        .env("PPODOK_SFU__RTC__UDP_PORT_MAX", "0")
+        .env("PPODOK_SFU__SIGNAL__RESUME_GRACE_SECS", "0")
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Spawns the `ppodok-sfu` binary as `command` sets it up (stdout is taken over) and returns it
+/// with the port from its `listening on http://127.0.0.1:PORT` line; the rest of its stdout is
+/// read and dropped.
+pub fn spawn_sfu_binary(mut command: std::process::Command) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the SFU binary starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the SFU listens before exiting")
+            .unwrap();
+        if let Some(rest) = line.split("127.0.0.1:").nth(1) {
+            break rest.trim().parse().expect("a port");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
+}

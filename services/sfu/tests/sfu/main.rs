@@ -10,6 +10,7 @@ mod refusals;
 mod resume;
 mod router;
 mod server_api;
+mod shutdown;
 mod signal;
 mod speakers;
 mod subscriptions;
