@@ -74,8 +74,13 @@ impl AppState {
             db: &self.db,
             clock: &self.clock,
             nodes: &self.video_nodes,
-            join_before: chrono::Duration::minutes(self.settings.livekit.join_before_minutes),
+            join_before: self.video_join_before(),
         }
+    }
+
+    /// How long before a room's start its video opens.
+    fn video_join_before(&self) -> chrono::Duration {
+        chrono::Duration::minutes(self.settings.livekit.join_before_minutes)
     }
 
     /// Minting video tokens with the configured keys, placement, window and lifetime.
@@ -85,7 +90,7 @@ impl AppState {
             clock: &self.clock,
             keys: self.livekit.as_ref(),
             nodes: &self.video_nodes,
-            join_before: chrono::Duration::minutes(self.settings.livekit.join_before_minutes),
+            join_before: self.video_join_before(),
             ttl_secs: self.settings.livekit.token_ttl_secs,
         }
     }

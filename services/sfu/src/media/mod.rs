@@ -11,8 +11,12 @@ mod codecs;
 mod cost;
 mod driver;
 mod interceptors;
+#[cfg(test)]
+mod link;
 mod nat;
 mod peer;
+#[cfg(test)]
+mod tests;
 mod track;
 
 pub use codecs::AUDIO_LEVEL_URI;
