@@ -1302,7 +1302,8 @@ where
         });
         let handler = ingress.clone();
         track.deliver_inline(Arc::new(move |packet| handler.packet(packet)));
-        // What was read before the handler was set, then the end of the track.
+        // The end of the track. Earlier packets went to the handler first; any still queued here
+        // come from a PeerConnection closed before the handler could be set.
         tokio::spawn(async move {
             loop {
                 tokio::select! {

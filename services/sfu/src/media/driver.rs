@@ -87,6 +87,8 @@ struct Routes {
     keyframes: HashMap<String, (RTCRtpSenderId, mpsc::Sender<()>)>,
     /// Data channels the remote opened, and whether each is the reliable one.
     channels: HashMap<RTCDataChannelId, bool>,
+    /// Whether some route's backlog waits for the driver (checked once per drain).
+    backlogged: bool,
 }
 
 struct Incoming {
@@ -96,6 +98,9 @@ struct Incoming {
     packets: mpsc::Sender<IncomingPacket>,
     /// Once set, packets go to it on the driver's task, right after the read.
     handler: Option<PacketHandler>,
+    /// Packets read before the handler was set, for the driver to hand to it before any newer
+    /// one.
+    backlog: Vec<IncomingPacket>,
     /// Per SSRC: its layer and rid label, and whether it carries media (not a repair stream
     /// such as RTX). A handful at most (three layers and their repair streams), so a scan.
     streams: Vec<(u32, (Layer, &'static str, bool))>,
@@ -213,6 +218,11 @@ impl Shared {
         out
     }
 
+    /// Wakes the driver (to pick up what a caller changed under the lock).
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Closes the PeerConnection (its DTLS close and SCTP abort go out) and drops the core.
     pub(super) fn close(&self) {
         let core = self.lock().take();
@@ -298,10 +308,18 @@ impl Core {
         Ok(id)
     }
 
-    /// Hands `track_id`'s packets to `handler` from now on (see [`IncomingTrack::deliver_inline`]).
-    pub(super) fn deliver_inline(&mut self, track_id: &str, handler: PacketHandler) {
+    /// Hands `track_id`'s packets to `handler` from now on, `backlog` (what was read before)
+    /// first (see [`IncomingTrack::deliver_inline`]).
+    pub(super) fn deliver_inline(
+        &mut self,
+        track_id: &str,
+        handler: PacketHandler,
+        backlog: Vec<IncomingPacket>,
+    ) {
         if let Some(route) = self.routes.incoming.get_mut(track_id) {
             route.handler = Some(handler);
+            route.backlog = backlog;
+            self.routes.backlogged |= !route.backlog.is_empty();
         }
     }
 
@@ -347,6 +365,14 @@ impl Core {
 
     /// Drains the core's events and reads until it has none, then sends what they queued.
     fn drain(&mut self, shared: &Weak<Shared>, sink: &Sink, out: &mut Drained) {
+        if std::mem::take(&mut self.routes.backlogged) {
+            for route in self.routes.incoming.values_mut() {
+                if let Some(handler) = &route.handler {
+                    out.packets
+                        .extend(route.backlog.drain(..).map(|p| (handler.clone(), p)));
+                }
+            }
+        }
         loop {
             let mut any = false;
             while let Some(event) = self.pc.poll_event() {
@@ -450,6 +476,7 @@ impl Core {
                         receiver: init.receiver_id,
                         packets: tx,
                         handler: None,
+                        backlog: Vec::new(),
                         streams: Vec::new(),
                     },
                 );

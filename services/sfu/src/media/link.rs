@@ -138,18 +138,25 @@ pub(super) async fn connected_link(sfu_chain_of_clients: bool) -> Link {
     }
 }
 
+/// Writes the next packet to the SFU's downtrack (sent on this thread; a [`DownTrack`] is never
+/// busy); its sequence number.
+pub(super) fn send_next(link: &mut Link) -> u16 {
+    let seq = link.next_seq;
+    link.next_seq = seq.wrapping_add(1);
+    if link
+        .down
+        .try_write(packet(&link.down, link.pt, seq))
+        .is_err()
+    {
+        panic!("the downtrack failed");
+    }
+    seq
+}
+
 /// `n` packets, each written to the SFU's downtrack and awaited at the client.
 pub(super) async fn replay(link: &mut Link, n: usize) {
     for _ in 0..n {
-        let seq = link.next_seq;
-        link.next_seq = seq.wrapping_add(1);
-        loop {
-            match link.down.try_write(packet(&link.down, link.pt, seq)) {
-                Ok(()) => break,
-                Err(WriteError::Busy) => tokio::task::yield_now().await,
-                Err(WriteError::Failed) => panic!("the downtrack failed"),
-            }
-        }
+        send_next(link);
         let got = link.track.next_packet().await.expect("the track ended");
         assert_eq!(got.packet.payload.len(), 1000);
     }

@@ -107,15 +107,22 @@ impl IncomingTrack {
 
     /// From now on the publisher's driver calls `handler` with each media packet, on its own
     /// task, right after reading it: no queue that could drop and no task to wake per packet.
-    /// `handler` runs outside the PeerConnection's lock and must not wait. Packets read before this call
-    /// stay queued for [`IncomingTrack::next_packet`], which then yields `None` when the track
-    /// ends.
-    pub fn deliver_inline(&self, handler: PacketHandler) {
-        if let Some(shared) = self.core.upgrade() {
-            if let Some(core) = shared.lock().as_mut() {
-                core.deliver_inline(&self.track_id, handler);
-            }
+    /// `handler` runs outside the PeerConnection's lock and must not wait. Packets read before
+    /// this call go to `handler` first, in the order they were read, also from the driver;
+    /// [`IncomingTrack::next_packet`] then only yields `None`, when the track ends.
+    pub fn deliver_inline(&mut self, handler: PacketHandler) {
+        let Some(shared) = self.core.upgrade() else {
+            return;
+        };
+        {
+            let mut guard = shared.lock();
+            let Some(core) = guard.as_mut() else { return };
+            // Under the core's lock the driver reads nothing more into the queue: what is in it
+            // now is all that came before the handler.
+            let backlog = std::iter::from_fn(|| self.packets.try_recv().ok()).collect();
+            core.deliver_inline(&self.track_id, handler, backlog);
         }
+        shared.wake();
     }
 
     /// The next media RTP packet; `None` once the track has ended.
