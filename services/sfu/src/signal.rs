@@ -1288,18 +1288,14 @@ where
             }
             _ => None,
         };
-        let ingress = Arc::new(Ingress {
-            kind: track.kind.as_str(),
-            counters: Default::default(),
+        let ingress = Arc::new(Ingress::new(
+            track.kind.as_str(),
             metrics,
             level,
             source,
             hub,
             room,
-            announced: std::sync::atomic::AtomicBool::new(false),
-            live: std::sync::atomic::AtomicBool::new(true),
-            refused: tokio::sync::Notify::new(),
-        });
+        ));
         let handler = ingress.clone();
         track.deliver_inline(Arc::new(move |packet| handler.packet(packet)));
         // The end of the track. Earlier packets went to the handler first; any still queued here
@@ -1325,7 +1321,7 @@ where
 
 /// A published track's way in: counts each packet, reads its audio level, forwards it, and
 /// announces the source with its first packet. Called by the publisher's driver for each packet
-/// it reads (and by the track's task for any read before that), so it never waits.
+/// it reads, in order, so it never waits.
 struct Ingress {
     kind: &'static str,
     /// Packet and byte counters per rid label ("", q, h, f), resolved on first use.
@@ -1343,6 +1339,28 @@ struct Ingress {
 }
 
 impl Ingress {
+    fn new(
+        kind: &'static str,
+        metrics: Metrics,
+        level: Option<(Arc<crate::speakers::AudioLevel>, u8)>,
+        source: Arc<Source>,
+        hub: Arc<Hub>,
+        room: String,
+    ) -> Self {
+        Self {
+            kind,
+            counters: Default::default(),
+            metrics,
+            level,
+            source,
+            hub,
+            room,
+            announced: std::sync::atomic::AtomicBool::new(false),
+            live: std::sync::atomic::AtomicBool::new(true),
+            refused: tokio::sync::Notify::new(),
+        }
+    }
+
     fn packet(&self, packet: crate::media::IncomingPacket) {
         use std::sync::atomic::Ordering;
         if !self.live.load(Ordering::Acquire) {
@@ -1442,18 +1460,7 @@ mod tests {
             crate::media::KeyframeRequester::channel().0,
             metrics.clone(),
         ));
-        let ingress = Ingress {
-            kind: "audio",
-            counters: Default::default(),
-            metrics: metrics.clone(),
-            level: None,
-            source,
-            hub,
-            room: "r".into(),
-            announced: std::sync::atomic::AtomicBool::new(false),
-            live: std::sync::atomic::AtomicBool::new(true),
-            refused: tokio::sync::Notify::new(),
-        };
+        let ingress = Ingress::new("audio", metrics.clone(), None, source, hub, "r".into());
         let packet = || crate::media::IncomingPacket {
             layer: 0,
             rid: "",

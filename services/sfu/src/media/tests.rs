@@ -13,13 +13,10 @@ async fn a_subscribers_keyframe_request_reaches_its_downtrack() {
     replay(&mut link, 5).await;
     let requester = link.track.keyframe_requester();
     assert!(requester.request(link.down.ssrc));
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        link.down.keyframe_request(),
-    )
-    .await
-    .expect("the PLI reached the downtrack in time")
-    .expect("the downtrack is alive");
+    tokio::time::timeout(Duration::from_secs(5), link.down.keyframe_request())
+        .await
+        .expect("the PLI reached the downtrack in time")
+        .expect("the downtrack is alive");
     link.sfu_pc.close().await;
     link.client_pc.close().await;
 }

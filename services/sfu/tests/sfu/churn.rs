@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use livekit_protocol as lk;
 use lk::signal_request::Message as In;
 use lk::signal_response::Message as Out;
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{now, sfu_binary, spawn_sfu_binary};
+use crate::signal::{connect_at, send};
 
 const KEY: &str = "churn-key";
 const SECRET: &str = "churn-secret-churn-secret-0123456789abcdef";
@@ -69,22 +70,13 @@ async fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn send(ws: &mut Ws, msg: In) {
-    let frame = lk::SignalRequest { message: Some(msg) }.encode_to_vec();
-    ws.send(Message::Binary(frame.into())).await.unwrap();
-}
-
 /// Joins, connects the subscriber PeerConnection the server offers, and leaves.
 async fn cycle(port: u16, identity: String, engine: Arc<MediaEngine>) {
     let keys = LivekitKeys::new(KEY, SECRET);
     let token = keys.mint_access_token(&identity, &identity, VideoGrant::join("churn"), now(), 600);
-    let url = format!(
-        "ws://127.0.0.1:{port}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16"
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = connect_at(&format!("ws://127.0.0.1:{port}"), &token)
+        .await
+        .unwrap();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let (data_tx, _data_rx) = mpsc::channel(16);
     let sub = engine

@@ -108,11 +108,7 @@ impl Receiver {
 }
 
 async fn connect(sfu: &TestSfu, token: &str) -> Ws {
-    let url = format!(
-        "{}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16",
-        sfu.ws_url()
-    );
-    tokio_tungstenite::connect_async(url).await.unwrap().0
+    crate::signal::connect(sfu, token).await.unwrap()
 }
 
 async fn next(ws: &mut Ws) -> Out {

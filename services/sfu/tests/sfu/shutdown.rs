@@ -13,7 +13,7 @@ use lk::signal_response::Message as Out;
 use ppodok_tokens::livekit::{LivekitKeys, VideoGrant};
 
 use crate::helpers::{now, sfu_binary, spawn_sfu_binary};
-use crate::signal::{next_non_trickle, send, Ws};
+use crate::signal::{connect_at, next_non_trickle, send, Ws};
 
 const KEY: &str = "shutdown-key";
 const SECRET: &str = "shutdown-secret-shutdown-secret-0123456789";
@@ -133,11 +133,7 @@ impl Node {
             now(),
             600,
         );
-        let url = format!(
-            "ws://127.0.0.1:{}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16",
-            self.port
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        let mut ws = connect_at(&format!("ws://127.0.0.1:{}", self.port), &token)
             .await
             .expect("the node takes the join");
         match next_non_trickle(&mut ws).await {

@@ -16,10 +16,12 @@ pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub(crate) async fn connect(sfu: &TestSfu, token: &str) -> Result<Ws, tungstenite::Error> {
-    let url = format!(
-        "{}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16",
-        sfu.ws_url()
-    );
+    connect_at(&sfu.ws_url(), token).await
+}
+
+/// Opens LiveKit's signalling socket at `ws_base` (`ws://host:port`) as a Rust SDK client would.
+pub(crate) async fn connect_at(ws_base: &str, token: &str) -> Result<Ws, tungstenite::Error> {
+    let url = format!("{ws_base}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16");
     tokio_tungstenite::connect_async(url)
         .await
         .map(|(ws, _)| ws)
