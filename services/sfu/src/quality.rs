@@ -83,14 +83,23 @@ impl LinkStats {
     }
 }
 
-/// The middle 32 bits of the NTP time now (the unit of RTCP's LSR and DLSR: 1/65536 s).
-pub fn ntp_middle_now() -> u32 {
-    let since_unix = std::time::SystemTime::now()
+/// The NTP time (RFC 5905's 32.32 fixed point: seconds since 1900 and a binary fraction) of
+/// `at`, a moment of the monotonic clock no later than now.
+pub fn ntp_at(at: std::time::Instant) -> u64 {
+    let wall = std::time::SystemTime::now()
+        .checked_sub(std::time::Instant::now().saturating_duration_since(at))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let since_unix = wall
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = since_unix.as_secs() + 2_208_988_800;
     let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
-    (((secs & 0xffff) << 16) | (frac >> 16)) as u32
+    (secs << 32) | frac
+}
+
+/// The middle 32 bits of the NTP time now (the unit of RTCP's LSR and DLSR: 1/65536 s).
+pub fn ntp_middle_now() -> u32 {
+    (ntp_at(std::time::Instant::now()) >> 16) as u32
 }
 
 /// Round-trip time from a reception report's LSR and DLSR (RFC 3550 §6.4.1), in ms.

@@ -54,10 +54,11 @@ pub(super) fn nack_responder() -> rtc::interceptor::NackResponderInterceptor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Chain {
     /// The SFU's: each PeerConnection only what its direction uses. A subscriber PC sends media
-    /// and receives none, so it has no NACK generator, TWCC receiver or receiver reports (they
-    /// act on inbound RTP, and each is one more hop for every outgoing packet and one more timer
-    /// polled on every wakeup of its driver); a publisher PC sends no media, so it has no NACK
-    /// responder (a send buffer).
+    /// and receives none: it has one interceptor, [`SubscriberWire`] (send history for NACKs,
+    /// sender reports, wire counts), and no NACK generator, TWCC receiver or receiver reports
+    /// (they act on inbound RTP, and each is one more hop for every outgoing packet and one
+    /// more timer polled on every wakeup of its driver); a publisher PC sends no media, so it
+    /// has no NACK responder (a send buffer) and no sender reports.
     Sfu,
     /// Load generators and test clients: the same chain on both PCs (NACK responder and
     /// generator, TWCC receiver; sender and receiver reports on the subscriber PC), so a client
@@ -73,37 +74,34 @@ pub(super) fn interceptor_chain(
     counters: &WireCounters,
     link: &Arc<LinkStats>,
 ) -> Registry {
-    let (sends, receives) = match (chain, role) {
-        (Chain::Client, _) => (true, true),
-        (Chain::Sfu, Role::Subscriber) => (true, false),
-        (Chain::Sfu, Role::Publisher) => (false, true),
-    };
+    if (chain, role) == (Chain::Sfu, Role::Subscriber) {
+        // One hop for every packet the SFU forwards: the send history, the sender reports and
+        // the wire counts in one interceptor (see [`SubscriberWire`]).
+        return Registry::new().with(
+            Slot::from(500),
+            SubscriberWire::new(counters.clone(), link.clone()),
+        );
+    }
     let mut registry = Registry::new();
-    if sends {
+    if chain == Chain::Client {
         // Answers the remote's NACKs from a send buffer.
         registry = registry.with(Slot::NackResponder, nack_responder());
     }
-    if receives {
-        // Asks for lost packets; reports arrivals (TWCC feedback drives the publisher's
-        // bandwidth estimate, and lets Chrome turn on the higher simulcast layers).
-        registry = registry
-            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-            .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
-    }
+    // Asks for lost packets; reports arrivals (TWCC feedback drives the publisher's bandwidth
+    // estimate, and lets Chrome turn on the higher simulcast layers).
+    registry = registry
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
     // Sender reports let subscribers sync audio with video. A publisher gets no receiver
     // reports: Chrome tags a simulcast layer's packets with mid/rid only until a report
     // acknowledges its SSRC, and `rtc` 0.21 forgets which SSRC is which layer on every
     // renegotiation (a second published track), so it must be able to learn it again from
-    // those tags. The SFU's subscriber PCs receive no RTP to report on.
-    registry = match (chain, role) {
-        (Chain::Client, Role::Subscriber) => registry
+    // those tags.
+    if (chain, role) == (Chain::Client, Role::Subscriber) {
+        registry = registry
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-            .with(Slot::SenderReport, SenderReportBuilder::new().build()),
-        (Chain::Sfu, Role::Subscriber) => {
-            registry.with(Slot::SenderReport, SenderReportBuilder::new().build())
-        }
-        (_, Role::Publisher) => registry,
-    };
+            .with(Slot::SenderReport, SenderReportBuilder::new().build());
+    }
     // Wire-most: below the NACK responder (4_000) and generator, so it sees their output.
     registry.with(
         Slot::from(500),
@@ -150,40 +148,27 @@ impl Default for WireCounters {
     }
 }
 
-/// Watches RTCP and RTP at the wire end of the interceptor chain (so it sees what the NACK
-/// generator and responder add) and counts it. Inbound RTCP otherwise ends inside the chain: a
-/// compound packet holding a subscriber's keyframe requests (PLI, FIR) goes on as it came, for
-/// the interceptors, followed by a copy of just those requests marked for the application, which
-/// relays them to the publisher. (A tap at the application end did this before, at the cost of
-/// one more queue hop for every packet sent.)
-pub(super) struct WireObserver {
+/// What a wire-end interceptor does with inbound RTCP, whichever chain it ends: reception
+/// reports feed the link's quality, NACKs are counted and held to the resend budget, and a
+/// compound packet holding keyframe requests (PLI, FIR) goes on as it came, for the
+/// interceptors, followed by a copy of just those requests marked for the application, which
+/// relays them to the publisher (inbound RTCP otherwise ends inside the chain).
+struct FeedbackIntake {
     counters: WireCounters,
     /// This PeerConnection's own counts, for its participant's connection quality.
     link: Arc<LinkStats>,
-    /// Per outgoing SSRC, the highest sequence number sent: anything not after it is a resend.
-    highest_sent: SsrcMap,
-    /// Per incoming SSRC, the highest sequence number received (for gaps).
-    highest_received: SsrcMap,
     resends: ResendBudget,
-    pub(super) inbound: VecDeque<TaggedPacket>,
-    pub(super) outbound: VecDeque<TaggedPacket>,
 }
 
-impl WireObserver {
-    pub(super) fn new(counters: WireCounters, link: Arc<LinkStats>) -> Self {
+impl FeedbackIntake {
+    fn new(counters: WireCounters, link: Arc<LinkStats>) -> Self {
         Self {
             counters,
             link,
-            highest_sent: SsrcMap::default(),
-            highest_received: SsrcMap::default(),
             resends: ResendBudget::default(),
-            inbound: VecDeque::new(),
-            outbound: VecDeque::new(),
         }
     }
-}
 
-impl WireObserver {
     /// Reception reports (in receiver and sender reports) about what this side sent.
     fn read_reports(&self, p: &dyn rtc::rtcp::Packet) {
         let any = p.as_any();
@@ -201,6 +186,96 @@ impl WireObserver {
                 r.jitter / 90,
                 rtt_ms(now, r.last_sender_report, r.delay),
             );
+        }
+    }
+
+    /// Takes one inbound RTCP message: what goes on towards the application is queued on
+    /// `inbound`; each NACK within the budget is handed to `answer`, which returns how many
+    /// packets it resent.
+    fn read_rtcp(
+        &mut self,
+        mut msg: TaggedPacket,
+        inbound: &mut VecDeque<TaggedPacket>,
+        mut answer: impl FnMut(std::time::Instant, &TransportLayerNack) -> u64,
+    ) {
+        let now = msg.now;
+        let InterceptorPacket::Rtcp(packets) = &mut msg.message.packet else {
+            inbound.push_back(msg);
+            return;
+        };
+        let mut throttled = false;
+        packets.retain(|p| {
+            let Some(nack) = as_nack(p.as_ref()) else {
+                self.read_reports(p.as_ref());
+                return true;
+            };
+            self.counters.nacks_received.inc();
+            let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
+            self.counters.nacked_packets.inc_by(asked as u64);
+            self.link.nacked(asked as u64);
+            if self.resends.take(now, asked as u64) {
+                self.counters.retransmits.inc_by(answer(now, nack));
+                return true;
+            }
+            self.counters.nacks_throttled.inc();
+            throttled = true;
+            false
+        });
+        if throttled && packets.is_empty() {
+            return;
+        }
+        let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+            .iter()
+            .filter(|p| asks_for_keyframe(p.as_ref()))
+            .cloned()
+            .collect();
+        let transport = msg.transport;
+        inbound.push_back(msg);
+        if !wanted.is_empty() {
+            let mut keyframes = TaggedPacket {
+                now,
+                transport,
+                message: AttributedPacket::new(InterceptorPacket::Rtcp(wanted)),
+            };
+            keyframes.message.add(Attribute::DeliverToApplication);
+            inbound.push_back(keyframes);
+        }
+    }
+
+    /// A packet sent for the first time.
+    fn sent(&mut self, now: std::time::Instant) {
+        self.link.sent();
+        self.resends.sent(now);
+    }
+
+    /// Outbound RTCP: the NACKs this side sends.
+    fn write_rtcp(&self, packets: &[Box<dyn rtc::rtcp::Packet>]) {
+        let nacks = packets.iter().filter(|p| as_nack(p.as_ref()).is_some());
+        self.counters.nacks_sent.inc_by(nacks.count() as u64);
+    }
+}
+
+/// Watches RTCP and RTP at the wire end of a chain that has `rtc`'s own NACK generator and
+/// responder (publisher PCs, clients), so it sees their output: counts what crosses the wire and
+/// tells resends (from the responder above it) from first sends by sequence number.
+pub(super) struct WireObserver {
+    feedback: FeedbackIntake,
+    /// Per outgoing SSRC, the highest sequence number sent: anything not after it is a resend.
+    highest_sent: SsrcMap,
+    /// Per incoming SSRC, the highest sequence number received (for gaps).
+    highest_received: SsrcMap,
+    inbound: VecDeque<TaggedPacket>,
+    outbound: VecDeque<TaggedPacket>,
+}
+
+impl WireObserver {
+    pub(super) fn new(counters: WireCounters, link: Arc<LinkStats>) -> Self {
+        Self {
+            feedback: FeedbackIntake::new(counters, link),
+            highest_sent: SsrcMap::default(),
+            highest_received: SsrcMap::default(),
+            inbound: VecDeque::new(),
+            outbound: VecDeque::new(),
         }
     }
 }
@@ -285,72 +360,32 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
     type Error = rtc::shared::error::Error;
     type Time = std::time::Instant;
 
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        let now = msg.now;
-        match &mut msg.message.packet {
-            InterceptorPacket::Rtcp(packets) => {
-                let mut throttled = false;
-                packets.retain(|p| {
-                    let Some(nack) = as_nack(p.as_ref()) else {
-                        self.read_reports(p.as_ref());
-                        return true;
-                    };
-                    self.counters.nacks_received.inc();
-                    let asked: usize = nack.nacks.iter().map(|n| n.packet_list().len()).sum();
-                    self.counters.nacked_packets.inc_by(asked as u64);
-                    self.link.nacked(asked as u64);
-                    if self.resends.take(now, asked as u64) {
-                        return true;
-                    }
-                    self.counters.nacks_throttled.inc();
-                    throttled = true;
-                    false
-                });
-                if throttled && packets.is_empty() {
-                    return Ok(());
-                }
-                let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                    .iter()
-                    .filter(|p| asks_for_keyframe(p.as_ref()))
-                    .cloned()
-                    .collect();
-                if !wanted.is_empty() {
-                    let mut keyframes = TaggedPacket {
-                        now,
-                        transport: msg.transport,
-                        message: AttributedPacket::new(InterceptorPacket::Rtcp(wanted)),
-                    };
-                    keyframes.message.add(Attribute::DeliverToApplication);
-                    self.inbound.push_back(msg);
-                    self.inbound.push_back(keyframes);
-                    return Ok(());
-                }
-            }
-            InterceptorPacket::Rtp(packet) => {
-                let ssrc = packet.header.ssrc;
-                let seq = packet.header.sequence_number;
-                let gap = match self.highest_received.get_mut(ssrc) {
-                    Some(highest) => {
-                        let ahead = seq.wrapping_sub(*highest) as i16;
-                        if ahead > 0 {
-                            *highest = seq;
-                            // A jump of thousands is a restart, not loss.
-                            u64::from((ahead as u16 - 1).min(1000))
-                        } else {
-                            // Late or repeated.
-                            0
-                        }
-                    }
-                    None => {
-                        self.highest_received.insert(ssrc, seq);
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptorPacket::Rtp(packet) = &msg.message.packet {
+            let ssrc = packet.header.ssrc;
+            let seq = packet.header.sequence_number;
+            let gap = match self.highest_received.get_mut(ssrc) {
+                Some(highest) => {
+                    let ahead = seq.wrapping_sub(*highest) as i16;
+                    if ahead > 0 {
+                        *highest = seq;
+                        // A jump of thousands is a restart, not loss.
+                        u64::from((ahead as u16 - 1).min(1000))
+                    } else {
+                        // Late or repeated.
                         0
                     }
-                };
-                self.link.received(gap);
-            }
-            _ => {}
+                }
+                None => {
+                    self.highest_received.insert(ssrc, seq);
+                    0
+                }
+            };
+            self.feedback.link.received(gap);
         }
-        self.inbound.push_back(msg);
+        // The responder above answers the NACKs: nothing is resent here (its resends come
+        // back down through `handle_write`, counted there).
+        self.feedback.read_rtcp(msg, &mut self.inbound, |_, _| 0);
         Ok(())
     }
 
@@ -360,10 +395,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         match &msg.message.packet {
-            InterceptorPacket::Rtcp(packets) => {
-                let nacks = packets.iter().filter(|p| as_nack(p.as_ref()).is_some());
-                self.counters.nacks_sent.inc_by(nacks.count() as u64);
-            }
+            InterceptorPacket::Rtcp(packets) => self.feedback.write_rtcp(packets),
             InterceptorPacket::Rtp(packet) => {
                 let seq = packet.header.sequence_number;
                 match self.highest_sent.get_mut(packet.header.ssrc) {
@@ -371,16 +403,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireObserver {
                         // RFC 1982 order: ahead by less than half the space is new.
                         if seq.wrapping_sub(*highest) as i16 > 0 {
                             *highest = seq;
-                            self.link.sent();
-                            self.resends.sent(msg.now);
+                            self.feedback.sent(msg.now);
                         } else {
-                            self.counters.retransmits.inc();
+                            self.feedback.counters.retransmits.inc();
                         }
                     }
                     None => {
                         self.highest_sent.insert(packet.header.ssrc, seq);
-                        self.link.sent();
-                        self.resends.sent(msg.now);
+                        self.feedback.sent(msg.now);
                     }
                 }
             }
@@ -404,15 +434,285 @@ impl Interceptor for WireObserver {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
+/// How often a subscriber PC sends a sender report per stream (RFC 3550's usual interval; what
+/// `rtc`'s own sender-report interceptor does).
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The whole chain of an SFU subscriber PeerConnection, in one hop: every packet the SFU
+/// forwards crosses it, and each interceptor in `rtc`'s chain costs a queue hop (moves of a
+/// ~250-byte message) and a dispatch per packet, plus a pass on every poll. It does what
+/// `rtc`'s NACK responder and sender-report interceptor and the [`WireObserver`] did there:
+/// keeps the last [`NACK_SEND_BUFFER`] packets of each stream that negotiated NACK and resends
+/// the ones a NACK asks for (within the resend budget; as RTX when the stream has it), sends a
+/// sender report per stream every second (so subscribers can sync audio with video), and counts
+/// what crosses the wire. Everything the application writes is a first send: resends come only
+/// from here.
+pub(super) struct SubscriberWire {
+    feedback: FeedbackIntake,
+    /// A handful per PC (audio, video, their repair streams), so a scan.
+    streams: Vec<SentStream>,
+    next_report: Option<std::time::Instant>,
+    inbound: VecDeque<TaggedPacket>,
+    outbound: VecDeque<TaggedPacket>,
+}
+
+/// One outgoing stream of a subscriber PC.
+struct SentStream {
+    ssrc: u32,
+    clock_rate: u32,
+    /// When the stream negotiated NACK.
+    history: Option<SendHistory>,
+    /// RTX SSRC, payload type and next sequence number, when the stream negotiated RTX.
+    rtx: Option<(u32, u8, u16)>,
+    report: SendCounts,
+}
+
+impl SubscriberWire {
+    pub(super) fn new(counters: WireCounters, link: Arc<LinkStats>) -> Self {
+        Self {
+            feedback: FeedbackIntake::new(counters, link),
+            streams: Vec::new(),
+            next_report: None,
+            inbound: VecDeque::new(),
+            outbound: VecDeque::new(),
+        }
+    }
+}
+
+impl SentStream {
+    /// The packet a NACK asks for, ready to send again: itself, or wrapped as RTX (RFC 4588).
+    fn resend(&mut self, seq: u16) -> Option<crate::media::RtpPacket> {
+        let original = self.history.as_ref()?.get(seq)?;
+        let Some((ssrc, payload_type, next)) = &mut self.rtx else {
+            return Some(original.clone());
+        };
+        let mut payload = Vec::with_capacity(2 + original.payload.len());
+        payload.extend_from_slice(&seq.to_be_bytes());
+        payload.extend_from_slice(&original.payload);
+        let sequence_number = *next;
+        *next = next.wrapping_add(1);
+        let mut packet = crate::media::RtpPacket::default();
+        packet.header.version = 2;
+        packet.header.ssrc = *ssrc;
+        packet.header.payload_type = *payload_type;
+        packet.header.sequence_number = sequence_number;
+        packet.header.timestamp = original.header.timestamp;
+        packet.header.marker = original.header.marker;
+        packet.payload = payload.into();
+        Some(packet)
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let (streams, outbound) = (&mut self.streams, &mut self.outbound);
+        self.feedback
+            .read_rtcp(msg, &mut self.inbound, |now, nack| {
+                let Some(stream) = streams.iter_mut().find(|s| s.ssrc == nack.media_ssrc) else {
+                    return 0;
+                };
+                let mut resent = 0;
+                for seq in nack.nacks.iter().flat_map(|n| n.packet_list()) {
+                    if let Some(packet) = stream.resend(seq) {
+                        outbound.push_back(TaggedPacket {
+                            now,
+                            transport: Default::default(),
+                            message: AttributedPacket::new(InterceptorPacket::Rtp(packet))
+                                .with(Attribute::Retransmission),
+                        });
+                        resent += 1;
+                    }
+                }
+                resent
+            });
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.inbound.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        match &msg.message.packet {
+            InterceptorPacket::Rtcp(packets) => self.feedback.write_rtcp(packets),
+            InterceptorPacket::Rtp(packet) => {
+                let now = msg.now;
+                if let Some(stream) = self
+                    .streams
+                    .iter_mut()
+                    .find(|s| s.ssrc == packet.header.ssrc)
+                {
+                    stream.report.count(now, packet);
+                    if let Some(history) = &mut stream.history {
+                        history.keep(packet.clone());
+                    }
+                    self.next_report.get_or_insert(now + REPORT_INTERVAL);
+                }
+                self.feedback.sent(now);
+            }
+            _ => {}
+        }
+        self.outbound.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.outbound.pop_front()
+    }
+
+    fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), Self::Error> {
+        if self.next_report.is_none_or(|at| now < at) {
+            return Ok(());
+        }
+        self.next_report = Some(now + REPORT_INTERVAL);
+        let ntp_time = crate::quality::ntp_at(now);
+        for stream in &self.streams {
+            if let Some(report) =
+                stream
+                    .report
+                    .report(stream.ssrc, stream.clock_rate, now, ntp_time)
+            {
+                self.outbound.push_back(TaggedPacket {
+                    now,
+                    transport: Default::default(),
+                    message: AttributedPacket::new(InterceptorPacket::Rtcp(vec![Box::new(report)])),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<std::time::Instant> {
+        self.next_report
+    }
+}
+
+impl Interceptor for SubscriberWire {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.streams.retain(|s| s.ssrc != info.ssrc);
+        let nack = info
+            .rtcp_feedback
+            .iter()
+            .any(|fb| fb.typ == "nack" && fb.parameter.is_empty());
+        self.streams.push(SentStream {
+            ssrc: info.ssrc,
+            clock_rate: info.clock_rate,
+            history: nack.then(SendHistory::default),
+            rtx: info
+                .ssrc_rtx
+                .zip(info.payload_type_rtx)
+                .map(|(s, pt)| (s, pt, 0)),
+            report: SendCounts::default(),
+        });
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.streams.retain(|s| s.ssrc != info.ssrc);
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// The last [`NACK_SEND_BUFFER`] sequence numbers of a stream, each with the packet sent under
+/// it if any.
+struct SendHistory {
+    slots: Box<[Option<crate::media::RtpPacket>]>,
+    highest: Option<u16>,
+}
+
+impl Default for SendHistory {
+    fn default() -> Self {
+        Self {
+            slots: (0..NACK_SEND_BUFFER).map(|_| None).collect(),
+            highest: None,
+        }
+    }
+}
+
+impl SendHistory {
+    fn slot(seq: u16) -> usize {
+        usize::from(seq % NACK_SEND_BUFFER)
+    }
+
+    fn keep(&mut self, packet: crate::media::RtpPacket) {
+        let seq = packet.header.sequence_number;
+        if self.highest.is_none_or(|h| seq.wrapping_sub(h) as i16 > 0) {
+            self.highest = Some(seq);
+        }
+        self.slots[Self::slot(seq)] = Some(packet);
+    }
+
+    /// A slot answers only for the number it was filled under, and only while that number is
+    /// among the last [`NACK_SEND_BUFFER`].
+    fn get(&self, seq: u16) -> Option<&crate::media::RtpPacket> {
+        if self.highest?.wrapping_sub(seq) >= NACK_SEND_BUFFER {
+            return None;
+        }
+        self.slots[Self::slot(seq)]
+            .as_ref()
+            .filter(|p| p.header.sequence_number == seq)
+    }
+}
+
+/// What a sender report says about one stream: counts, and the RTP timestamp of the newest
+/// in-order packet with the moment it was sent (to extrapolate the RTP clock to the report).
+#[derive(Default)]
+struct SendCounts {
+    newest: Option<u16>,
+    rtp_time: u32,
+    rtp_time_at: Option<std::time::Instant>,
+    packets: u32,
+    octets: u32,
+}
+
+impl SendCounts {
+    fn count(&mut self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
+        let seq = packet.header.sequence_number;
+        if self.newest.is_none_or(|n| seq.wrapping_sub(n) as i16 > 0) {
+            self.newest = Some(seq);
+            if self.rtp_time_at.is_none() || packet.header.timestamp != self.rtp_time {
+                self.rtp_time = packet.header.timestamp;
+                self.rtp_time_at = Some(now);
+            }
+        }
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(packet.payload.len() as u32);
+    }
+
+    fn report(
+        &self,
+        ssrc: u32,
+        clock_rate: u32,
+        now: std::time::Instant,
+        ntp_time: u64,
+    ) -> Option<SenderReport> {
+        let since = now.saturating_duration_since(self.rtp_time_at?);
+        Some(SenderReport {
+            ssrc,
+            ntp_time,
+            rtp_time: self
+                .rtp_time
+                .wrapping_add((since.as_secs_f64() * f64::from(clock_rate)) as u32),
+            packet_count: self.packets,
+            octet_count: self.octets,
+            ..Default::default()
+        })
+    }
+}
+
 #[cfg(test)]
 mod wire_tests {
     use super::*;
     use crate::media::RtpPacket;
     use rtc::interceptor::{AttributedPacket, RTCPFeedback as Fb};
-    use rtc::peer_connection::configuration::media_engine::MediaEngine as WebrtcMediaEngine;
     use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     fn tagged(packet: InterceptorPacket) -> TaggedPacket {
         TaggedPacket {
@@ -431,19 +731,13 @@ mod wire_tests {
         InterceptorPacket::Rtp(p)
     }
 
-    /// A subscriber PC's NACK path: the responder and the wire observer, bound to one VP8 stream
-    /// (SSRC 7) that negotiated NACK.
-    fn responder_chain(counters: &WireCounters) -> impl Interceptor {
-        let mut chain = Registry::new()
-            .with(Slot::NackResponder, super::nack_responder())
-            .with(
-                Slot::from(500),
-                WireObserver::new(counters.clone(), Default::default()),
-            )
-            .build();
-        chain.bind_local_stream(&StreamInfo {
+    /// A VP8 stream (SSRC 7) that negotiated NACK, and RTX (SSRC 8, payload type 97) when `rtx`.
+    fn vp8_with_nack(rtx: bool) -> StreamInfo {
+        StreamInfo {
             ssrc: 7,
+            ssrc_rtx: rtx.then_some(8),
             payload_type: 96,
+            payload_type_rtx: rtx.then_some(97),
             mime_type: MIME_TYPE_VP8.into(),
             clock_rate: 90_000,
             rtcp_feedback: vec![Fb {
@@ -451,28 +745,27 @@ mod wire_tests {
                 parameter: String::new(),
             }],
             ..Default::default()
-        });
+        }
+    }
+
+    /// An SFU subscriber PC's chain, bound to [`vp8_with_nack`].
+    fn subscriber_chain_with(counters: &WireCounters, rtx: bool) -> impl Interceptor {
+        let mut chain =
+            interceptor_chain(Chain::Sfu, Role::Subscriber, counters, &Default::default()).build();
+        chain.bind_local_stream(&vp8_with_nack(rtx));
         chain
     }
 
-    #[test]
-    fn a_nack_is_answered_from_the_send_buffer_and_counted() {
-        let counters = WireCounters::default();
-        let mut media = WebrtcMediaEngine::default();
-        super::register_nack_feedback(&mut media);
-        let mut chain = responder_chain(&counters);
-        let mut sent = Vec::new();
-        for seq in 100..110 {
-            chain.handle_write(tagged(rtp(7, seq))).unwrap();
-            while let Some(out) = chain.poll_write() {
-                sent.push(out);
-            }
-        }
-        assert_eq!(sent.len(), 10);
+    fn responder_chain(counters: &WireCounters) -> impl Interceptor {
+        subscriber_chain_with(counters, false)
+    }
+
+    /// Hands `chain` a NACK for `seqs` of SSRC 7 and returns the RTP packets it sends in answer.
+    fn nack(chain: &mut (impl Interceptor + ?Sized), seqs: &[u16]) -> Vec<RtpPacket> {
         let nack = TransportLayerNack {
             sender_ssrc: 1,
             media_ssrc: 7,
-            nacks: nack_pairs_from_sequence_numbers(&[103, 105]),
+            nacks: nack_pairs_from_sequence_numbers(seqs),
         };
         chain
             .handle_read(tagged(InterceptorPacket::Rtcp(vec![Box::new(nack)])))
@@ -481,13 +774,136 @@ mod wire_tests {
         let mut resent = Vec::new();
         while let Some(out) = chain.poll_write() {
             if let InterceptorPacket::Rtp(p) = out.message.packet {
-                resent.push(p.header.sequence_number);
+                resent.push(p);
             }
         }
-        assert_eq!(resent, vec![103, 105]);
-        assert_eq!(counters.nacks_received.get(), 1);
-        assert_eq!(counters.nacked_packets.get(), 2);
-        assert_eq!(counters.retransmits.get(), 2);
+        resent
+    }
+
+    fn send(chain: &mut impl Interceptor, seqs: impl IntoIterator<Item = u16>) {
+        for seq in seqs {
+            chain.handle_write(tagged(rtp(7, seq))).unwrap();
+            while chain.poll_write().is_some() {}
+        }
+    }
+
+    #[test]
+    fn a_resend_is_only_ever_the_packet_sent_under_that_number() {
+        let counters = WireCounters::default();
+        let mut chain = responder_chain(&counters);
+        send(&mut chain, 100..110);
+        // A jump: 110..399 were never sent, and 100..143 are now too old to answer for.
+        send(&mut chain, [400]);
+        // 361 and 399 share slots with 105 and 143 (one sent, one not).
+        assert!(nack(&mut chain, &[105, 361, 399]).is_empty());
+        let resent: Vec<u16> = nack(&mut chain, &[400])
+            .iter()
+            .map(|p| p.header.sequence_number)
+            .collect();
+        assert_eq!(resent, [400]);
+        assert_eq!(counters.retransmits.get(), 1);
+    }
+
+    #[test]
+    fn a_stream_with_rtx_is_repaired_on_its_rtx_stream() {
+        let counters = WireCounters::default();
+        let mut chain = subscriber_chain_with(&counters, true);
+        send(&mut chain, 100..110);
+        let resent = nack(&mut chain, &[103, 105]);
+        let shape: Vec<(u32, u8, u16)> = resent
+            .iter()
+            .map(|p| {
+                (
+                    p.header.ssrc,
+                    p.header.payload_type,
+                    p.header.sequence_number,
+                )
+            })
+            .collect();
+        assert_eq!(shape, [(8, 97, 0), (8, 97, 1)]);
+        // RFC 4588: the original sequence number, then the original payload.
+        assert_eq!(resent[1].payload[..2], 105u16.to_be_bytes());
+        assert_eq!(resent[1].payload[2..], [105u8; 100]);
+    }
+
+    #[test]
+    fn a_subscriber_pc_reports_what_it_sent_every_second() {
+        let counters = WireCounters::default();
+        let mut chain = responder_chain(&counters);
+        let start = Instant::now();
+        for seq in 0..10u16 {
+            let InterceptorPacket::Rtp(mut packet) = rtp(7, seq) else {
+                unreachable!()
+            };
+            packet.header.timestamp = 1_000 + 3_000 * u32::from(seq / 5);
+            let mut msg = tagged(InterceptorPacket::Rtp(packet));
+            msg.now = start + Duration::from_millis(10 * u64::from(seq));
+            chain.handle_write(msg).unwrap();
+            while chain.poll_write().is_some() {}
+        }
+        let reports = |chain: &mut dyn Interceptor, at: Instant| {
+            chain.handle_timeout(at).unwrap();
+            let mut found = Vec::new();
+            while let Some(out) = chain.poll_write() {
+                if let InterceptorPacket::Rtcp(packets) = out.message.packet {
+                    for p in packets {
+                        found.push(p.as_any().downcast_ref::<SenderReport>().cloned().unwrap());
+                    }
+                }
+            }
+            found
+        };
+        assert_eq!(chain.poll_timeout(), Some(start + REPORT_INTERVAL));
+        assert!(reports(&mut chain, start + Duration::from_millis(500)).is_empty());
+        let at = start + REPORT_INTERVAL;
+        let sent = reports(&mut chain, at);
+        assert_eq!(sent.len(), 1);
+        let report = &sent[0];
+        assert_eq!(report.ssrc, 7);
+        assert_eq!((report.packet_count, report.octet_count), (10, 1_000));
+        // The newest timestamp (4,000, first sent at 50 ms) carried on to the report's moment
+        // at 90 kHz: 950 ms later.
+        assert_eq!(report.rtp_time, 4_000 + 85_500);
+        let wall = crate::quality::ntp_at(Instant::now()) >> 32;
+        assert!((report.ntp_time >> 32).abs_diff(wall) <= 1);
+        assert_eq!(chain.poll_timeout(), Some(at + REPORT_INTERVAL));
+    }
+
+    #[test]
+    fn a_nack_is_answered_from_the_send_buffer_and_counted() {
+        // The SFU's own chain, and the clients' (`rtc`'s responder above the wire observer).
+        for chain_kind in [Chain::Sfu, Chain::Client] {
+            let counters = WireCounters::default();
+            let mut chain = if chain_kind == Chain::Sfu {
+                Box::new(responder_chain(&counters)) as Box<dyn Interceptor>
+            } else {
+                let mut chain = interceptor_chain(
+                    Chain::Client,
+                    Role::Subscriber,
+                    &counters,
+                    &Default::default(),
+                )
+                .build();
+                chain.bind_local_stream(&vp8_with_nack(false));
+                Box::new(chain)
+            };
+            let mut sent = 0;
+            for seq in 100..110 {
+                chain.handle_write(tagged(rtp(7, seq))).unwrap();
+                while chain.poll_write().is_some() {
+                    sent += 1;
+                }
+            }
+            assert_eq!(sent, 10);
+            let resent: Vec<u16> = nack(&mut chain, &[103, 105])
+                .iter()
+                .map(|p| p.header.sequence_number)
+                .collect();
+            assert_eq!(resent, vec![103, 105], "{chain_kind:?}");
+            assert_eq!(counters.nacks_received.get(), 1);
+            assert_eq!(counters.nacked_packets.get(), 2);
+            assert_eq!(counters.retransmits.get(), 2, "{chain_kind:?}");
+        }
     }
 
     #[test]
@@ -495,34 +911,21 @@ mod wire_tests {
         let counters = WireCounters::default();
         let mut chain = responder_chain(&counters);
         // 200 packets sent: a budget of 64 + 200 / 8 = 89 resends in this second.
-        for seq in 0..200 {
-            chain.handle_write(tagged(rtp(7, seq))).unwrap();
-            while chain.poll_write().is_some() {}
-        }
-        let mut nack_for = |seqs: &[u16]| {
-            let nack = TransportLayerNack {
-                sender_ssrc: 1,
-                media_ssrc: 7,
-                nacks: nack_pairs_from_sequence_numbers(seqs),
-            };
-            chain
-                .handle_read(tagged(InterceptorPacket::Rtcp(vec![Box::new(nack)])))
-                .unwrap();
-            while chain.poll_read().is_some() {}
-            let mut resent = 0;
-            while let Some(out) = chain.poll_write() {
-                if let InterceptorPacket::Rtp(_) = out.message.packet {
-                    resent += 1;
-                }
-            }
-            resent
-        };
+        send(&mut chain, 0..200);
         let sixty: Vec<u16> = (0..60).collect();
-        assert_eq!(nack_for(&sixty), 60, "inside the budget: answered");
-        let forty: Vec<u16> = (100..140).collect();
-        assert_eq!(nack_for(&forty), 0, "60 + 40 > 89: dropped whole");
         assert_eq!(
-            nack_for(&[150, 151]),
+            nack(&mut chain, &sixty).len(),
+            60,
+            "inside the budget: answered"
+        );
+        let forty: Vec<u16> = (100..140).collect();
+        assert_eq!(
+            nack(&mut chain, &forty).len(),
+            0,
+            "60 + 40 > 89: dropped whole"
+        );
+        assert_eq!(
+            nack(&mut chain, &[150, 151]).len(),
             2,
             "what is left of the budget still answers"
         );
@@ -542,14 +945,7 @@ mod wire_tests {
     #[test]
     fn each_sfu_peer_connection_has_only_what_its_direction_uses() {
         // Wire-most first.
-        assert_eq!(
-            names(Chain::Sfu, Role::Subscriber),
-            [
-                "WireObserver",
-                "NackResponderInterceptor",
-                "SenderReportInterceptor"
-            ]
-        );
+        assert_eq!(names(Chain::Sfu, Role::Subscriber), ["SubscriberWire"]);
         assert_eq!(
             names(Chain::Sfu, Role::Publisher),
             [
