@@ -16,11 +16,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chrono::{Duration as Span, NaiveTime, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, Set, TransactionTrait};
+use chrono::{Duration as Span, Utc};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+
+#[path = "support/seed.rs"]
+mod seed;
 
 const ROOMS: i64 = 140;
-const MEMBERS: i64 = 40;
+const MEMBERS: usize = 40;
 const MEMBERS_PER_ROOM: usize = 4;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -99,99 +102,19 @@ fn start(envs: &[(&str, String)], wrap: bool) -> anyhow::Result<Server> {
 /// One group of `MEMBERS` members and `ROOMS` rooms from today 08:00 (service zone), every 30
 /// minutes, `MEMBERS_PER_ROOM` members in each.
 async fn seed(url: &str) -> anyhow::Result<i64> {
-    use ppodok_api::db::entities::{member, membership, rank, reservation, room, study_group};
     let db = Database::connect(url).await?;
     let txn = db.begin().await?;
     let now = Utc::now().naive_utc();
-    let mut ids = Vec::new();
-    for m in 0..MEMBERS {
-        let row = member::ActiveModel {
-            name: Set(format!("hot-{m}")),
-            // No profile picture (as accounts made by dev login): with the contract's fields this
-            // gives the calendar of 140 rooms in ≈33.5 KB of JSON.
-            profile: Set(None),
-            provider: Set("dev".into()),
-            provider_user_id: Set(Some(format!("hot-{m}"))),
-            status: Set(member::STATUS_REGULAR.into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        ids.push(row.id);
-    }
-    let group = study_group::ActiveModel {
-        name: Set("hot path".into()),
-        is_secret: Set(false),
-        invite_code: Set("hotpathcode0001".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    for m in &ids {
-        membership::ActiveModel {
-            group_id: Set(group.id),
-            member_id: Set(*m),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        rank::ActiveModel {
-            group_id: Set(group.id),
-            member_id: Set(*m),
-            duration_ms: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-    }
-    let zone: chrono_tz::Tz = "Asia/Seoul".parse()?;
-    let today = Utc::now()
-        .with_timezone(&zone)
-        .date_naive()
-        .and_time(NaiveTime::MIN);
-    let first = ppodok_domain::time::local_to_utc(today, zone)
-        .expect("a local midnight")
-        .naive_utc()
-        + Span::hours(8);
-    for r in 0..ROOMS {
-        let start = first + Span::minutes(30 * r);
-        let end = start + Span::minutes(25);
-        let room = room::ActiveModel {
-            group_id: Set(group.id),
-            start_at: Set(start),
-            end_at: Set(end),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        for k in 0..MEMBERS_PER_ROOM {
-            reservation::ActiveModel {
-                room_id: Set(room.id),
-                member_id: Set(ids[(r as usize * 7 + k * 13) % ids.len()]),
-                group_id: Set(group.id),
-                start_at: Set(start),
-                end_at: Set(end),
-                client_present: Set(false),
-                sfu_present: Set(false),
-                credited_ms: Set(0),
-                created_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
-        }
-    }
+    // No profile pictures (as accounts made by dev login): with the contract's fields this gives
+    // the calendar of 140 rooms in ≈33.5 KB of JSON.
+    let ids = seed::members(&txn, "hot", MEMBERS, now).await?;
+    let group_id =
+        seed::group_of(&txn, "hot path".into(), "hotpathcode0001".into(), &ids, now).await?;
+    let first = seed::eight_today_in_seoul();
+    seed::booked_rooms(&txn, group_id, first, ROOMS, &ids, MEMBERS_PER_ROOM, now).await?;
     txn.commit().await?;
     db.close().await?;
-    Ok(group.id)
+    Ok(group_id)
 }
 
 #[derive(Clone, Copy, Default)]

@@ -7,14 +7,17 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{Duration as ChronoDuration, NaiveTime, Utc};
+use chrono::{Duration as ChronoDuration, Utc};
 use ppodok_api::{clock::Clock, config::Settings, startup::Application};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, Set};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+#[path = "support/seed.rs"]
+mod seed;
 
 const GROUPS: i64 = 40;
 const ROOMS_PER_GROUP: i64 = 120;
 const MEMBERS_PER_ROOM: usize = 4;
-const MEMBERS: i64 = 60;
+const MEMBERS: usize = 60;
 const CONCURRENCY: usize = 32;
 const WARM_SECS: u64 = 5;
 const RESTART_SECS: u64 = 3;
@@ -48,90 +51,28 @@ async fn start(settings: Settings) -> String {
 
 /// Members, groups, and rooms in today's default window, written straight to the database.
 async fn seed(db: &DatabaseConnection) -> anyhow::Result<()> {
-    use ppodok_api::db::entities::{member, membership, rank, reservation, room, study_group};
     let now = Utc::now().naive_utc();
-    for m in 0..MEMBERS {
-        member::ActiveModel {
-            name: Set(format!("bench-{m}")),
-            provider: Set("dev".into()),
-            provider_user_id: Set(Some(format!("bench-{m}"))),
-            status: Set(member::STATUS_REGULAR.into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
-    }
-    let zone: chrono_tz::Tz = "Asia/Seoul".parse()?;
-    let today = Utc::now()
-        .with_timezone(&zone)
-        .date_naive()
-        .and_time(NaiveTime::MIN);
-    let first_slot = ppodok_domain::time::local_to_utc(today, zone)
-        .unwrap()
-        .naive_utc()
-        + ChronoDuration::hours(8);
+    let members = seed::members(db, "bench", MEMBERS, now).await?;
+    let first_slot = seed::eight_today_in_seoul();
     for g in 0..GROUPS {
-        let group = study_group::ActiveModel {
-            name: Set(format!("bench group {g}")),
-            is_secret: Set(false),
-            invite_code: Set(format!("benchcode{g:07}")),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
+        let group_id = seed::group_of(
+            db,
+            format!("bench group {g}"),
+            format!("benchcode{g:07}"),
+            &members,
+            now,
+        )
         .await?;
-        for m in 1..=MEMBERS {
-            membership::ActiveModel {
-                group_id: Set(group.id),
-                member_id: Set(m),
-                created_at: Set(now),
-                ..Default::default()
-            }
-            .insert(db)
-            .await?;
-            rank::ActiveModel {
-                group_id: Set(group.id),
-                member_id: Set(m),
-                duration_ms: Set(0),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(db)
-            .await?;
-        }
-        for r in 0..ROOMS_PER_GROUP {
-            let start = first_slot + ChronoDuration::minutes(30 * r);
-            let end = start + ChronoDuration::minutes(25);
-            let room = room::ActiveModel {
-                group_id: Set(group.id),
-                start_at: Set(start),
-                end_at: Set(end),
-                created_at: Set(now),
-                ..Default::default()
-            }
-            .insert(db)
-            .await?;
-            for k in 0..MEMBERS_PER_ROOM {
-                reservation::ActiveModel {
-                    room_id: Set(room.id),
-                    member_id: Set(1 + ((r as usize * 7 + k * 13) % MEMBERS as usize) as i64),
-                    group_id: Set(group.id),
-                    start_at: Set(start),
-                    end_at: Set(end),
-                    client_present: Set(false),
-                    sfu_present: Set(false),
-                    credited_ms: Set(0),
-                    created_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(db)
-                .await?;
-            }
-        }
+        seed::booked_rooms(
+            db,
+            group_id,
+            first_slot,
+            ROOMS_PER_GROUP,
+            &members,
+            MEMBERS_PER_ROOM,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
-use sea_orm::{ActiveModelTrait, Database, Set, TransactionTrait};
+use sea_orm::{Database, TransactionTrait};
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support/seed.rs"]
+mod seed;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -82,55 +85,18 @@ async fn main() -> anyhow::Result<()> {
     // Seed members and groups straight into the database; every member is in every group.
     let db = Database::connect(db_url.as_str()).await?;
     {
-        use ppodok_api::db::entities::{member, membership, rank, study_group};
         let now = Utc::now().naive_utc();
         let txn = db.begin().await?;
-        let mut member_ids = Vec::new();
-        for m in 0..members {
-            let row = member::ActiveModel {
-                name: Set(format!("fan-{m}")),
-                provider: Set("dev".into()),
-                provider_user_id: Set(Some(format!("fan-{m}"))),
-                status: Set(member::STATUS_REGULAR.into()),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
-            member_ids.push(row.id);
-        }
+        let member_ids = seed::members(&txn, "fan", members, now).await?;
         for g in 0..groups {
-            let group = study_group::ActiveModel {
-                name: Set(format!("fan group {g}")),
-                is_secret: Set(false),
-                invite_code: Set(format!("fanoutcode{g:06}")),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
+            seed::group_of(
+                &txn,
+                format!("fan group {g}"),
+                format!("fanoutcode{g:06}"),
+                &member_ids,
+                now,
+            )
             .await?;
-            for m in &member_ids {
-                membership::ActiveModel {
-                    group_id: Set(group.id),
-                    member_id: Set(*m),
-                    created_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(&txn)
-                .await?;
-                rank::ActiveModel {
-                    group_id: Set(group.id),
-                    member_id: Set(*m),
-                    duration_ms: Set(0),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(&txn)
-                .await?;
-            }
         }
         txn.commit().await?;
     }

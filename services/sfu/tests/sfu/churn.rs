@@ -18,7 +18,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{now, sfu_binary, spawn_sfu_binary};
+use crate::helpers::{now, sfu_binary, spawn_listening};
 use crate::signal::{connect_at, send};
 
 const KEY: &str = "churn-key";
@@ -44,7 +44,7 @@ impl Drop for Server {
 fn start() -> Server {
     let mut command = sfu_binary(KEY, SECRET);
     command.env("PPODOK_SFU__TELEMETRY__FILTER", "error");
-    let (child, port) = spawn_sfu_binary(command);
+    let (child, port) = spawn_listening(command);
     Server { child, port }
 }
 

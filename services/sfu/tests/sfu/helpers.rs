@@ -399,25 +399,36 @@ pub fn sfu_binary(api_key: &str, api_secret: &str) -> std::process::Command {
     command
 }
 
-/// Spawns the `ppodok-sfu` binary as `command` sets it up (stdout is taken over) and returns it
-/// with the port from its `listening on http://127.0.0.1:PORT` line; the rest of its stdout is
-/// read and dropped.
-pub fn spawn_sfu_binary(mut command: std::process::Command) -> (std::process::Child, u16) {
+/// Spawns a service binary as `command` sets it up (stdout is taken over) and returns it with the
+/// port from its `listening on http://127.0.0.1:PORT` line, which must come within 60 s; the rest
+/// of its stdout is read and dropped.
+pub fn spawn_listening(mut command: std::process::Command) -> (std::process::Child, u16) {
     use std::io::BufRead;
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .expect("the SFU binary starts");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the SFU listens before exiting")
-            .unwrap();
-        if let Some(rest) = line.split("127.0.0.1:").nth(1) {
-            break rest.trim().parse().expect("a port");
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(port) = line
+                .split("listening on http://127.0.0.1:")
+                .nth(1)
+                .and_then(|p| p.trim().parse::<u16>().ok())
+            {
+                let _ = tx.send(port);
+            }
         }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, port)
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(port) => (child, port),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the binary printed no listening line within 60 s");
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -12,16 +12,12 @@ use hyper_util::rt::TokioIo;
 use livekit_protocol as lk;
 use lk::signal_request::Message as In;
 use lk::signal_response::Message as Out;
-use prost::Message as _;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{now, spawn_sfu_with, TestSfu};
+use crate::signal::{next, send, Ws};
 use ppodok_tokens::livekit::VideoGrant;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One request the receiver got.
 #[derive(Debug)]
@@ -111,22 +107,6 @@ async fn connect(sfu: &TestSfu, token: &str) -> Ws {
     crate::signal::connect(sfu, token).await.unwrap()
 }
 
-async fn next(ws: &mut Ws) -> Out {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Binary(data) = frame {
-            return lk::SignalResponse::decode(data.as_ref())
-                .unwrap()
-                .message
-                .unwrap();
-        }
-    }
-}
-
 /// The first message matching `pick`, skipping others.
 async fn wait_for<T>(ws: &mut Ws, mut pick: impl FnMut(Out) -> Option<T>) -> T {
     loop {
@@ -134,11 +114,6 @@ async fn wait_for<T>(ws: &mut Ws, mut pick: impl FnMut(Out) -> Option<T>) -> T {
             return t;
         }
     }
-}
-
-async fn send(ws: &mut Ws, msg: In) {
-    let frame = lk::SignalRequest { message: Some(msg) }.encode_to_vec();
-    ws.send(Message::Binary(frame.into())).await.unwrap();
 }
 
 async fn join(sfu: &TestSfu, identity: &str, room: &str) -> Ws {

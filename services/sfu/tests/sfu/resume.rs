@@ -9,7 +9,7 @@ use lk::signal_response::Message as Out;
 use serde_json::Value;
 
 use crate::helpers::{spawn_sfu_with, Browser, TestSfu};
-use crate::signal::{next_non_trickle, Ws};
+use crate::signal::{next_non_trickle, rtc_url, Ws};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -18,11 +18,7 @@ async fn spawn_resumable() -> TestSfu {
 }
 
 async fn dial(sfu: &TestSfu, identity: &str, resume_sid: Option<&str>) -> Ws {
-    let mut url = format!(
-        "{}/rtc?access_token={}&auto_subscribe=1&sdk=rust&protocol=16",
-        sfu.ws_url(),
-        sfu.token(identity, "r")
-    );
+    let mut url = rtc_url(&sfu.ws_url(), &sfu.token(identity, "r"));
     if let Some(sid) = resume_sid {
         url.push_str(&format!("&reconnect=1&sid={sid}"));
     }

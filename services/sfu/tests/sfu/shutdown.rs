@@ -12,7 +12,7 @@ use lk::signal_request::Message as In;
 use lk::signal_response::Message as Out;
 use ppodok_tokens::livekit::{LivekitKeys, VideoGrant};
 
-use crate::helpers::{now, sfu_binary, spawn_sfu_binary};
+use crate::helpers::{now, sfu_binary, spawn_listening};
 use crate::signal::{connect_at, next_non_trickle, send, Ws};
 
 const KEY: &str = "shutdown-key";
@@ -70,7 +70,7 @@ fn start(cluster: bool) -> Node {
             .env("PPODOK_SFU__CLUSTER__REFRESH_MILLIS", "200")
             .env("PPODOK_SFU__CLUSTER__TTL_MILLIS", "5000");
     }
-    let (child, port) = spawn_sfu_binary(command);
+    let (child, port) = spawn_listening(command);
     Node {
         child,
         port,

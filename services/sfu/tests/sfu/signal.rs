@@ -19,10 +19,15 @@ pub(crate) async fn connect(sfu: &TestSfu, token: &str) -> Result<Ws, tungstenit
     connect_at(&sfu.ws_url(), token).await
 }
 
+/// The URL of LiveKit's signalling socket at `ws_base` (`ws://host:port`), as a Rust SDK client
+/// dials it.
+pub(crate) fn rtc_url(ws_base: &str, token: &str) -> String {
+    format!("{ws_base}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16")
+}
+
 /// Opens LiveKit's signalling socket at `ws_base` (`ws://host:port`) as a Rust SDK client would.
 pub(crate) async fn connect_at(ws_base: &str, token: &str) -> Result<Ws, tungstenite::Error> {
-    let url = format!("{ws_base}/rtc?access_token={token}&auto_subscribe=1&sdk=rust&protocol=16");
-    tokio_tungstenite::connect_async(url)
+    tokio_tungstenite::connect_async(rtc_url(ws_base, token))
         .await
         .map(|(ws, _)| ws)
 }

@@ -13,7 +13,6 @@
 //! The API binary is the one `cargo test --workspace` built before this package's tests
 //! (target/debug/ppodok-api, refused when older than its sources); the SFU is this package's.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,32 +99,15 @@ impl Drop for Proc {
 
 /// Starts `binary` and reads its port from the `listening on http://127.0.0.1:PORT` line.
 fn start(binary: &Path, env: &[(&str, String)]) -> Proc {
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "RUST_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(port) = line
-                .split("listening on http://127.0.0.1:")
-                .nth(1)
-                .and_then(|p| p.trim().parse::<u16>().ok())
-            {
-                let _ = tx.send(port);
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{} did not start within 60 s", binary.display()));
+        .stderr(Stdio::inherit());
+    let (child, port) = crate::helpers::spawn_listening(command);
     Proc { child, port }
 }
 
