@@ -35,8 +35,9 @@
 // {"event":"trackSubscribed"|"trackUnsubscribed"|"trackUnpublished"|"trackMuted"|"trackUnmuted",
 //  "identity":…,"kind":…,"source":…,"sid":…} (remote tracks),
 // {"event":"inbound","identity":…,"source":…,"kind":…,"sinceConnectMs":…,"framesDecoded":…,
-//  "frameWidth":…,"totalSamplesReceived":…,"freezeCount":…,"pliCount":…} every 250 ms per
-//  subscribed track (from its receiver's inbound-rtp stats),
+//  "frameWidth":…,"totalSamplesReceived":…,"freezeCount":…,"pliCount":…,"senderReports":…,
+//  "reportedPacketsSent":…} every 250 ms per subscribed track (from its receiver's inbound-rtp
+//  stats, and the remote-outbound-rtp stats of the sender reports it got),
 // {"event":"outbound","source":…,"rid":"q"|"h"|"f","active":…,"framesSent":…,"frameWidth":…}
 //  every 250 ms per layer of each local video track (its sender's outbound-rtp stats),
 // {"event":"stats",…}, {"event":"done"}; {"event":"fatal","message":…} on harness failure.
@@ -345,6 +346,8 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates, connectOpti
         }
         report.forEach((s) => {
           if (s.type !== 'inbound-rtp') return;
+          // What the sender's RTCP sender reports told this receiver (none yet: absent).
+          const remote = s.remoteId ? report.get(s.remoteId) : undefined;
           window.emit({
             event: 'inbound',
             identity: p.identity,
@@ -359,6 +362,8 @@ async function inPage(scenario, wsUrl, token, debug, hideCandidates, connectOpti
             pliCount: s.pliCount ?? 0,
             nackCount: s.nackCount ?? 0,
             packetsLost: s.packetsLost ?? 0,
+            senderReports: remote?.reportsSent ?? 0,
+            reportedPacketsSent: remote?.packetsSent ?? 0,
           });
         });
       }

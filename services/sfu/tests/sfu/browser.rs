@@ -252,6 +252,15 @@ async fn subscribers_decode_forwarded_video_and_audio_and_a_late_joiner_sees_bot
             "{other}'s camera decoded: {} → {} frames, width {}",
             n, later["framesDecoded"], later["frameWidth"]
         );
+        // Both streams' sender reports (the SFU's own, one a second) reach the browser, which
+        // needs them to sync audio with video.
+        for source in ["camera", "microphone"] {
+            page.wait_inbound(other, source, T, |v| {
+                v["senderReports"].as_u64() >= Some(1)
+                    && v["reportedPacketsSent"].as_u64() > Some(0)
+            })
+            .await;
+        }
         // Audio: samples received, and rising.
         let first = page
             .wait_inbound(other, "microphone", T, |v| {
