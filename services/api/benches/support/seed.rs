@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use chrono::NaiveDateTime;
-use ppodok_api::db::entities::{member, membership, rank, reservation, room, study_group};
+use ppodok_api::db::entities::{member, reservation, room, study_group};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
 
 /// Inserts `count` regular members named `{prefix}-{n}` with no profile picture (as dev login
@@ -35,8 +35,8 @@ pub async fn members(
     Ok(ids)
 }
 
-/// Inserts a public group and makes each of `members` a member of it, with a zero rank; returns
-/// the group's id.
+/// Inserts a public group and makes each of `members` a member of it (the domain's join: a
+/// membership and a zero rank); returns the group's id.
 pub async fn group_of(
     db: &impl ConnectionTrait,
     name: String,
@@ -55,24 +55,7 @@ pub async fn group_of(
     .insert(db)
     .await?;
     for member in members {
-        membership::ActiveModel {
-            group_id: Set(group.id),
-            member_id: Set(*member),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
-        rank::ActiveModel {
-            group_id: Set(group.id),
-            member_id: Set(*member),
-            duration_ms: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
+        ppodok_api::membership::join(db, group.id, *member).await?;
     }
     Ok(group.id)
 }

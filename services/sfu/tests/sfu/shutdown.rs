@@ -101,6 +101,13 @@ impl Node {
         }
     }
 
+    /// Waits for the node to stop (within [`STOPS_WITHIN`], else fails with `why`) and checks
+    /// that it exited cleanly.
+    async fn stops_cleanly(&mut self, why: &str) {
+        let status = self.exit_within(STOPS_WITHIN).await.expect(why);
+        assert!(status.success(), "{why}: {status}");
+    }
+
     /// The node's registry record (JSON), or `None` once it is gone.
     fn record(&self) -> Option<serde_json::Value> {
         let prefix = self.prefix.as_deref().expect("a cluster node");
@@ -181,11 +188,8 @@ async fn sigterm_drains_a_cluster_node_until_its_last_room_ends_then_it_deregist
 
     send(&mut ws, In::Leave(lk::LeaveRequest::default())).await;
     drop(ws);
-    let status = node
-        .exit_within(STOPS_WITHIN)
-        .await
-        .expect("the node stops once its last room has ended");
-    assert!(status.success(), "a drained node exits cleanly: {status}");
+    node.stops_cleanly("a drained node stops once its last room has ended")
+        .await;
     assert!(node.record().is_none(), "the stopped node deregistered");
 }
 
@@ -196,11 +200,8 @@ async fn a_second_sigterm_stops_a_draining_node_at_once() {
     node.sigterm();
     node.wait_draining().await;
     node.sigterm();
-    let status = node
-        .exit_within(STOPS_WITHIN)
-        .await
-        .expect("the second SIGTERM stops the node with its room still live");
-    assert!(status.success(), "{status}");
+    node.stops_cleanly("the second SIGTERM stops the node with its room still live")
+        .await;
     assert!(node.record().is_none(), "the stopped node deregistered");
 }
 
@@ -209,9 +210,5 @@ async fn sigterm_stops_a_node_alone_at_once() {
     let mut node = start(false);
     let _ws = node.join("carol", "shutdown-room-3").await;
     node.sigterm();
-    let status = node
-        .exit_within(STOPS_WITHIN)
-        .await
-        .expect("a node alone stops on SIGTERM");
-    assert!(status.success(), "{status}");
+    node.stops_cleanly("a node alone stops on SIGTERM").await;
 }
