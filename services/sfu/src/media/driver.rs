@@ -31,6 +31,8 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::io::Interest;
 use tokio::sync::{mpsc, Notify};
 
 use super::interceptors::asks_for_keyframe;
@@ -152,6 +154,17 @@ pub(super) fn bind(ip: IpAddr, port: u16) -> std::io::Result<Vec<std::net::UdpSo
         .collect()
 }
 
+/// Registers `socket` with the runtime for read readiness only. With write interest too (what
+/// `tokio::net::UdpSocket` registers), every datagram sent, once the kernel frees it, queues a
+/// writable event on the runtime's epoll and wakes a parked worker for a readiness nobody waits
+/// on: sends never wait (a full buffer loses the datagram).
+fn watch_reads(socket: std::net::UdpSocket) -> std::io::Result<AsyncFd<std::net::UdpSocket>> {
+    // SAFETY: the `AsyncFd` owns the socket, whose descriptor stays open and the same until the
+    // `AsyncFd` drops it.
+    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
 fn is_link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => ip.is_link_local(),
@@ -171,7 +184,7 @@ impl Shared {
         for socket in sockets {
             let local = socket.local_addr().map_err(super::rtc_err)?;
             let send = socket.try_clone().map_err(super::rtc_err)?;
-            let recv = tokio::net::UdpSocket::from_std(socket).map_err(super::rtc_err)?;
+            let recv = watch_reads(socket).map_err(super::rtc_err)?;
             sending.push(Socket { local, send });
             receiving.push((local, recv));
         }
@@ -561,17 +574,22 @@ impl Core {
     }
 }
 
-/// Receives on any of `sockets`: the index of the one that got a datagram, and what it got.
-async fn recv_any(
-    sockets: &[(SocketAddr, tokio::net::UdpSocket)],
-    buf: &mut [u8],
-) -> (usize, std::io::Result<(usize, SocketAddr)>) {
+/// The receiving half of a PeerConnection's sockets: each one's address, registered for read
+/// readiness.
+type Receivers = Vec<(SocketAddr, AsyncFd<std::net::UdpSocket>)>;
+
+/// Waits until one of `sockets` is readable: its index and its readiness, which the reader
+/// clears by reading until the socket would block.
+async fn readable_any(
+    sockets: &Receivers,
+) -> (
+    usize,
+    std::io::Result<AsyncFdReadyGuard<'_, std::net::UdpSocket>>,
+) {
     std::future::poll_fn(|cx| {
         for (i, (_, socket)) in sockets.iter().enumerate() {
-            let mut read = tokio::io::ReadBuf::new(&mut *buf);
-            if let Poll::Ready(got) = socket.poll_recv_from(cx, &mut read) {
-                let n = read.filled().len();
-                return Poll::Ready((i, got.map(|from| (n, from))));
+            if let Poll::Ready(ready) = socket.poll_read_ready(cx) {
+                return Poll::Ready((i, ready));
             }
         }
         Poll::Pending
@@ -581,7 +599,7 @@ async fn recv_any(
 
 /// The driver: reads datagrams, fires timers, and delivers what the core reports, until the
 /// PeerConnection is closed or dropped.
-async fn drive(this: Arc<Shared>, sockets: Vec<(SocketAddr, tokio::net::UdpSocket)>, sink: Sink) {
+async fn drive(this: Arc<Shared>, sockets: Receivers, sink: Sink) {
     let weak = Arc::downgrade(&this);
     let mut buf = vec![0u8; DATAGRAM];
     let mut out = Drained::default();
@@ -616,20 +634,22 @@ async fn drive(this: Arc<Shared>, sockets: Vec<(SocketAddr, tokio::net::UdpSocke
         tokio::select! {
             biased;
             () = this.wake.notified() => {}
-            (i, got) = recv_any(&sockets, &mut buf) => {
+            (i, ready) = readable_any(&sockets) => {
                 let now = Instant::now();
-                let (local, socket) = &sockets[i];
+                let local = sockets[i].0;
                 let mut guard = this.lock();
                 let Some(core) = guard.as_mut() else { break };
-                match got {
-                    Ok((n, from)) => core.read(now, *local, from, &buf[..n]),
-                    // An ICMP error for an earlier send: nothing to read.
-                    Err(e) => tracing::trace!(error = %e, "a receive failed"),
-                }
+                // Readiness fails only once the runtime's I/O driver is gone (shutdown).
+                let Ok(mut ready) = ready else { break };
+                // Up to a burst, then the core's outputs are drained; a socket left readable
+                // is picked up again on the next pass.
                 for _ in 0..READ_BURST {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => core.read(now, *local, from, &buf[..n]),
-                        Err(_) => break,
+                    match ready.try_io(|socket| socket.get_ref().recv_from(&mut buf)) {
+                        Ok(Ok((n, from))) => core.read(now, local, from, &buf[..n]),
+                        // An ICMP error for an earlier send: nothing to read.
+                        Ok(Err(e)) => tracing::trace!(error = %e, "a receive failed"),
+                        // Drained: readiness cleared until the next datagram.
+                        Err(_would_block) => break,
                     }
                 }
             }
@@ -643,5 +663,59 @@ async fn drive(this: Arc<Shared>, sockets: Vec<(SocketAddr, tokio::net::UdpSocke
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    /// The events `fd` is registered for in this process's epoll instances (the runtimes'), from
+    /// the kernel's own account of them (`/proc/self/fdinfo`); `None` if it is in none.
+    fn epoll_events_of(fd: i32) -> Option<u32> {
+        for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+            let is_epoll = std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[eventpoll]");
+            if !is_epoll {
+                continue;
+            }
+            let info = entry.file_name();
+            let Ok(info) =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", info.to_string_lossy()))
+            else {
+                continue;
+            };
+            // Lines such as "tfd:       12 events: 80002001 data: ...".
+            for line in info.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if let ["tfd:", tfd, "events:", events, ..] = fields[..] {
+                    if tfd.parse() == Ok(fd) {
+                        return u32::from_str_radix(events, 16).ok();
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// A PeerConnection's sockets wake the runtime when a datagram arrives and not when one it
+    /// sent leaves: the forwarding path sends tens of thousands a second, and each writable event
+    /// would wake a parked worker for nothing.
+    #[tokio::test]
+    async fn a_peerconnections_sockets_wake_the_runtime_for_reads_only() {
+        const EPOLLIN: u32 = 0x001;
+        const EPOLLOUT: u32 = 0x004;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let fd = socket.as_raw_fd();
+        let watched = super::watch_reads(socket).unwrap();
+        let events = epoll_events_of(fd).expect("the socket is registered with the runtime");
+        assert_ne!(
+            events & EPOLLIN,
+            0,
+            "read readiness is watched: {events:#x}"
+        );
+        assert_eq!(events & EPOLLOUT, 0, "write readiness is not: {events:#x}");
+        drop(watched);
     }
 }
