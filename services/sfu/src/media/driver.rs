@@ -231,6 +231,16 @@ impl Shared {
         out
     }
 
+    /// The descriptors the core sends on (duplicates of the driver's receiving ones).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(super) fn sending_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.lock()
+            .as_ref()
+            .map(|core| core.sockets.iter().map(|s| s.send.as_raw_fd()).collect())
+            .unwrap_or_default()
+    }
+
     /// Wakes the driver (to pick up what a caller changed under the lock).
     pub(super) fn wake(&self) {
         self.wake.notify_one();
@@ -668,7 +678,7 @@ async fn drive(this: Arc<Shared>, sockets: Receivers, sink: Sink) {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use std::os::fd::AsRawFd;
+    use super::super::link::connected_link;
 
     /// The events `fd` is registered for in this process's epoll instances (the runtimes'), from
     /// the kernel's own account of them (`/proc/self/fdinfo`); `None` if it is in none.
@@ -698,24 +708,46 @@ mod tests {
         None
     }
 
-    /// A PeerConnection's sockets wake the runtime when a datagram arrives and not when one it
-    /// sent leaves: the forwarding path sends tens of thousands a second, and each writable event
-    /// would wake a parked worker for nothing.
+    /// Every descriptor of this process open on the same socket as `fd` (`fd` included).
+    fn descriptors_of_the_socket_of(fd: i32) -> Vec<i32> {
+        let socket = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("an open socket");
+        std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .flatten()
+            .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|t| t == socket))
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// A connected SFU PeerConnection's sockets wake the runtime when a datagram arrives and not
+    /// when one it sent leaves: the forwarding path sends tens of thousands a second, and each
+    /// writable event would wake a parked worker for nothing.
     #[tokio::test]
     async fn a_peerconnections_sockets_wake_the_runtime_for_reads_only() {
         const EPOLLIN: u32 = 0x001;
         const EPOLLOUT: u32 = 0x004;
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let fd = socket.as_raw_fd();
-        let watched = super::watch_reads(socket).unwrap();
-        let events = epoll_events_of(fd).expect("the socket is registered with the runtime");
-        assert_ne!(
-            events & EPOLLIN,
-            0,
-            "read readiness is watched: {events:#x}"
-        );
-        assert_eq!(events & EPOLLOUT, 0, "write readiness is not: {events:#x}");
-        drop(watched);
+        let link = connected_link(false).await;
+        let sending = link.sfu_pc.shared().sending_fds();
+        assert!(!sending.is_empty(), "the PeerConnection has its sockets");
+        for fd in sending {
+            let registered: Vec<u32> = descriptors_of_the_socket_of(fd)
+                .into_iter()
+                .filter_map(epoll_events_of)
+                .collect();
+            assert_eq!(
+                registered.len(),
+                1,
+                "the socket is watched once: {registered:x?}"
+            );
+            let events = registered[0];
+            assert_ne!(
+                events & EPOLLIN,
+                0,
+                "read readiness is watched: {events:#x}"
+            );
+            assert_eq!(events & EPOLLOUT, 0, "write readiness is not: {events:#x}");
+        }
+        link.sfu_pc.close().await;
+        link.client_pc.close().await;
     }
 }

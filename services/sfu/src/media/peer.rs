@@ -214,6 +214,14 @@ impl Drop for Peer {
     }
 }
 
+#[cfg(test)]
+impl Peer {
+    /// The core this PeerConnection shares with its driver (for the driver's tests).
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.core
+    }
+}
+
 impl Peer {
     pub fn role(&self) -> Role {
         self.role
