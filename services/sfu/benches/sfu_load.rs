@@ -365,7 +365,12 @@ async fn participant(
     let (data_tx, mut data_rx) = mpsc::channel(16);
     tokio::spawn(async move { while data_rx.recv().await.is_some() {} });
     let sub: Peer = engine
-        .create_peer(Role::Subscriber, ev_tx.clone(), data_tx.clone())
+        .create_peer(
+            "generator",
+            Role::Subscriber,
+            ev_tx.clone(),
+            data_tx.clone(),
+        )
         .await?;
     let mut publisher: Option<Peer> = None;
     let mut pending: HashMap<Role, Vec<String>> = HashMap::new();
@@ -386,7 +391,7 @@ async fn participant(
                     Out::Join(_) => {
                         joined = true;
                         if let Some(base) = p.publishes {
-                            let pc = engine.create_peer(Role::Publisher, ev_tx.clone(), data_tx.clone()).await?;
+                            let pc = engine.create_peer("generator", Role::Publisher, ev_tx.clone(), data_tx.clone()).await?;
                             let stream = format!("stream-{base}");
                             for (kind, cid, ty, source) in [
                                 (Kind::Video, format!("v{base}"), lk::TrackType::Video, lk::TrackSource::Camera),

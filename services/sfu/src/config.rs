@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
+/// More media threads than this is a typo, not a machine.
+const MAX_MEDIA_THREADS: usize = 256;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -92,6 +94,19 @@ pub struct RtcSettings {
     pub nat_1to1_ips: Vec<String>,
     #[serde(default)]
     pub ice_servers: Vec<IceServerSettings>,
+    /// Threads that drive PeerConnections, a room to a thread; 0 = one per CPU core.
+    #[serde(default)]
+    pub media_threads: usize,
+}
+
+impl RtcSettings {
+    /// How many media threads to start (`media_threads`, or one per core for 0).
+    pub fn media_thread_count(&self) -> usize {
+        match self.media_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -180,6 +195,11 @@ impl Settings {
         if self.signal.token_refresh_secs == 0 {
             return Err("signal.token_refresh_secs must be non-zero".into());
         }
+        if self.rtc.media_threads > MAX_MEDIA_THREADS {
+            return Err(format!(
+                "rtc.media_threads must be 0 (one per core) to {MAX_MEDIA_THREADS}"
+            ));
+        }
         for entry in &self.rtc.nat_1to1_ips {
             if crate::media::NatMapping::parse(entry).is_none() {
                 return Err(format!(
@@ -228,6 +248,11 @@ mod tests {
         assert!(s.webhook.urls.is_empty());
         assert!(!s.cluster.enabled(), "alone by default: no Redis");
         assert!(s.validate().is_ok());
+        assert_eq!(
+            s.rtc.media_threads, 0,
+            "one media thread per core by default"
+        );
+        assert!(s.rtc.media_thread_count() >= 1);
     }
 
     #[test]
@@ -247,6 +272,9 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = Settings::defaults();
         s.signal.token_refresh_secs = 0;
+        assert!(s.validate().is_err());
+        let mut s = Settings::defaults();
+        s.rtc.media_threads = 100_000;
         assert!(s.validate().is_err());
         let mut s = Settings::defaults();
         s.rtc.nat_1to1_ips = vec!["sfu.example.com".into()];

@@ -340,7 +340,13 @@ pub async fn route(
         "" if method == Method::GET || method == Method::HEAD => text(StatusCode::OK, "OK"),
         "/health" | "/video/health" => text(StatusCode::OK, "OK"),
         "/metrics" => {
-            let mut res = text(StatusCode::OK, &state.signal.metrics.render());
+            let mut res = text(
+                StatusCode::OK,
+                &state
+                    .signal
+                    .metrics
+                    .render(state.signal.media.media_thread_tasks()),
+            );
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -105,7 +105,7 @@ impl Metrics {
             sessions: gauge("sfu_sessions", "Signalling sessions alive"),
             runtime_tasks: gauge(
                 "sfu_runtime_tasks",
-                "Tokio tasks alive in the SFU's runtime (sampled per scrape)",
+                "Tokio tasks alive in the SFU's runtime and on its media threads (sampled per scrape)",
             ),
             signal_connections: counter(
                 "sfu_signal_connections_total",
@@ -285,10 +285,12 @@ impl Metrics {
         metrics
     }
 
-    pub fn render(&self) -> String {
+    /// The text exposition; `media_thread_tasks` (the drivers on the media threads) counts in
+    /// `sfu_runtime_tasks` with the current runtime's tasks.
+    pub fn render(&self, media_thread_tasks: usize) -> String {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.runtime_tasks
-                .set(rt.metrics().num_alive_tasks() as i64);
+                .set((rt.metrics().num_alive_tasks() + media_thread_tasks) as i64);
         }
         let mut buf = Vec::new();
         TextEncoder::new()

@@ -277,7 +277,12 @@ pub async fn run<S>(
     // cannot carry media for is refused before anyone sees it, with the reason.
     let subscriber = match ctx
         .media
-        .create_peer(Role::Subscriber, media_tx.clone(), data_tx.clone())
+        .create_peer(
+            &grant.room,
+            Role::Subscriber,
+            media_tx.clone(),
+            data_tx.clone(),
+        )
         .await
     {
         Ok(peer) => peer,
@@ -1107,7 +1112,12 @@ where
             match self
                 .ctx
                 .media
-                .create_peer(Role::Publisher, self.media_tx.clone(), self.data_tx.clone())
+                .create_peer(
+                    &self.room,
+                    Role::Publisher,
+                    self.media_tx.clone(),
+                    self.data_tx.clone(),
+                )
                 .await
             {
                 Ok(peer) => self.publisher = Some(peer),

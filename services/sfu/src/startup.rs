@@ -59,7 +59,8 @@ impl Application {
                     .collect(),
             },
             metrics.wire.clone(),
-        );
+        )
+        .with_media_threads(settings.rtc.media_thread_count())?;
         let keys = LivekitKeys::new(&settings.livekit.api_key, &settings.livekit.api_secret);
         let webhooks = Webhooks::start(
             settings.webhook.urls.clone(),

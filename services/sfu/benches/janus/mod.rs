@@ -488,7 +488,7 @@ pub async fn participant(
             .await?;
         my_feed = joined["plugindata"]["data"]["id"].as_u64();
         let pc = engine
-            .create_peer(Role::Publisher, ev_tx.clone(), data_tx.clone())
+            .create_peer("generator", Role::Publisher, ev_tx.clone(), data_tx.clone())
             .await?;
         let stream = format!("stream-{base}");
         let video = pc
@@ -537,7 +537,12 @@ pub async fn participant(
         .map(|f| json!({"feed": f}))
         .collect();
     let sub = engine
-        .create_peer(Role::Subscriber, ev_tx.clone(), data_tx.clone())
+        .create_peer(
+            "generator",
+            Role::Subscriber,
+            ev_tx.clone(),
+            data_tx.clone(),
+        )
         .await?;
     let handle = janus.attach(session).await?;
     handles.lock().unwrap().insert(Role::Subscriber, handle);

@@ -173,12 +173,15 @@ fn is_link_local(ip: &IpAddr) -> bool {
 }
 
 impl Shared {
-    /// Wraps `pc` with its sockets and starts its driver on the current runtime.
+    /// Wraps `pc` with its sockets and starts its driver on `runtime`, or on the current one.
     pub(super) fn start(
         pc: RTCPeerConnection,
         sockets: Vec<std::net::UdpSocket>,
         sink: Sink,
+        runtime: Option<&tokio::runtime::Handle>,
     ) -> Result<Arc<Self>, MediaError> {
+        // The sockets are registered with the I/O driver of the runtime their driver runs on.
+        let _entered = runtime.map(|r| r.enter());
         let mut sending = Vec::with_capacity(sockets.len());
         let mut receiving = Vec::with_capacity(sockets.len());
         for socket in sockets {

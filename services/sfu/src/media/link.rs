@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 
-fn settings() -> MediaSettings {
+pub(super) fn settings() -> MediaSettings {
     MediaSettings {
         bind_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         port_range: (0, 0),
@@ -75,20 +75,27 @@ pub(super) struct Link {
 }
 
 pub(super) async fn connected_link(sfu_chain_of_clients: bool) -> Link {
-    let (sfu, client) = (
-        if sfu_chain_of_clients {
-            MediaEngine::for_clients(settings(), WireCounters::default())
-        } else {
-            MediaEngine::new(settings(), WireCounters::default())
-        },
-        MediaEngine::for_clients(settings(), WireCounters::default()),
-    );
+    let sfu = if sfu_chain_of_clients {
+        MediaEngine::for_clients(settings(), WireCounters::default())
+    } else {
+        MediaEngine::new(settings(), WireCounters::default())
+    };
+    let client = MediaEngine::for_clients(settings(), WireCounters::default());
+    link_between(&sfu, &client, "link").await
+}
+
+/// A [`Link`] from `sfu`'s PeerConnection to `client`'s, the client's in `client_room`.
+pub(super) async fn link_between(
+    sfu: &MediaEngine,
+    client: &MediaEngine,
+    client_room: &str,
+) -> Link {
     let (sfu_tx, mut sfu_events) = mpsc::unbounded_channel();
     let (client_tx, mut client_events) = mpsc::unbounded_channel();
     let (data_tx, mut data_rx) = mpsc::channel(16);
     tokio::spawn(async move { while data_rx.recv().await.is_some() {} });
     let mut sfu_pc = sfu
-        .create_peer(Role::Subscriber, sfu_tx, data_tx.clone())
+        .create_peer("link", Role::Subscriber, sfu_tx, data_tx.clone())
         .await
         .expect("SFU PC");
     // As the SFU's subscriber PCs have: an SCTP association beside the media.
@@ -97,7 +104,7 @@ pub(super) async fn connected_link(sfu_chain_of_clients: bool) -> Link {
         .await
         .expect("data channels");
     let client_pc = client
-        .create_peer(Role::Subscriber, client_tx, data_tx)
+        .create_peer(client_room, Role::Subscriber, client_tx, data_tx)
         .await
         .expect("client PC");
     let down = sfu_pc

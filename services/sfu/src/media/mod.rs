@@ -17,6 +17,7 @@ mod nat;
 mod peer;
 #[cfg(test)]
 mod tests;
+mod threads;
 mod track;
 
 pub use codecs::AUDIO_LEVEL_URI;

@@ -29,6 +29,7 @@ use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
 use super::driver::{bind, Shared, Sink};
 use super::interceptors::{interceptor_chain, register_nack_feedback, Chain, WireCounters};
 use super::nat::NatMapping;
+use super::threads::{MediaThreads, Placement};
 use super::track::DownTrack;
 use super::{bad_sdp, rtc_err, Kind, MediaError, MediaEvent, Role};
 
@@ -47,6 +48,9 @@ pub struct MediaEngine {
     next_port: AtomicU32,
     /// Which interceptors a PeerConnection gets (see [`Chain`]).
     chain: Chain,
+    /// Where PeerConnections are driven: on threads of their own, a room to a thread, or (none)
+    /// on the runtime that creates them.
+    threads: Option<Arc<MediaThreads>>,
 }
 
 /// A message a client sent on one of its data channels.
@@ -70,7 +74,20 @@ impl MediaEngine {
             counters,
             next_port: AtomicU32::new(0),
             chain: Chain::Sfu,
+            threads: None,
         }
+    }
+
+    /// Drives this engine's PeerConnections on `count` media threads of their own (see
+    /// [`MediaThreads`]) instead of on the runtime that creates them.
+    pub fn with_media_threads(mut self, count: usize) -> std::io::Result<Self> {
+        self.threads = Some(MediaThreads::start(count)?);
+        Ok(self)
+    }
+
+    /// Tasks alive on the media threads (their PeerConnections' drivers); 0 without them.
+    pub fn media_thread_tasks(&self) -> usize {
+        self.threads.as_ref().map_or(0, |t| t.alive_tasks())
     }
 
     /// An engine for clients (load generators, tests): both directions' interceptors on every
@@ -105,9 +122,11 @@ impl MediaEngine {
                 .any(|port| std::net::UdpSocket::bind((self.settings.bind_ip, port)).is_ok())
     }
 
-    /// A new PeerConnection for `role`, reporting on `events`.
+    /// A new PeerConnection for `role` in `room`, reporting on `events`. With media threads, a
+    /// room's PeerConnections are driven on the same one.
     pub async fn create_peer(
         &self,
+        room: &str,
         role: Role,
         events: UnboundedSender<MediaEvent>,
         data: mpsc::Sender<IncomingData>,
@@ -121,7 +140,8 @@ impl MediaEngine {
                         events,
                         data,
                     };
-                    return self.build(role, sockets, sink);
+                    let placement = self.threads.as_ref().map(|t| t.place(room));
+                    return self.build(role, sockets, sink, placement);
                 }
                 Err(e) => {
                     tracing::debug!(port, error = %e, "cannot bind a PeerConnection's port")
@@ -136,6 +156,7 @@ impl MediaEngine {
         role: Role,
         sockets: Vec<std::net::UdpSocket>,
         sink: Sink,
+        placement: Option<Placement>,
     ) -> Result<Peer, MediaError> {
         let mut media = RtcMediaEngine::default();
         register_codecs(&mut media, role)?;
@@ -175,10 +196,16 @@ impl MediaEngine {
             .map_err(rtc_err)?;
         Ok(Peer {
             role,
-            core: Shared::start(pc, sockets, sink)?,
+            core: Shared::start(
+                pc,
+                sockets,
+                sink,
+                placement.as_ref().map(Placement::runtime),
+            )?,
             channels: Vec::new(),
             link,
             _alive: Alive::new(self.counters.peer_connections.clone()),
+            _placement: placement,
         })
     }
 }
@@ -190,6 +217,8 @@ pub struct Peer {
     channels: Vec<(&'static str, RTCDataChannelId)>,
     link: Arc<LinkStats>,
     _alive: Alive,
+    /// Given back (after the close in `drop`) when the PeerConnection goes.
+    _placement: Option<Placement>,
 }
 
 /// Counts one in a gauge for as long as it lives.

@@ -3,7 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::link::{connected_link, replay, send_next};
+use super::link::{connected_link, link_between, replay, send_next, settings};
+use super::{MediaEngine, WireCounters};
 
 /// A subscriber's keyframe request (a PLI from the client's receiver) comes out of the SFU PC's
 /// interceptor chain to its downtrack, where the SFU relays it to the publisher.
@@ -63,4 +64,45 @@ async fn packets_read_before_the_handler_is_set_reach_it_first_and_in_order() {
     );
     link.sfu_pc.close().await;
     link.client_pc.close().await;
+}
+
+/// With media threads, a room's PeerConnections are driven on one thread (a packet they read is
+/// handled there) and another room's on another: a fan-out stays on the thread that read it.
+#[tokio::test]
+async fn a_rooms_peerconnections_are_driven_on_one_media_thread() {
+    let senders = MediaEngine::new(settings(), WireCounters::default());
+    let receivers = MediaEngine::for_clients(settings(), WireCounters::default())
+        .with_media_threads(2)
+        .expect("media threads");
+    let mut links = Vec::new();
+    for room in ["a", "a", "b"] {
+        links.push(link_between(&senders, &receivers, room).await);
+    }
+    let mut threads = Vec::new();
+    for link in &mut links {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        link.track.deliver_inline(Arc::new(move |_packet| {
+            let _ = tx.send(std::thread::current().name().map(str::to_owned));
+        }));
+        send_next(link);
+        let thread = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the packet reached the handler in time")
+            .expect("the handler is alive");
+        threads.push(thread.expect("media threads are named"));
+    }
+    assert!(
+        threads.iter().all(|t| t.starts_with("ppodok-media-")),
+        "{threads:?}"
+    );
+    assert_eq!(
+        threads[0], threads[1],
+        "room a's PeerConnections share a thread"
+    );
+    assert_ne!(threads[0], threads[2], "room b went to the idle thread");
+    assert_eq!(receivers.media_thread_tasks(), 3, "one driver each");
+    for link in links {
+        link.sfu_pc.close().await;
+        link.client_pc.close().await;
+    }
 }

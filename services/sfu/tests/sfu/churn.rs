@@ -80,7 +80,7 @@ async fn cycle(port: u16, identity: String, engine: Arc<MediaEngine>) {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let (data_tx, _data_rx) = mpsc::channel(16);
     let sub = engine
-        .create_peer(Role::Subscriber, ev_tx, data_tx)
+        .create_peer("churn", Role::Subscriber, ev_tx, data_tx)
         .await
         .unwrap();
     let mut pending: Vec<String> = Vec::new();
