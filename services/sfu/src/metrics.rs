@@ -299,3 +299,25 @@ impl Metrics {
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The drivers on the media threads count in `sfu_runtime_tasks` beside the runtime's own
+    /// tasks: the churn test reads a driver that outlives its PeerConnection there.
+    #[tokio::test]
+    async fn runtime_tasks_count_the_media_threads_drivers() {
+        let text = Metrics::new().render(1000);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("sfu_runtime_tasks "))
+            .expect("the gauge is rendered");
+        let tasks: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("a value");
+        assert!(tasks >= 1000.0, "{line}");
+    }
+}
