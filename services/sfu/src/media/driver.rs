@@ -180,7 +180,8 @@ impl Shared {
         sink: Sink,
         runtime: Option<&tokio::runtime::Handle>,
     ) -> Result<Arc<Self>, MediaError> {
-        // The sockets are registered with the I/O driver of the runtime their driver runs on.
+        // Entered for the rest of this call: the sockets are registered with that runtime's I/O
+        // driver, and `tokio::spawn` below starts the driver task on it.
         let _entered = runtime.map(|r| r.enter());
         let mut sending = Vec::with_capacity(sockets.len());
         let mut receiving = Vec::with_capacity(sockets.len());

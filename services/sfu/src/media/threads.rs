@@ -26,7 +26,6 @@ struct MediaThread {
     _stop: oneshot::Sender<()>,
 }
 
-#[derive(Default)]
 struct Placements {
     /// PeerConnections driven per thread.
     load: Vec<usize>,
