@@ -250,6 +250,14 @@ impl Metrics {
                     "NACK packets dropped unanswered: a subscriber asked for more resends than its budget",
                 ),
                 peer_connections: gauge("sfu_peer_connections", "Server PeerConnections alive"),
+                srtp_own: counter(
+                    "sfu_srtp_own_total",
+                    "Subscriber PeerConnections whose media the SFU protects itself",
+                ),
+                srtp_own_refused: counter(
+                    "sfu_srtp_own_refused_total",
+                    "Subscriber PeerConnections left to rtc's SRTP: the derived keys did not match",
+                ),
             },
             forward_latency: {
                 let h = Histogram::with_opts(

@@ -35,11 +35,12 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 use tokio::sync::{mpsc, Notify};
 
-use super::interceptors::asks_for_keyframe;
+use super::interceptors::{asks_for_keyframe, WireHandle};
 use super::nat::{nat_1to1_candidates, NatMapping};
+use super::own_srtp::{OwnSrtp, WitnessedKeys};
 use super::peer::{IncomingData, MAX_DATA_MESSAGE};
 use super::track::{rid_label, IncomingPacket, IncomingTrack, PacketHandler};
-use super::{Kind, MediaError, MediaEvent, PeerState, Role};
+use super::{Kind, MediaError, MediaEvent, PeerState, Role, RtpPacket};
 use crate::forward::{layer_of_rid, Layer};
 
 /// How long the driver sleeps when the core wants no timer.
@@ -78,6 +79,22 @@ pub(super) struct Core {
     /// Data channels this side created (LiveKit's server channels, for sending only).
     own_channels: Vec<RTCDataChannelId>,
     routes: Routes,
+    /// Whether this PeerConnection protects and sends its outgoing RTP itself.
+    own: OwnEgress,
+    /// The selected candidate pair's addresses (local, remote), as `rtc` last addressed a
+    /// datagram other than a STUN check (those go to every pair it checks).
+    path: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// A PeerConnection's own send path for its media (see [`super::own_srtp`]).
+pub(super) enum OwnEgress {
+    /// `rtc` protects and sends everything (every PeerConnection but the SFU's subscriber ones,
+    /// and those whose keys could not be matched).
+    Off,
+    /// Until DTLS is up: what the handshake shows, and the chain's send state.
+    Waiting(WitnessedKeys, WireHandle),
+    /// Media is protected with this context and sent past `rtc`'s pipeline.
+    On(Box<OwnSrtp>, WireHandle),
 }
 
 /// Where what the core reads goes.
@@ -179,6 +196,7 @@ impl Shared {
         sockets: Vec<std::net::UdpSocket>,
         sink: Sink,
         runtime: Option<&tokio::runtime::Handle>,
+        own: OwnEgress,
     ) -> Result<Arc<Self>, MediaError> {
         // Entered for the rest of this call: the sockets are registered with that runtime's I/O
         // driver, and `tokio::spawn` below starts the driver task on it.
@@ -199,6 +217,8 @@ impl Shared {
                 gathered: false,
                 own_channels: Vec::new(),
                 routes: Routes::default(),
+                own,
+                path: None,
             })),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
@@ -245,6 +265,27 @@ impl Shared {
             .unwrap_or_default()
     }
 
+    /// Whether the PeerConnection protects and sends its media itself (see `own_srtp`).
+    #[cfg(test)]
+    pub(super) fn protects_media_itself(&self) -> bool {
+        self.lock()
+            .as_ref()
+            .is_some_and(|core| matches!(core.own, OwnEgress::On(..)))
+    }
+
+    /// Accounts `packet` as sent (send history, reports) without putting it on the wire: a
+    /// packet lost on the way, for the resend tests.
+    #[cfg(test)]
+    pub(super) fn lose(&self, packet: &RtpPacket) {
+        if let Some(Core {
+            own: OwnEgress::On(_, wire),
+            ..
+        }) = self.lock().as_ref()
+        {
+            wire.sent(Instant::now(), packet);
+        }
+    }
+
     /// Wakes the driver (to pick up what a caller changed under the lock).
     pub(super) fn wake(&self) {
         self.wake.notify_one();
@@ -268,17 +309,85 @@ impl Core {
     /// network would.
     pub(super) fn flush(&mut self) {
         while let Some(out) = self.pc.poll_write() {
-            let socket = self
-                .sockets
-                .iter()
-                .find(|s| s.local == out.transport.local_addr)
-                .or(self.sockets.first());
-            if let Some(socket) = socket {
-                if let Err(e) = socket.send.send_to(&out.message, out.transport.peer_addr) {
-                    if e.kind() != std::io::ErrorKind::WouldBlock {
-                        tracing::trace!(error = %e, "a datagram was not sent");
-                    }
+            let (local, peer) = (out.transport.local_addr, out.transport.peer_addr);
+            // RFC 7983: a first byte of 0–3 is STUN; anything else `rtc` sends (DTLS, SRTP,
+            // SRTCP) goes on the selected pair.
+            if out.message.first().is_some_and(|b| *b > 3) {
+                self.path = Some((local, peer));
+            }
+            send_datagram(&self.sockets, local, peer, &out.message);
+        }
+        if matches!(self.own, OwnEgress::On(..)) {
+            self.send_own_resends();
+        }
+    }
+
+    /// Sends `packet` with this PeerConnection's own SRTP context, once it has one (DTLS is up
+    /// and the keys matched `rtc`'s); hands it back when `rtc` is to send it.
+    pub(super) fn send_own(&mut self, packet: RtpPacket) -> Option<RtpPacket> {
+        if let OwnEgress::Waiting(keys, wire) = &self.own {
+            if !keys.exported() {
+                return Some(packet);
+            }
+            // The profile and this side's role as `rtc` negotiated them (its transport stats).
+            let stats = self
+                .pc
+                .get_stats(Instant::now(), rtc::statistics::StatsSelector::None);
+            let negotiated = stats.transport().map(|t| {
+                (
+                    t.srtp_cipher.clone(),
+                    t.dtls_role == rtc::peer_connection::transport::RTCDtlsRole::Client,
+                )
+            });
+            let derived = negotiated
+                .as_ref()
+                .and_then(|(cipher, is_client)| OwnSrtp::derive(keys, cipher, *is_client));
+            keys.forget();
+            self.own = match derived {
+                Some(srtp) => {
+                    wire.protect_media_here();
+                    OwnEgress::On(Box::new(srtp), wire.clone())
                 }
+                None => {
+                    wire.leave_media_to_rtc();
+                    let cipher = negotiated.map(|(cipher, _)| cipher);
+                    tracing::warn!(
+                        ?cipher,
+                        "the SRTP keys did not match; rtc protects this PeerConnection's media"
+                    );
+                    OwnEgress::Off
+                }
+            };
+        }
+        let Core {
+            own, sockets, path, ..
+        } = self;
+        let OwnEgress::On(srtp, wire) = own else {
+            return Some(packet);
+        };
+        let now = Instant::now();
+        // Never handed back from here on: `rtc`'s context must not protect this SSRC too.
+        match (srtp.protect(&packet), *path) {
+            (Some(datagram), Some((local, peer))) => send_datagram(sockets, local, peer, &datagram),
+            _ => tracing::debug!(ssrc = packet.header.ssrc, "an RTP packet was not protected"),
+        }
+        wire.sent(now, &packet);
+        None
+    }
+
+    /// Sends the resends a NACK asked for on media SSRCs (see [`WireHandle::take_resends`]).
+    fn send_own_resends(&mut self) {
+        let Core {
+            own, sockets, path, ..
+        } = self;
+        let OwnEgress::On(srtp, wire) = own else {
+            return;
+        };
+        let mut resends = Vec::new();
+        wire.take_resends(&mut resends);
+        for packet in resends {
+            if let (Some(datagram), Some((local, peer))) = (srtp.protect(&packet), *path) {
+                send_datagram(sockets, local, peer, &datagram);
             }
         }
     }
@@ -584,6 +693,22 @@ impl Core {
                 });
             }
             _ => {}
+        }
+    }
+}
+
+/// Sends `datagram` to `peer` from the socket bound to `local` (the first one if none is). A
+/// full socket buffer loses the datagram, as the network would.
+fn send_datagram(sockets: &[Socket], local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
+    let socket = sockets
+        .iter()
+        .find(|s| s.local == local)
+        .or(sockets.first());
+    if let Some(socket) = socket {
+        if let Err(e) = socket.send.send_to(datagram, peer) {
+            if e.kind() != std::io::ErrorKind::WouldBlock {
+                tracing::trace!(error = %e, "a datagram was not sent");
+            }
         }
     }
 }

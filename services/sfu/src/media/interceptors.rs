@@ -74,14 +74,35 @@ pub(super) fn interceptor_chain(
     counters: &WireCounters,
     link: &Arc<LinkStats>,
 ) -> Registry {
-    if (chain, role) == (Chain::Sfu, Role::Subscriber) {
-        // One hop for every packet the SFU forwards: the send history, the sender reports and
-        // the wire counts in one interceptor (see [`SubscriberWire`]).
-        return Registry::new().with(
-            Slot::from(500),
-            SubscriberWire::new(counters.clone(), link.clone()),
-        );
+    sfu_subscriber_chain(chain, role, counters, link)
+        .map(|(registry, _)| registry)
+        .unwrap_or_else(|| other_chain(chain, role, counters, link))
+}
+
+/// An SFU subscriber PeerConnection's chain and the handle on its send state, for the SFU's own
+/// SRTP path (`own_srtp`); `None` for every other PeerConnection.
+pub(super) fn sfu_subscriber_chain(
+    chain: Chain,
+    role: Role,
+    counters: &WireCounters,
+    link: &Arc<LinkStats>,
+) -> Option<(Registry, WireHandle)> {
+    if (chain, role) != (Chain::Sfu, Role::Subscriber) {
+        return None;
     }
+    // One hop for every packet the SFU forwards: the send history, the sender reports and the
+    // wire counts in one interceptor (see [`SubscriberWire`]).
+    let wire = SubscriberWire::new(counters.clone(), link.clone());
+    let handle = WireHandle(wire.state.clone());
+    Some((Registry::new().with(Slot::from(500), wire), handle))
+}
+
+fn other_chain(
+    chain: Chain,
+    role: Role,
+    counters: &WireCounters,
+    link: &Arc<LinkStats>,
+) -> Registry {
     let mut registry = Registry::new();
     if chain == Chain::Client {
         // Answers the remote's NACKs from a send buffer.
@@ -131,6 +152,10 @@ pub struct WireCounters {
     pub nacks_throttled: IntCounter,
     /// PeerConnections alive (a gauge, counted by the [`super::Peer`]s themselves).
     pub peer_connections: IntGauge,
+    /// Subscriber PeerConnections that protect their media themselves (`own_srtp`).
+    pub srtp_own: IntCounter,
+    /// Subscriber PeerConnections whose derived keys did not match `rtc`'s (left to `rtc`).
+    pub srtp_own_refused: IntCounter,
 }
 
 impl Default for WireCounters {
@@ -144,6 +169,8 @@ impl Default for WireCounters {
             nacks_throttled: counter("nacks_throttled"),
             peer_connections: IntGauge::new("peer_connections", "peer_connections")
                 .expect("valid metric"),
+            srtp_own: counter("srtp_own"),
+            srtp_own_refused: counter("srtp_own_refused"),
         }
     }
 }
@@ -448,12 +475,23 @@ const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// what crosses the wire. Everything the application writes is a first send: resends come only
 /// from here.
 pub(super) struct SubscriberWire {
+    /// Shared with the PeerConnection's core, which sends media past the chain once it protects
+    /// it itself (see [`WireHandle`]).
+    state: Arc<std::sync::Mutex<WireState>>,
+    inbound: VecDeque<TaggedPacket>,
+    outbound: VecDeque<TaggedPacket>,
+}
+
+/// What a subscriber PC knows of what it sent.
+struct WireState {
     feedback: FeedbackIntake,
     /// A handful per PC (audio, video, their repair streams), so a scan.
     streams: Vec<SentStream>,
     next_report: Option<std::time::Instant>,
-    inbound: VecDeque<TaggedPacket>,
-    outbound: VecDeque<TaggedPacket>,
+    /// Once the PC protects its media itself: the resends on media SSRCs (streams without RTX)
+    /// that a NACK asked for, for the core to send with its own context (`rtc`'s must never
+    /// protect a packet on an SSRC the other context protects).
+    own_resends: Option<Vec<crate::media::RtpPacket>>,
 }
 
 /// One outgoing stream of a subscriber PC.
@@ -470,12 +508,71 @@ struct SentStream {
 impl SubscriberWire {
     pub(super) fn new(counters: WireCounters, link: Arc<LinkStats>) -> Self {
         Self {
-            feedback: FeedbackIntake::new(counters, link),
-            streams: Vec::new(),
-            next_report: None,
+            state: Arc::new(std::sync::Mutex::new(WireState {
+                feedback: FeedbackIntake::new(counters, link),
+                streams: Vec::new(),
+                next_report: None,
+                own_resends: None,
+            })),
             inbound: VecDeque::new(),
             outbound: VecDeque::new(),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WireState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The core's hold on its subscriber PC's [`SubscriberWire`]: media the core protects and sends
+/// itself is accounted here exactly as a packet crossing the chain is.
+#[derive(Clone)]
+pub(super) struct WireHandle(Arc<std::sync::Mutex<WireState>>);
+
+impl WireHandle {
+    fn state(&self) -> std::sync::MutexGuard<'_, WireState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on the core protects the media: resends on media SSRCs are handed to it.
+    pub(super) fn protect_media_here(&self) {
+        let mut state = self.state();
+        state.own_resends.get_or_insert_with(Vec::new);
+        state.feedback.counters.srtp_own.inc();
+    }
+
+    /// The core's keys did not match `rtc`'s: `rtc` protects everything.
+    pub(super) fn leave_media_to_rtc(&self) {
+        self.state().feedback.counters.srtp_own_refused.inc();
+    }
+
+    /// A packet the core sent for the first time (send history, sender report, budget).
+    pub(super) fn sent(&self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
+        self.state().first_send(now, packet);
+    }
+
+    /// Moves the resends waiting for the core into `out`.
+    pub(super) fn take_resends(&self, out: &mut Vec<crate::media::RtpPacket>) {
+        if let Some(resends) = self.state().own_resends.as_mut() {
+            out.append(resends);
+        }
+    }
+}
+
+impl WireState {
+    fn first_send(&mut self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
+        if let Some(stream) = self
+            .streams
+            .iter_mut()
+            .find(|s| s.ssrc == packet.header.ssrc)
+        {
+            stream.report.count(now, packet);
+            if let Some(history) = &mut stream.history {
+                history.keep(packet.clone());
+            }
+            self.next_report.get_or_insert(now + REPORT_INTERVAL);
+        }
+        self.feedback.sent(now);
     }
 }
 
@@ -511,26 +608,38 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
     type Time = std::time::Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        let (streams, outbound) = (&mut self.streams, &mut self.outbound);
-        self.feedback
-            .read_rtcp(msg, &mut self.inbound, |now, nack| {
-                let Some(stream) = streams.iter_mut().find(|s| s.ssrc == nack.media_ssrc) else {
-                    return 0;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let WireState {
+            feedback,
+            streams,
+            own_resends,
+            ..
+        } = &mut *state;
+        let outbound = &mut self.outbound;
+        feedback.read_rtcp(msg, &mut self.inbound, |now, nack| {
+            let Some(stream) = streams.iter_mut().find(|s| s.ssrc == nack.media_ssrc) else {
+                return 0;
+            };
+            let mut resent = 0;
+            for seq in nack.nacks.iter().flat_map(|n| n.packet_list()) {
+                let Some(packet) = stream.resend(seq) else {
+                    continue;
                 };
-                let mut resent = 0;
-                for seq in nack.nacks.iter().flat_map(|n| n.packet_list()) {
-                    if let Some(packet) = stream.resend(seq) {
-                        outbound.push_back(TaggedPacket {
-                            now,
-                            transport: Default::default(),
-                            message: AttributedPacket::new(InterceptorPacket::Rtp(packet))
-                                .with(Attribute::Retransmission),
-                        });
-                        resent += 1;
-                    }
+                resent += 1;
+                // Without RTX the resend is on the media SSRC: whoever protects the media sends it.
+                if let (None, Some(own)) = (&stream.rtx, own_resends.as_mut()) {
+                    own.push(packet);
+                    continue;
                 }
-                resent
-            });
+                outbound.push_back(TaggedPacket {
+                    now,
+                    transport: Default::default(),
+                    message: AttributedPacket::new(InterceptorPacket::Rtp(packet))
+                        .with(Attribute::Retransmission),
+                });
+            }
+            resent
+        });
         Ok(())
     }
 
@@ -540,22 +649,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         match &msg.message.packet {
-            InterceptorPacket::Rtcp(packets) => self.feedback.write_rtcp(packets),
-            InterceptorPacket::Rtp(packet) => {
-                let now = msg.now;
-                if let Some(stream) = self
-                    .streams
-                    .iter_mut()
-                    .find(|s| s.ssrc == packet.header.ssrc)
-                {
-                    stream.report.count(now, packet);
-                    if let Some(history) = &mut stream.history {
-                        history.keep(packet.clone());
-                    }
-                    self.next_report.get_or_insert(now + REPORT_INTERVAL);
-                }
-                self.feedback.sent(now);
-            }
+            InterceptorPacket::Rtcp(packets) => self.state().feedback.write_rtcp(packets),
+            InterceptorPacket::Rtp(packet) => self.state().first_send(msg.now, packet),
             _ => {}
         }
         self.outbound.push_back(msg);
@@ -567,12 +662,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
     }
 
     fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), Self::Error> {
-        if self.next_report.is_none_or(|at| now < at) {
+        let state = &mut *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.next_report.is_none_or(|at| now < at) {
             return Ok(());
         }
-        self.next_report = Some(now + REPORT_INTERVAL);
+        state.next_report = Some(now + REPORT_INTERVAL);
         let ntp_time = crate::quality::ntp_at(now);
-        for stream in &self.streams {
+        for stream in &state.streams {
             if let Some(report) =
                 stream
                     .report
@@ -589,18 +685,19 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
     }
 
     fn poll_timeout(&mut self) -> Option<std::time::Instant> {
-        self.next_report
+        self.state().next_report
     }
 }
 
 impl Interceptor for SubscriberWire {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
-        self.streams.retain(|s| s.ssrc != info.ssrc);
+        let mut state = self.state();
+        state.streams.retain(|s| s.ssrc != info.ssrc);
         let nack = info
             .rtcp_feedback
             .iter()
             .any(|fb| fb.typ == "nack" && fb.parameter.is_empty());
-        self.streams.push(SentStream {
+        state.streams.push(SentStream {
             ssrc: info.ssrc,
             clock_rate: info.clock_rate,
             history: nack.then(SendHistory::default),
@@ -612,7 +709,7 @@ impl Interceptor for SubscriberWire {
         });
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        self.streams.retain(|s| s.ssrc != info.ssrc);
+        self.state().streams.retain(|s| s.ssrc != info.ssrc);
     }
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -802,6 +899,50 @@ mod wire_tests {
             .collect();
         assert_eq!(resent, [400]);
         assert_eq!(counters.retransmits.get(), 1);
+    }
+
+    /// Once the core protects the media itself, a resend on the media SSRC (no RTX) goes to the
+    /// core and never down `rtc`'s pipeline (whose SRTP context must not protect that SSRC),
+    /// while an RTX resend still does; what the core sends counts as sent through the chain.
+    #[test]
+    fn media_protected_by_the_core_is_resent_by_the_core() {
+        for rtx in [false, true] {
+            let counters = WireCounters::default();
+            let (registry, wire) =
+                sfu_subscriber_chain(Chain::Sfu, Role::Subscriber, &counters, &Default::default())
+                    .expect("an SFU subscriber chain");
+            let mut chain = registry.build();
+            chain.bind_local_stream(&vp8_with_nack(rtx));
+            wire.protect_media_here();
+            let now = Instant::now();
+            for seq in 100..110 {
+                let InterceptorPacket::Rtp(packet) = rtp(7, seq) else {
+                    unreachable!()
+                };
+                wire.sent(now, &packet);
+            }
+            let down_the_pipeline = nack(&mut chain, &[103, 105]);
+            let mut to_the_core = Vec::new();
+            wire.take_resends(&mut to_the_core);
+            let seqs = |packets: &[RtpPacket]| -> Vec<(u32, u16)> {
+                packets
+                    .iter()
+                    .map(|p| (p.header.ssrc, p.header.sequence_number))
+                    .collect()
+            };
+            if rtx {
+                assert_eq!(seqs(&down_the_pipeline), [(8, 0), (8, 1)]);
+                assert!(to_the_core.is_empty());
+            } else {
+                assert!(
+                    down_the_pipeline.is_empty(),
+                    "{:?}",
+                    seqs(&down_the_pipeline)
+                );
+                assert_eq!(seqs(&to_the_core), [(7, 103), (7, 105)]);
+            }
+            assert_eq!(counters.retransmits.get(), 2);
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ async fn connect(
     }
 }
 
-fn packet(down: &DownTrack, pt: u8, seq: u16) -> RtpPacket {
+pub(super) fn packet(down: &DownTrack, pt: u8, seq: u16) -> RtpPacket {
     let mut p = RtpPacket::default();
     p.header.version = 2;
     p.header.ssrc = down.ssrc;

@@ -26,9 +26,12 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use crate::quality::LinkStats;
 
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
-use super::driver::{bind, Shared, Sink};
-use super::interceptors::{interceptor_chain, register_nack_feedback, Chain, WireCounters};
+use super::driver::{bind, OwnEgress, Shared, Sink};
+use super::interceptors::{
+    interceptor_chain, register_nack_feedback, sfu_subscriber_chain, Chain, WireCounters,
+};
 use super::nat::NatMapping;
+use super::own_srtp::KeyWitness;
 use super::threads::{MediaThreads, Placement};
 use super::track::DownTrack;
 use super::{bad_sdp, rtc_err, Kind, MediaError, MediaEvent, Role};
@@ -176,7 +179,20 @@ impl MediaEngine {
         // Only the negotiation: the interceptor goes in below where wanted.
         configure_twcc_receiver_only(Registry::new(), &mut media).map_err(rtc_err)?;
         let link = Arc::new(LinkStats::default());
-        let registry = interceptor_chain(self.chain, role, &self.counters, &link);
+        // An SFU subscriber PC protects its media itself once it knows its keys (see
+        // `own_srtp`); its crypto provider is the default one, watched for them.
+        let (registry, own, witness) =
+            match sfu_subscriber_chain(self.chain, role, &self.counters, &link) {
+                Some((registry, wire)) => {
+                    let (witness, keys) = KeyWitness::new().map_err(rtc_err)?;
+                    (registry, OwnEgress::Waiting(keys, wire), Some(witness))
+                }
+                None => (
+                    interceptor_chain(self.chain, role, &self.counters, &link),
+                    OwnEgress::Off,
+                    None,
+                ),
+            };
         // Browsers hide their addresses behind mDNS names, so the pair that works is usually
         // peer-reflexive (learnt from the browser's checks); the core waits 1 s (prflx) or
         // 0.5 s (srflx) before nominating such a pair by default, which would be most of a
@@ -185,8 +201,12 @@ impl MediaEngine {
         let setting = SettingEngineBuilder::new()
             .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .build();
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled);
+        let setting = match witness {
+            Some(witness) => setting.with_crypto_provider(witness),
+            None => setting,
+        }
+        .build();
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
@@ -201,6 +221,7 @@ impl MediaEngine {
                 sockets,
                 sink,
                 placement.as_ref().map(Placement::runtime),
+                own,
             )?,
             channels: Vec::new(),
             link,

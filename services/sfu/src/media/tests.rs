@@ -3,8 +3,63 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::link::{connected_link, link_between, replay, send_next, settings};
+use super::link::{connected_link, link_between, packet, replay, send_next, settings};
 use super::{MediaEngine, WireCounters};
+
+/// An SFU subscriber PeerConnection protects its media with its own SRTP context once DTLS is
+/// up (the keys it derived matched the ones `rtc` built its local context with), and the client
+/// (`rtc`'s own SRTP) reads every packet. A client's PeerConnection leaves it to `rtc`.
+#[tokio::test]
+async fn a_subscriber_pc_protects_its_media_itself_and_the_client_reads_it() {
+    let mut link = tokio::time::timeout(Duration::from_secs(10), connected_link(false))
+        .await
+        .expect("the link came up and the client read the first packets");
+    assert!(link.sfu_pc.shared().protects_media_itself());
+    assert!(!link.client_pc.shared().protects_media_itself());
+    tokio::time::timeout(Duration::from_secs(10), replay(&mut link, 50))
+        .await
+        .expect("the client read every packet");
+    link.sfu_pc.close().await;
+    link.client_pc.close().await;
+
+    let link = tokio::time::timeout(Duration::from_secs(10), connected_link(true))
+        .await
+        .expect("the link came up");
+    assert!(!link.sfu_pc.shared().protects_media_itself());
+    link.sfu_pc.close().await;
+    link.client_pc.close().await;
+}
+
+/// A packet lost on the way is resent when the client's NACK asks for it, on the media SSRC
+/// (subscribers get no RTX) and so through the PeerConnection's own SRTP context, and the client
+/// reads it.
+#[tokio::test]
+async fn a_nacked_packet_is_resent_through_the_pcs_own_srtp() {
+    let mut link = tokio::time::timeout(Duration::from_secs(10), connected_link(false))
+        .await
+        .expect("the link came up");
+    replay(&mut link, 5).await;
+    assert!(link.sfu_pc.shared().protects_media_itself());
+    let lost = link.next_seq;
+    link.next_seq = lost.wrapping_add(1);
+    link.sfu_pc
+        .shared()
+        .lose(&packet(&link.down, link.pt, lost));
+    // The next packet shows the client the gap; its NACK brings the lost one.
+    let after = send_next(&mut link);
+    let mut read = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !read.contains(&lost) {
+            let p = link.track.next_packet().await.expect("the track ended");
+            read.push(p.packet.header.sequence_number);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the lost packet {lost} was not resent; read {read:?}"));
+    assert_eq!(read, [after, lost]);
+    link.sfu_pc.close().await;
+    link.client_pc.close().await;
+}
 
 /// A subscriber's keyframe request (a PLI from the client's receiver) comes out of the SFU PC's
 /// interceptor chain to its downtrack, where the SFU relays it to the publisher.

@@ -198,6 +198,13 @@ impl DownTrack {
     fn send(&self, packet: RtpPacket) -> Result<(), MediaError> {
         let mut guard = self.core.lock();
         let core = guard.as_mut().ok_or(MediaError::Closed)?;
+        if core.pc.rtp_sender(self.sender).is_none() {
+            return Err(MediaError::Closed);
+        }
+        // Protected and sent by the PeerConnection itself once it can (see `own_srtp`).
+        let Some(packet) = core.send_own(packet) else {
+            return Ok(());
+        };
         let mut sender = core.pc.rtp_sender(self.sender).ok_or(MediaError::Closed)?;
         sender.write_rtp(Instant::now(), packet).map_err(rtc_err)?;
         core.flush();

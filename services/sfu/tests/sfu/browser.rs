@@ -465,6 +465,10 @@ async fn the_forwarded_layer_follows_the_subscribers_requested_quality() {
     sfu.wait_metric("sfu_plis_sent_total", T, |v| v >= 3.0)
         .await
         .unwrap();
+    // Bob's video was protected by the SFU itself (Chrome negotiates AES-CM with HMAC-SHA1),
+    // not by `rtc`'s pipeline: what Chrome decoded above went that way.
+    assert!(sfu.metric("sfu_srtp_own_total").await.unwrap() >= 1.0);
+    assert_eq!(sfu.metric("sfu_srtp_own_refused_total").await, Some(0.0));
     alice.close().await;
     bob.close().await;
 }
