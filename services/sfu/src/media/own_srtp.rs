@@ -3,7 +3,7 @@
 //!
 //! Why: `rtc` moves every written packet through eight handlers' queues (≈ 12,900 instructions
 //! and ≈ 100 `memcpy`s of its message struct per 1 KB packet); protecting a packet needs only
-//! its header written around the payload and one AES-GCM pass. `rtc` does not hand out the
+//! its header written around the payload and one encryption pass. `rtc` does not hand out the
 //! DTLS-SRTP keys, but it takes a crypto provider per PeerConnection, and its DTLS exporter
 //! (RFC 5705, label `EXTRACTOR-dtls_srtp`) runs the TLS PRF through that provider's HMAC. A
 //! [`KeyWitness`] wraps the default provider, keeps the exporter's secret and seed, and the
@@ -18,7 +18,7 @@
 //! packet on a media SSRC goes through it, resends included (see
 //! `interceptors::WireHandle::take_resends`); `rtc`'s context protects only RTCP and RTX, whose
 //! SSRCs are its alone. Two contexts protecting the same SSRC could give two packets one
-//! AES-GCM nonce.
+//! keystream (the same counter-mode IV).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
