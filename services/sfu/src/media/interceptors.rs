@@ -520,7 +520,7 @@ impl SubscriberWire {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, WireState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        WireState::lock(&self.state)
     }
 }
 
@@ -531,7 +531,7 @@ pub(super) struct WireHandle(Arc<std::sync::Mutex<WireState>>);
 
 impl WireHandle {
     fn state(&self) -> std::sync::MutexGuard<'_, WireState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        WireState::lock(&self.0)
     }
 
     /// From now on the core protects the media: resends on media SSRCs are handed to it.
@@ -560,6 +560,11 @@ impl WireHandle {
 }
 
 impl WireState {
+    /// The state, whatever a panicking holder left (the SFU's one policy for poisoned locks).
+    fn lock(state: &std::sync::Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+        state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn first_send(&mut self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
         if let Some(stream) = self
             .streams
@@ -608,7 +613,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
     type Time = std::time::Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = WireState::lock(&self.state);
         let WireState {
             feedback,
             streams,
@@ -662,7 +667,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
     }
 
     fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), Self::Error> {
-        let state = &mut *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *WireState::lock(&self.state);
         if state.next_report.is_none_or(|at| now < at) {
             return Ok(());
         }

@@ -74,7 +74,6 @@ struct WitnessCrypto {
 }
 
 /// The keys [`KeyWitness`] saw, for [`OwnSrtp::derive`].
-#[derive(Clone)]
 pub(super) struct WitnessedKeys(Arc<Mutex<Witnessed>>);
 
 fn lock(seen: &Mutex<Witnessed>) -> MutexGuard<'_, Witnessed> {
