@@ -30,8 +30,8 @@ use livekit_protocol as lk;
 use lk::signal_request::Message as In;
 use lk::signal_response::Message as Out;
 use ppodok_sfu::media::{
-    DownTrack, IncomingTrack, Kind, MediaEngine, MediaEvent, MediaSettings, Peer, Role, RtpPacket,
-    WireCounters,
+    DownTrack, IncomingPacket, IncomingTrack, Kind, MediaEngine, MediaEvent, MediaSettings, Peer,
+    Role, RtpPacket, WireCounters,
 };
 use ppodok_tokens::livekit::{LivekitKeys, VideoGrant};
 use prost::Message as _;
@@ -293,32 +293,53 @@ async fn send_audio(down: DownTrack, track: u32, room: usize, shared: Arc<Shared
     }
 }
 
-/// Counts and times what arrives on one forwarded track.
+/// Counts and times what arrives on one forwarded track. The count runs on the client
+/// PeerConnection's driver as each packet is read (`deliver_inline`, as the SFU's forwarders
+/// do): a task woken and a queue crossed per packet would be the generator's cost, which only
+/// crowds the machine both servers run on.
 async fn receive(mut track: IncomingTrack, room: usize, shared: Arc<Shared>) {
-    let mut seen: HashSet<(u32, u32)> = HashSet::new();
-    let mut latencies = Vec::new();
-    while let Some(p) = track.next_packet().await {
-        let Some((src, seq, sent)) = parse_trailer(&p.packet.payload) else {
-            continue;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let (into, counts) = (tally.clone(), shared.clone());
+    track.deliver_inline(Arc::new(move |p: IncomingPacket| {
+        into.lock().unwrap().count(&p.packet.payload, room, &counts);
+    }));
+    // Only the track's end comes this way now.
+    while track.next_packet().await.is_some() {}
+    tally.lock().unwrap().hand_in(&shared);
+}
+
+/// What one receiver has seen.
+#[derive(Default)]
+struct Tally {
+    seen: HashSet<(u32, u32)>,
+    latencies: Vec<u64>,
+}
+
+impl Tally {
+    fn count(&mut self, payload: &[u8], room: usize, shared: &Shared) {
+        let Some((src, seq, sent)) = parse_trailer(payload) else {
+            return;
         };
         let now = shared.now_us();
         // Retransmissions (NACK) repeat a payload: each packet counts once.
-        if shared.in_window(sent) && seen.insert((src, seq)) {
+        if shared.in_window(sent) && self.seen.insert((src, seq)) {
             shared.received[room].fetch_add(1, Ordering::Relaxed);
-            latencies.push(now.saturating_sub(sent));
-            if latencies.len() >= 4096 {
-                shared.latencies.lock().unwrap().append(&mut latencies);
+            self.latencies.push(now.saturating_sub(sent));
+            if self.latencies.len() >= 4096 {
+                self.hand_in(shared);
             }
         }
         // Past the window (packets keep flowing during the grace period): hand the figures in.
-        if sent >= shared.window_end.load(Ordering::Relaxed) && !latencies.is_empty() {
-            shared.latencies.lock().unwrap().append(&mut latencies);
-        }
-        if shared.stop.load(Ordering::Relaxed) {
-            break;
+        if sent >= shared.window_end.load(Ordering::Relaxed) {
+            self.hand_in(shared);
         }
     }
-    shared.latencies.lock().unwrap().append(&mut latencies);
+
+    fn hand_in(&mut self, shared: &Shared) {
+        if !self.latencies.is_empty() {
+            shared.latencies.lock().unwrap().append(&mut self.latencies);
+        }
+    }
 }
 
 type Ws =

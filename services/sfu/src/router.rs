@@ -19,7 +19,9 @@ use tokio::sync::watch;
 use crate::forward::{
     vp8_keyframe_start, Decision, InPacket, Layer, LayerSize, Rewriter, Vp8Munger,
 };
-use crate::media::{DownTrack, IncomingPacket, KeyframeRequester, Kind, RtpPacket, WriteError};
+use crate::media::{
+    prefetch, DownTrack, IncomingPacket, KeyframeRequester, Kind, RtpPacket, WriteError,
+};
 use crate::metrics::Metrics;
 
 /// At most one PLI per layer this often (LiveKit: 500 ms low, 1 s mid/high).
@@ -37,6 +39,14 @@ pub trait Egress: Send + Sync {
     fn ready(&self) -> bool {
         true
     }
+    /// Where the state a write reads first lives (0: nowhere in particular), for the fan-out to
+    /// fetch it into the cache two subscribers ahead.
+    fn hot_addresses(&self) -> [usize; 2] {
+        [0; 2]
+    }
+    /// Asks for what that state points to (read from it: called a subscriber ahead, once
+    /// [`Egress::hot_addresses`] are in the cache).
+    fn prefetch_deeper(&self) {}
 }
 
 impl Egress for DownTrack {
@@ -45,6 +55,48 @@ impl Egress for DownTrack {
     }
     fn ready(&self) -> bool {
         DownTrack::ready(self)
+    }
+    fn hot_addresses(&self) -> [usize; 2] {
+        [self as *const Self as usize, self.state_address()]
+    }
+    fn prefetch_deeper(&self) {
+        DownTrack::prefetch_deeper(self);
+    }
+}
+
+/// A subscription as the fan-out walks it, with the addresses its write touches first: a
+/// forwarded packet visits each subscriber's state once, cold (a room's subscribers' state is
+/// far more than a core's cache holds once the kernel's sends have been through it), so the
+/// fan-out asks for the next subscribers' while it writes to this one.
+#[derive(Clone)]
+struct Fanout {
+    sub: Arc<Subscription>,
+    hot: [usize; 5],
+}
+
+impl Fanout {
+    fn new(sub: Arc<Subscription>) -> Self {
+        let at = Arc::as_ptr(&sub) as usize;
+        let [egress, state] = sub.egress.hot_addresses();
+        Self {
+            hot: [
+                at,
+                at + 64,
+                egress,
+                state,
+                state + 64 * usize::from(state != 0),
+            ],
+            sub,
+        }
+    }
+
+    fn prefetch(&self) {
+        let [a, b, c, d, e] = self.hot;
+        prefetch(a);
+        prefetch(b);
+        prefetch(c);
+        prefetch(d);
+        prefetch(e);
     }
 }
 
@@ -216,7 +268,7 @@ pub struct Source {
     keyframes: KeyframeRequester,
     metrics: SourceMetrics,
     /// Replaced whole (under `edit`) on subscribe and unsubscribe; read per packet.
-    subscriptions: ArcSwap<Vec<Arc<Subscription>>>,
+    subscriptions: ArcSwap<Vec<Fanout>>,
     edit: Mutex<()>,
     /// Per layer: `1 << 32 | ssrc` once seen (0 before).
     layer_ssrcs: [AtomicU64; 3],
@@ -261,7 +313,7 @@ impl Source {
         format!("{}|{}", self.participant_sid, self.track_sid)
     }
 
-    fn update(&self, change: impl FnOnce(&mut Vec<Arc<Subscription>>)) {
+    fn update(&self, change: impl FnOnce(&mut Vec<Fanout>)) {
         let _edit = self.edit.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Vec::clone(&self.subscriptions.load());
         change(&mut next);
@@ -271,13 +323,13 @@ impl Source {
     /// Starts forwarding to `sub` (replacing any earlier subscription of the same subscriber).
     pub fn attach(&self, sub: Arc<Subscription>) {
         self.update(|subs| {
-            subs.retain(|s| s.subscriber != sub.subscriber);
-            subs.push(sub);
+            subs.retain(|s| s.sub.subscriber != sub.subscriber);
+            subs.push(Fanout::new(sub));
         });
     }
 
     pub fn detach(&self, subscriber: &str) {
-        self.update(|subs| subs.retain(|s| s.subscriber != subscriber));
+        self.update(|subs| subs.retain(|s| s.sub.subscriber != subscriber));
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -304,7 +356,17 @@ impl Source {
         let subs = self.subscriptions.load();
         // Summed here and added once: the counters are shared by every forwarding thread.
         let (mut sent, mut sent_bytes, mut busy) = (0, 0, 0);
-        for sub in subs.iter() {
+        for first in subs.iter().take(2) {
+            first.prefetch();
+        }
+        for (i, Fanout { sub, .. }) in subs.iter().enumerate() {
+            // Two ahead, the first lines; one ahead, what those lines (fetched by now) point to.
+            if let Some(next) = subs.get(i + 2) {
+                next.prefetch();
+            }
+            if let Some(next) = subs.get(i + 1) {
+                next.sub.egress.prefetch_deeper();
+            }
             let mut wants = None;
             let packet = sub.rewrite(&p, &mut wants);
             if let Some(layer) = wants {

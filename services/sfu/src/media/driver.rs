@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -57,12 +57,19 @@ const TRACK_QUEUE: usize = 256;
 
 /// One PeerConnection's core and its routes, shared by the [`super::Peer`], its downtracks and
 /// its driver. `None` once closed.
+///
+/// In this order (`repr(C)`): the forwarding path reads `connected`, takes the lock and reads the
+/// core's first fields for every packet and subscriber, so they share a cache line.
+#[repr(C)]
 pub(super) struct Shared {
-    core: Mutex<Option<Core>>,
-    wake: Notify,
     /// Set once DTLS is up (the PeerConnection reached `connected`): until then SRTP has no
     /// keys and a packet written is lost.
     connected: AtomicBool,
+    /// Where the own send path's state lives once it is on (see [`Core::own_addresses`]), for
+    /// the fan-out to prefetch; 0 before.
+    own_state: [AtomicUsize; 3],
+    core: Mutex<Option<Core>>,
+    wake: Notify,
 }
 
 /// One UDP socket of a PeerConnection: the sending half (non-blocking) and its address.
@@ -71,19 +78,43 @@ struct Socket {
     send: std::net::UdpSocket,
 }
 
+/// Sends one datagram; a full buffer loses it, as the network would.
+fn send_on(socket: &std::net::UdpSocket, peer: SocketAddr, datagram: &[u8]) {
+    if let Err(e) = socket.send_to(datagram, peer) {
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            tracing::trace!(error = %e, "a datagram was not sent");
+        }
+    }
+}
+
+///
+/// What a forwarded packet reads comes first (`repr(C)`), and the PeerConnection is boxed: its
+/// ≈ 9 KB would otherwise sit between the lock and the send path's fields.
+#[repr(C)]
 pub(super) struct Core {
-    pub(super) pc: RTCPeerConnection,
+    /// Whether this PeerConnection protects and sends its outgoing RTP itself.
+    own: OwnEgress,
+    /// The selected candidate pair, as `rtc` last addressed a datagram other than a STUN check
+    /// (those go to every pair it checks).
+    path: Option<Path>,
+    /// Senders removed from the PeerConnection (`rtc` reuses their ids for senders added later):
+    /// checked per packet instead of `rtc`'s transceivers.
+    removed: Vec<RTCRtpSenderId>,
+    pub(super) pc: Box<RTCPeerConnection>,
     sockets: Vec<Socket>,
     /// Host candidates are added once, with the first local description.
     gathered: bool,
     /// Data channels this side created (LiveKit's server channels, for sending only).
     own_channels: Vec<RTCDataChannelId>,
     routes: Routes,
-    /// Whether this PeerConnection protects and sends its outgoing RTP itself.
-    own: OwnEgress,
-    /// The selected candidate pair's addresses (local, remote), as `rtc` last addressed a
-    /// datagram other than a STUN check (those go to every pair it checks).
-    path: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// Where a PeerConnection's own media goes: the selected pair and a descriptor of the socket
+/// bound to its local address, held here so a send reads nothing else.
+struct Path {
+    local: SocketAddr,
+    peer: SocketAddr,
+    socket: std::net::UdpSocket,
 }
 
 /// A PeerConnection's own send path for its media (see [`super::own_srtp`]).
@@ -211,20 +242,38 @@ impl Shared {
             receiving.push((local, recv));
         }
         let shared = Arc::new(Self {
+            connected: AtomicBool::new(false),
+            own_state: Default::default(),
             core: Mutex::new(Some(Core {
-                pc,
+                own,
+                path: None,
+                removed: Vec::new(),
+                pc: Box::new(pc),
                 sockets: sending,
                 gathered: false,
                 own_channels: Vec::new(),
                 routes: Routes::default(),
-                own,
-                path: None,
             })),
             wake: Notify::new(),
-            connected: AtomicBool::new(false),
         });
         tokio::spawn(drive(shared.clone(), receiving, sink));
         Ok(shared)
+    }
+
+    /// Keeps where `core`'s own send state lives, once (it never moves).
+    pub(super) fn note_own_state(&self, core: &Core) {
+        if self.own_state[0].load(Ordering::Relaxed) == 0 {
+            for (slot, address) in self.own_state.iter().zip(core.own_addresses()) {
+                slot.store(address, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Asks for the own send state's first lines (nothing before it is on).
+    pub(super) fn prefetch_own_state(&self) {
+        for slot in &self.own_state {
+            super::prefetch(slot.load(Ordering::Relaxed));
+        }
     }
 
     /// Whether packets written now can be protected and sent (DTLS is up).
@@ -313,13 +362,67 @@ impl Core {
             // RFC 7983: a first byte of 0–3 is STUN; anything else `rtc` sends (DTLS, SRTP,
             // SRTCP) goes on the selected pair.
             if out.message.first().is_some_and(|b| *b > 3) {
-                self.path = Some((local, peer));
+                self.follow_path(local, peer);
             }
             send_datagram(&self.sockets, local, peer, &out.message);
         }
         if matches!(self.own, OwnEgress::On(..)) {
             self.send_own_resends();
         }
+    }
+
+    /// Where the own send path's state lives: its SRTP context (two lines) and the send history's
+    /// shared state; zeros while it is off.
+    fn own_addresses(&self) -> [usize; 3] {
+        match &self.own {
+            OwnEgress::On(srtp, wire) => {
+                let srtp = &**srtp as *const OwnSrtp as usize;
+                [srtp, srtp + 64, wire.address()]
+            }
+            _ => [0; 3],
+        }
+    }
+
+    /// Follows `rtc` to the pair it now sends on.
+    fn follow_path(&mut self, local: SocketAddr, peer: SocketAddr) {
+        if self
+            .path
+            .as_ref()
+            .is_some_and(|p| p.local == local && p.peer == peer)
+        {
+            return;
+        }
+        let socket = socket_for(&self.sockets, local).map(|s| s.send.try_clone());
+        match socket {
+            Some(Ok(socket)) => {
+                self.path = Some(Path {
+                    local,
+                    peer,
+                    socket,
+                })
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "cannot hold the selected pair's socket"),
+            None => {}
+        }
+    }
+
+    /// Whether `sender` is still on the PeerConnection (cheaper than asking `rtc`).
+    pub(super) fn sends(&self, sender: RTCRtpSenderId) -> bool {
+        !self.removed.contains(&sender)
+    }
+
+    /// Adds a downtrack's sender: `rtc` may have reused a removed one's id.
+    pub(super) fn sender_added(&mut self, sender: RTCRtpSenderId) {
+        self.removed.retain(|s| *s != sender);
+    }
+
+    /// Removes a downtrack's sender (takes effect with the next offer).
+    pub(super) fn remove_sender(&mut self, sender: RTCRtpSenderId) -> Result<(), MediaError> {
+        self.pc.remove_track(sender).map_err(super::rtc_err)?;
+        if !self.removed.contains(&sender) {
+            self.removed.push(sender);
+        }
+        Ok(())
     }
 
     /// Sends `packet` with this PeerConnection's own SRTP context, once it has one (DTLS is up
@@ -359,16 +462,14 @@ impl Core {
                 }
             };
         }
-        let Core {
-            own, sockets, path, ..
-        } = self;
+        let Core { own, path, .. } = self;
         let OwnEgress::On(srtp, wire) = own else {
             return Some(packet);
         };
         let now = Instant::now();
         // Never handed back from here on: `rtc`'s context must not protect this SSRC too.
-        match (srtp.protect(&packet), *path) {
-            (Some(datagram), Some((local, peer))) => send_datagram(sockets, local, peer, &datagram),
+        match (srtp.protect(&packet), path) {
+            (Some(datagram), Some(path)) => send_on(&path.socket, path.peer, &datagram),
             _ => tracing::debug!(ssrc = packet.header.ssrc, "an RTP packet was not protected"),
         }
         wire.sent(now, &packet);
@@ -377,17 +478,15 @@ impl Core {
 
     /// Sends the resends a NACK asked for on media SSRCs (see [`WireHandle::take_resends`]).
     fn send_own_resends(&mut self) {
-        let Core {
-            own, sockets, path, ..
-        } = self;
+        let Core { own, path, .. } = self;
         let OwnEgress::On(srtp, wire) = own else {
             return;
         };
         let mut resends = Vec::new();
         wire.take_resends(&mut resends);
         for packet in resends {
-            if let (Some(datagram), Some((local, peer))) = (srtp.protect(&packet), *path) {
-                send_datagram(sockets, local, peer, &datagram);
+            if let (Some(datagram), Some(path)) = (srtp.protect(&packet), &*path) {
+                send_on(&path.socket, path.peer, &datagram);
             }
         }
     }
@@ -700,17 +799,17 @@ impl Core {
 /// Sends `datagram` to `peer` from the socket bound to `local` (the first one if none is). A
 /// full socket buffer loses the datagram, as the network would.
 fn send_datagram(sockets: &[Socket], local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
-    let socket = sockets
+    if let Some(socket) = socket_for(sockets, local) {
+        send_on(&socket.send, peer, datagram);
+    }
+}
+
+/// The socket bound to `local` (the first one if none is).
+fn socket_for(sockets: &[Socket], local: SocketAddr) -> Option<&Socket> {
+    sockets
         .iter()
         .find(|s| s.local == local)
-        .or(sockets.first());
-    if let Some(socket) = socket {
-        if let Err(e) = socket.send.send_to(datagram, peer) {
-            if e.kind() != std::io::ErrorKind::WouldBlock {
-                tracing::trace!(error = %e, "a datagram was not sent");
-            }
-        }
-    }
+        .or(sockets.first())
 }
 
 /// The receiving half of a PeerConnection's sockets: each one's address, registered for read

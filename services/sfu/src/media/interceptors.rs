@@ -534,6 +534,11 @@ impl WireHandle {
         WireState::lock(&self.0)
     }
 
+    /// Where the shared state lives (for prefetching).
+    pub(super) fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// From now on the core protects the media: resends on media SSRCs are handed to it.
     pub(super) fn protect_media_here(&self) {
         let mut state = self.state();

@@ -426,6 +426,7 @@ impl Peer {
         let (signal, keyframes) = mpsc::channel(1);
         let sender = self.core.with_core(|core, _| {
             let sender = core.pc.add_track(track).map_err(rtc_err)?;
+            core.sender_added(sender);
             core.route_keyframes(track_id, sender, signal);
             Ok(sender)
         })?;
@@ -443,7 +444,7 @@ impl Peer {
     pub async fn remove_downtrack(&self, down: &DownTrack) -> Result<(), MediaError> {
         self.core.with_core(|core, _| {
             core.unroute_keyframes(&down.track_id, down.sender);
-            core.pc.remove_track(down.sender).map_err(rtc_err)
+            core.remove_sender(down.sender)
         })
     }
 

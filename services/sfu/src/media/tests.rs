@@ -161,3 +161,33 @@ async fn a_rooms_peerconnections_are_driven_on_one_media_thread() {
         link.client_pc.close().await;
     }
 }
+
+/// A downtrack whose sender was removed refuses packets (the PeerConnection checks its own list
+/// of removed senders per packet instead of `rtc`'s transceivers), and a downtrack added after it
+/// sends, whether or not `rtc` gave it the removed one's id.
+#[tokio::test]
+async fn a_removed_downtrack_refuses_packets_and_a_new_one_sends() {
+    let mut link = tokio::time::timeout(Duration::from_secs(10), connected_link(false))
+        .await
+        .expect("the link came up");
+    replay(&mut link, 3).await;
+    assert!(link.sfu_pc.shared().protects_media_itself());
+    link.sfu_pc
+        .remove_downtrack(&link.down)
+        .await
+        .expect("removed");
+    assert!(
+        link.down
+            .try_write(packet(&link.down, link.pt, link.next_seq))
+            .is_err(),
+        "a removed downtrack's packet was sent"
+    );
+    let again = link
+        .sfu_pc
+        .add_downtrack(super::Kind::Video, "PA_cost|TR_again", "TR_again")
+        .await
+        .expect("a new downtrack");
+    assert!(again.try_write(packet(&again, link.pt, 0)).is_ok());
+    link.sfu_pc.close().await;
+    link.client_pc.close().await;
+}

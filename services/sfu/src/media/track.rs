@@ -195,14 +195,26 @@ impl DownTrack {
         self.send(packet).map_err(|_| WriteError::Failed)
     }
 
+    /// Where the PeerConnection's shared state starts (what a write reads first).
+    pub fn state_address(&self) -> usize {
+        Arc::as_ptr(&self.core) as usize
+    }
+
+    /// Asks for the PeerConnection's own send state (its SRTP context, its send history), whose
+    /// addresses its shared state keeps.
+    pub fn prefetch_deeper(&self) {
+        self.core.prefetch_own_state();
+    }
+
     fn send(&self, packet: RtpPacket) -> Result<(), MediaError> {
         let mut guard = self.core.lock();
         let core = guard.as_mut().ok_or(MediaError::Closed)?;
-        if core.pc.rtp_sender(self.sender).is_none() {
+        if !core.sends(self.sender) {
             return Err(MediaError::Closed);
         }
         // Protected and sent by the PeerConnection itself once it can (see `own_srtp`).
         let Some(packet) = core.send_own(packet) else {
+            self.core.note_own_state(core);
             return Ok(());
         };
         let mut sender = core.pc.rtp_sender(self.sender).ok_or(MediaError::Closed)?;
