@@ -469,7 +469,7 @@ impl Core {
         let now = Instant::now();
         // Never handed back from here on: `rtc`'s context must not protect this SSRC too.
         match (srtp.protect(&packet), path) {
-            (Some(datagram), Some(path)) => send_on(&path.socket, path.peer, &datagram),
+            (Some(datagram), Some(path)) => send_on(&path.socket, path.peer, datagram),
             _ => tracing::debug!(ssrc = packet.header.ssrc, "an RTP packet was not protected"),
         }
         wire.sent(now, &packet);
@@ -486,7 +486,7 @@ impl Core {
         wire.take_resends(&mut resends);
         for packet in resends {
             if let (Some(datagram), Some(path)) = (srtp.protect(&packet), &*path) {
-                send_on(&path.socket, path.peer, &datagram);
+                send_on(&path.socket, path.peer, datagram);
             }
         }
     }
