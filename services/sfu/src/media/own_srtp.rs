@@ -491,8 +491,7 @@ impl OwnSrtp {
         };
         // `rtc` builds its local context first: its SRTP session key leads.
         let expected = rtcs.first()?;
-        let own = Self::new(crypto, profile, key, salt)?;
-        let (mut own, session_key) = own;
+        let (mut own, session_key) = Self::new(crypto, profile, key, salt)?;
         let keyed_alike = rtc::crypto::constant_time_eq(session_key.as_ref(), expected.as_ref());
         (keyed_alike && own.seals_as_rtc(crypto, profile, key, salt)).then_some(own)
     }
