@@ -39,10 +39,10 @@ pub trait Egress: Send + Sync {
     fn ready(&self) -> bool {
         true
     }
-    /// Where the state a write reads first lives (0: nowhere in particular), for the fan-out to
-    /// fetch it into the cache two subscribers ahead.
-    fn hot_addresses(&self) -> [usize; 2] {
-        [0; 2]
+    /// The cache lines a write reads first (0: none), for the fan-out to fetch two subscribers
+    /// ahead.
+    fn hot_addresses(&self) -> [usize; 3] {
+        [0; 3]
     }
     /// Asks for what that state points to (read from it: called a subscriber ahead, once
     /// [`Egress::hot_addresses`] are in the cache).
@@ -56,8 +56,8 @@ impl Egress for DownTrack {
     fn ready(&self) -> bool {
         DownTrack::ready(self)
     }
-    fn hot_addresses(&self) -> [usize; 2] {
-        [self as *const Self as usize, self.state_address()]
+    fn hot_addresses(&self) -> [usize; 3] {
+        DownTrack::hot_addresses(self)
     }
     fn prefetch_deeper(&self) {
         DownTrack::prefetch_deeper(self);
@@ -77,15 +77,9 @@ struct Fanout {
 impl Fanout {
     fn new(sub: Arc<Subscription>) -> Self {
         let at = Arc::as_ptr(&sub) as usize;
-        let [egress, state] = sub.egress.hot_addresses();
+        let [a, b, c] = sub.egress.hot_addresses();
         Self {
-            hot: [
-                at,
-                at + 64,
-                egress,
-                state,
-                state + 64 * usize::from(state != 0),
-            ],
+            hot: [at, at + 64, a, b, c],
             sub,
         }
     }

@@ -87,8 +87,8 @@ fn send_on(socket: &std::net::UdpSocket, peer: SocketAddr, datagram: &[u8]) {
     }
 }
 
-///
-/// What a forwarded packet reads comes first (`repr(C)`), and the PeerConnection is boxed: its
+/// One PeerConnection and what the SFU keeps beside it. What a forwarded packet reads comes first
+/// (`repr(C)`), and the PeerConnection is boxed: its
 /// ≈ 9 KB would otherwise sit between the lock and the send path's fields.
 #[repr(C)]
 pub(super) struct Core {
@@ -97,8 +97,9 @@ pub(super) struct Core {
     /// The selected candidate pair, as `rtc` last addressed a datagram other than a STUN check
     /// (those go to every pair it checks).
     path: Option<Path>,
-    /// Senders removed from the PeerConnection (`rtc` reuses their ids for senders added later):
-    /// checked per packet instead of `rtc`'s transceivers.
+    /// Senders removed from the PeerConnection, checked per packet instead of `rtc`'s
+    /// transceivers. Short: `rtc` gives a removed sender's transceiver (and id) to the next
+    /// sender of its kind, which leaves the list.
     removed: Vec<RTCRtpSenderId>,
     pub(super) pc: Box<RTCPeerConnection>,
     sockets: Vec<Socket>,
@@ -470,7 +471,10 @@ impl Core {
         // Never handed back from here on: `rtc`'s context must not protect this SSRC too.
         match (srtp.protect(&packet), path) {
             (Some(datagram), Some(path)) => send_on(&path.socket, path.peer, datagram),
-            _ => tracing::debug!(ssrc = packet.header.ssrc, "an RTP packet was not protected"),
+            _ => tracing::debug!(
+                ssrc = packet.header.ssrc,
+                "an RTP packet was not sent: not protected, or no selected pair yet"
+            ),
         }
         wire.sent(now, &packet);
         None

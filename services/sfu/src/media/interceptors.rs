@@ -67,7 +67,9 @@ pub(super) enum Chain {
 }
 
 /// The interceptors of a PeerConnection for `role` (whose media the client publishes on it, or
-/// receives on it); the slots, not the order of the calls, decide the order.
+/// receives on it); the slots, not the order of the calls, decide the order. (The engine asks
+/// [`sfu_subscriber_chain`] first, for the handle, and [`other_chain`] otherwise.)
+#[cfg(test)]
 pub(super) fn interceptor_chain(
     chain: Chain,
     role: Role,
@@ -97,7 +99,8 @@ pub(super) fn sfu_subscriber_chain(
     Some((Registry::new().with(Slot::from(500), wire), handle))
 }
 
-fn other_chain(
+/// The chain of every PeerConnection but an SFU subscriber one.
+pub(super) fn other_chain(
     chain: Chain,
     role: Role,
     counters: &WireCounters,

@@ -37,8 +37,6 @@ use rtc::srtp::protection_profile::ProtectionProfile;
 const EXPORTER_LABEL: &[u8] = b"EXTRACTOR-dtls_srtp";
 /// A TLS 1.2 master secret's length: the PRF key of the exporter.
 const MASTER_SECRET_LEN: usize = 48;
-/// Session keys kept after the export: a local and a remote context, SRTP and SRTCP each.
-const SESSION_KEYS: usize = 4;
 
 /// A profile by its name in `rtc`'s transport stats (`srtpCipher`), with its master key and
 /// salt lengths (RFC 5764, RFC 7714).
@@ -57,9 +55,9 @@ fn profile_named(name: &str) -> Option<(ProtectionProfile, usize, usize)> {
 struct Witnessed {
     /// The exporter's PRF secret and seed (label, client random, server random).
     exporter: Option<(SecretVec, Vec<u8>)>,
-    /// Cipher keys (AEAD or AES counter mode) created after the export, in order: `rtc`'s SRTP
-    /// contexts' session keys.
-    session_keys: Vec<SecretVec>,
+    /// The first cipher key (AEAD or AES counter mode) created after the export: `rtc` builds
+    /// its local SRTP context first, so this is that context's session key.
+    local_key: Option<SecretVec>,
     /// Whether cipher keys are being recorded (from the export on).
     recording: bool,
 }
@@ -127,7 +125,7 @@ impl Mac for WitnessMac {
             if seed.starts_with(EXPORTER_LABEL) {
                 let mut seen = lock(&self.seen);
                 seen.exporter = Some((self.key.clone(), seed.to_vec()));
-                seen.session_keys.clear();
+                seen.local_key = None;
                 seen.recording = true;
             }
         }
@@ -221,11 +219,11 @@ impl RTCCrypto for WitnessCrypto {
 }
 
 impl WitnessCrypto {
-    /// A cipher keyed after the export: one of `rtc`'s SRTP contexts.
+    /// A cipher keyed after the export: the first is `rtc`'s local SRTP context's.
     fn session_key(&self, key: &[u8]) {
         let mut seen = lock(&self.seen);
-        if seen.recording && seen.session_keys.len() < SESSION_KEYS {
-            seen.session_keys.push(SecretVec::new(key.to_vec()));
+        if seen.recording && seen.local_key.is_none() {
+            seen.local_key = Some(SecretVec::new(key.to_vec()));
         }
     }
 }
@@ -262,7 +260,7 @@ impl WitnessedKeys {
     pub(super) fn forget(&self) {
         let mut seen = lock(&self.0);
         seen.exporter = None;
-        seen.session_keys.clear();
+        seen.local_key = None;
         seen.recording = false;
     }
 }
@@ -472,10 +470,10 @@ impl OwnSrtp {
     /// and a probe packet sealed here is byte for byte what `rtc`'s SRTP seals.
     pub(super) fn derive(keys: &WitnessedKeys, srtp_cipher: &str, is_client: bool) -> Option<Self> {
         let (profile, key_len, salt_len) = profile_named(srtp_cipher)?;
-        let (secret, seed, rtcs) = {
+        let (secret, seed, expected) = {
             let seen = lock(&keys.0);
             let (secret, seed) = seen.exporter.clone()?;
-            (secret, seed, seen.session_keys.clone())
+            (secret, seed, seen.local_key.clone()?)
         };
         let provider = rtc::crypto::default_provider().ok()?;
         let crypto = provider.crypto();
@@ -489,8 +487,6 @@ impl OwnSrtp {
         } else {
             (server_key, server_salt)
         };
-        // `rtc` builds its local context first: its SRTP session key leads.
-        let expected = rtcs.first()?;
         let (mut own, session_key) = Self::new(crypto, profile, key, salt)?;
         let keyed_alike = rtc::crypto::constant_time_eq(session_key.as_ref(), expected.as_ref());
         (keyed_alike && own.seals_as_rtc(crypto, profile, key, salt)).then_some(own)

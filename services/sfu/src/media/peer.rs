@@ -28,7 +28,7 @@ use crate::quality::LinkStats;
 use super::codecs::{opus_codec, register_codecs, vp8_codec, AUDIO_LEVEL_URI};
 use super::driver::{bind, OwnEgress, Shared, Sink};
 use super::interceptors::{
-    interceptor_chain, register_nack_feedback, sfu_subscriber_chain, Chain, WireCounters,
+    other_chain, register_nack_feedback, sfu_subscriber_chain, Chain, WireCounters,
 };
 use super::nat::NatMapping;
 use super::own_srtp::KeyWitness;
@@ -188,7 +188,7 @@ impl MediaEngine {
                     (registry, OwnEgress::Waiting(keys, wire), Some(witness))
                 }
                 None => (
-                    interceptor_chain(self.chain, role, &self.counters, &link),
+                    other_chain(self.chain, role, &self.counters, &link),
                     OwnEgress::Off,
                     None,
                 ),

@@ -195,14 +195,16 @@ impl DownTrack {
         self.send(packet).map_err(|_| WriteError::Failed)
     }
 
-    /// Where the PeerConnection's shared state starts (what a write reads first).
-    pub fn state_address(&self) -> usize {
-        Arc::as_ptr(&self.core) as usize
+    /// The cache lines a write reads first: this handle and the first two of the
+    /// PeerConnection's shared state (flag, lock, the send path's fields).
+    pub(crate) fn hot_addresses(&self) -> [usize; 3] {
+        let shared = Arc::as_ptr(&self.core) as usize;
+        [self as *const Self as usize, shared, shared + 64]
     }
 
     /// Asks for the PeerConnection's own send state (its SRTP context, its send history), whose
     /// addresses its shared state keeps.
-    pub fn prefetch_deeper(&self) {
+    pub(crate) fn prefetch_deeper(&self) {
         self.core.prefetch_own_state();
     }
 
