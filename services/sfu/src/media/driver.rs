@@ -67,7 +67,7 @@ pub(super) struct Shared {
     connected: AtomicBool,
     /// Where the own send path's state lives once it is on (see [`Core::own_addresses`]), for
     /// the fan-out to prefetch; 0 before.
-    own_state: [AtomicUsize; 3],
+    own_state: [AtomicUsize; 4],
     core: Mutex<Option<Core>>,
     wake: Notify,
 }
@@ -332,7 +332,7 @@ impl Shared {
             ..
         }) = self.lock().as_ref()
         {
-            wire.sent(Instant::now(), packet);
+            wire.sent(Instant::now(), packet.clone(), None);
         }
     }
 
@@ -372,15 +372,16 @@ impl Core {
         }
     }
 
-    /// Where the own send path's state lives: its SRTP context (two lines) and the send history's
-    /// shared state; zeros while it is off.
-    fn own_addresses(&self) -> [usize; 3] {
+    /// Where the own send path's state lives: its SRTP context (two lines), the send history's
+    /// shared state and the link counts it bumps; zeros while it is off.
+    fn own_addresses(&self) -> [usize; 4] {
         match &self.own {
             OwnEgress::On(srtp, wire) => {
                 let srtp = &**srtp as *const OwnSrtp as usize;
-                [srtp, srtp + 64, wire.address()]
+                let [state, link] = wire.addresses();
+                [srtp, srtp + 64, state, link]
             }
-            _ => [0; 3],
+            _ => [0; 4],
         }
     }
 
@@ -428,7 +429,11 @@ impl Core {
 
     /// Sends `packet` with this PeerConnection's own SRTP context, once it has one (DTLS is up
     /// and the keys matched `rtc`'s); hands it back when `rtc` is to send it.
-    pub(super) fn send_own(&mut self, packet: RtpPacket) -> Option<RtpPacket> {
+    pub(super) fn send_own(
+        &mut self,
+        packet: RtpPacket,
+        hint: &super::interceptors::SendHint,
+    ) -> Option<RtpPacket> {
         if let OwnEgress::Waiting(keys, wire) = &self.own {
             if !keys.exported() {
                 return Some(packet);
@@ -476,7 +481,7 @@ impl Core {
                 "an RTP packet was not sent: not protected, or no selected pair yet"
             ),
         }
-        wire.sent(now, &packet);
+        wire.sent(now, packet, Some(hint));
         None
     }
 

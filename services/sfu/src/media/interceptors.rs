@@ -2,6 +2,7 @@
 //! and retransmissions and lets keyframe requests through to the application.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntGauge};
@@ -537,9 +538,10 @@ impl WireHandle {
         WireState::lock(&self.0)
     }
 
-    /// Where the shared state lives (for prefetching).
-    pub(super) fn address(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
+    /// Where the shared state and the link counts each send bumps live (for prefetching).
+    pub(super) fn addresses(&self) -> [usize; 2] {
+        let link = Arc::as_ptr(&self.state().feedback.link) as usize;
+        [Arc::as_ptr(&self.0) as usize, link]
     }
 
     /// From now on the core protects the media: resends on media SSRCs are handed to it.
@@ -554,9 +556,16 @@ impl WireHandle {
         self.state().feedback.counters.srtp_own_refused.inc();
     }
 
-    /// A packet the core sent for the first time (send history, sender report, budget).
-    pub(super) fn sent(&self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
-        self.state().first_send(now, packet);
+    /// A packet the core sent for the first time (send history, sender report, budget): kept
+    /// as it is, not copied. `hint` is its downtrack's (see [`SendHint`]).
+    pub(super) fn sent(
+        &self,
+        now: std::time::Instant,
+        packet: crate::media::RtpPacket,
+        hint: Option<&SendHint>,
+    ) {
+        let (ssrc, packet) = KeptPacket::new(packet);
+        self.state().first_send(now, ssrc, packet, hint);
     }
 
     /// Moves the resends waiting for the core into `out`.
@@ -573,15 +582,25 @@ impl WireState {
         state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn first_send(&mut self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
-        if let Some(stream) = self
-            .streams
-            .iter_mut()
-            .find(|s| s.ssrc == packet.header.ssrc)
-        {
-            stream.report.count(now, packet);
+    fn first_send(
+        &mut self,
+        now: std::time::Instant,
+        ssrc: u32,
+        packet: KeptPacket,
+        hint: Option<&SendHint>,
+    ) {
+        let hinted = hint
+            .map(|h| h.stream.load(Ordering::Relaxed))
+            .filter(|&i| self.streams.get(i).is_some_and(|s| s.ssrc == ssrc));
+        let found = hinted.or_else(|| self.streams.iter().position(|s| s.ssrc == ssrc));
+        if let Some(i) = found {
+            let stream = &mut self.streams[i];
+            stream.report.count(now, &packet);
             if let Some(history) = &mut stream.history {
-                history.keep(packet.clone());
+                history.keep(packet);
+            }
+            if let Some(hint) = hint {
+                hint.note(i, stream);
             }
             self.next_report.get_or_insert(now + REPORT_INTERVAL);
         }
@@ -594,7 +613,7 @@ impl SentStream {
     fn resend(&mut self, seq: u16) -> Option<crate::media::RtpPacket> {
         let original = self.history.as_ref()?.get(seq)?;
         let Some((ssrc, payload_type, next)) = &mut self.rtx else {
-            return Some(original.clone());
+            return Some(original.packet(self.ssrc));
         };
         let mut payload = Vec::with_capacity(2 + original.payload.len());
         payload.extend_from_slice(&seq.to_be_bytes());
@@ -606,8 +625,8 @@ impl SentStream {
         packet.header.ssrc = *ssrc;
         packet.header.payload_type = *payload_type;
         packet.header.sequence_number = sequence_number;
-        packet.header.timestamp = original.header.timestamp;
-        packet.header.marker = original.header.marker;
+        packet.header.timestamp = original.timestamp;
+        packet.header.marker = original.marker;
         packet.payload = payload.into();
         Some(packet)
     }
@@ -663,7 +682,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberWire {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         match &msg.message.packet {
             InterceptorPacket::Rtcp(packets) => self.state().feedback.write_rtcp(packets),
-            InterceptorPacket::Rtp(packet) => self.state().first_send(msg.now, packet),
+            InterceptorPacket::Rtp(packet) => {
+                let (ssrc, packet) = KeptPacket::new(packet.clone());
+                self.state().first_send(msg.now, ssrc, packet, None)
+            }
             _ => {}
         }
         self.outbound.push_back(msg);
@@ -728,10 +750,111 @@ impl Interceptor for SubscriberWire {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
+/// Where a downtrack's packets land in its PeerConnection's send state, kept by the downtrack:
+/// its stream's place in the state's list (checked before use: a stale one costs only the scan
+/// it saves), and, for the fan-out to prefetch one subscriber ahead, the addresses of that
+/// stream and of the history slot its next packet takes. Measured on `perf annotate` at
+/// 8 × 4 × 16: the scan over the list (each stream on its own cold line) and the slot were three
+/// quarters of `first_send`'s samples.
+#[derive(Default)]
+pub(crate) struct SendHint {
+    stream: AtomicUsize,
+    addresses: [AtomicUsize; 2],
+}
+
+/// A copy starts with no hint: a hint only saves work, and each copy of a downtrack that
+/// sends learns its own.
+impl Clone for SendHint {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl SendHint {
+    fn note(&self, index: usize, stream: &SentStream) {
+        self.stream.store(index, Ordering::Relaxed);
+        let next_slot = stream.history.as_ref().map_or(0, SendHistory::next_slot);
+        self.addresses[0].store(stream as *const SentStream as usize, Ordering::Relaxed);
+        self.addresses[1].store(next_slot, Ordering::Relaxed);
+    }
+
+    /// Asks for what the next packet's send reads first (a hint: a stale address is harmless).
+    pub(crate) fn prefetch(&self) {
+        for address in &self.addresses {
+            super::prefetch(address.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// A packet as a send history keeps it, its SSRC being the stream's. The SFU's packets carry no
+/// CSRCs, extensions or padding, so their header is these few fields: 48 bytes a slot where
+/// `rtc`'s packet takes 112, and a stream's history (written for every packet sent, and cold
+/// by the time the next one comes) is under half the cache lines. A header with more in it
+/// (`rtc`'s own pipeline may add extensions) is kept whole, boxed.
+struct KeptPacket {
+    payload: bytes::Bytes,
+    timestamp: u32,
+    sequence_number: u16,
+    payload_type: u8,
+    marker: bool,
+    /// The whole header, when it holds more than the fields above.
+    full: Option<Box<rtc::rtp::header::Header>>,
+}
+
+impl KeptPacket {
+    /// The packet's SSRC, and the packet to keep.
+    fn new(packet: crate::media::RtpPacket) -> (u32, Self) {
+        let crate::media::RtpPacket { header, payload } = packet;
+        let plain = header.version == 2
+            && !header.padding
+            && !header.extension
+            && header.csrc.is_empty()
+            && header.extensions.is_empty();
+        let kept = Self {
+            payload,
+            timestamp: header.timestamp,
+            sequence_number: header.sequence_number,
+            payload_type: header.payload_type,
+            marker: header.marker,
+            full: None,
+        };
+        match plain {
+            true => (header.ssrc, kept),
+            false => (
+                header.ssrc,
+                Self {
+                    full: Some(Box::new(header)),
+                    ..kept
+                },
+            ),
+        }
+    }
+
+    /// The packet again, as it was sent on `ssrc`.
+    fn packet(&self, ssrc: u32) -> crate::media::RtpPacket {
+        let header = match &self.full {
+            Some(header) => (**header).clone(),
+            None => rtc::rtp::header::Header {
+                version: 2,
+                marker: self.marker,
+                payload_type: self.payload_type,
+                sequence_number: self.sequence_number,
+                timestamp: self.timestamp,
+                ssrc,
+                ..Default::default()
+            },
+        };
+        crate::media::RtpPacket {
+            header,
+            payload: self.payload.clone(),
+        }
+    }
+}
+
 /// The last [`NACK_SEND_BUFFER`] sequence numbers of a stream, each with the packet sent under
 /// it if any.
 struct SendHistory {
-    slots: Box<[Option<crate::media::RtpPacket>]>,
+    slots: Box<[Option<KeptPacket>]>,
     highest: Option<u16>,
 }
 
@@ -749,23 +872,30 @@ impl SendHistory {
         usize::from(seq % NACK_SEND_BUFFER)
     }
 
-    fn keep(&mut self, packet: crate::media::RtpPacket) {
-        let seq = packet.header.sequence_number;
+    fn keep(&mut self, packet: KeptPacket) {
+        let seq = packet.sequence_number;
         if self.highest.is_none_or(|h| seq.wrapping_sub(h) as i16 > 0) {
             self.highest = Some(seq);
         }
         self.slots[Self::slot(seq)] = Some(packet);
     }
 
+    /// Where the packet after the highest one sent goes (for prefetching).
+    fn next_slot(&self) -> usize {
+        self.highest.map_or(0, |h| {
+            &self.slots[Self::slot(h.wrapping_add(1))] as *const Option<KeptPacket> as usize
+        })
+    }
+
     /// A slot answers only for the number it was filled under, and only while that number is
     /// among the last [`NACK_SEND_BUFFER`].
-    fn get(&self, seq: u16) -> Option<&crate::media::RtpPacket> {
+    fn get(&self, seq: u16) -> Option<&KeptPacket> {
         if self.highest?.wrapping_sub(seq) >= NACK_SEND_BUFFER {
             return None;
         }
         self.slots[Self::slot(seq)]
             .as_ref()
-            .filter(|p| p.header.sequence_number == seq)
+            .filter(|p| p.sequence_number == seq)
     }
 }
 
@@ -781,12 +911,12 @@ struct SendCounts {
 }
 
 impl SendCounts {
-    fn count(&mut self, now: std::time::Instant, packet: &crate::media::RtpPacket) {
-        let seq = packet.header.sequence_number;
+    fn count(&mut self, now: std::time::Instant, packet: &KeptPacket) {
+        let seq = packet.sequence_number;
         if self.newest.is_none_or(|n| seq.wrapping_sub(n) as i16 > 0) {
             self.newest = Some(seq);
-            if self.rtp_time_at.is_none() || packet.header.timestamp != self.rtp_time {
-                self.rtp_time = packet.header.timestamp;
+            if self.rtp_time_at.is_none() || packet.timestamp != self.rtp_time {
+                self.rtp_time = packet.timestamp;
                 self.rtp_time_at = Some(now);
             }
         }
@@ -914,6 +1044,83 @@ mod wire_tests {
         assert_eq!(counters.retransmits.get(), 1);
     }
 
+    /// A resend is the packet as it went out: a plain header (the SFU's) rebuilt from the
+    /// slot's fields, a header with more in it kept whole; and a slot, written for every packet
+    /// sent, stays under half of `rtc`'s packet.
+    #[test]
+    fn a_resend_is_the_packet_as_sent_and_a_slot_stays_small() {
+        assert!(std::mem::size_of::<Option<KeptPacket>>() <= 48);
+        assert!(std::mem::size_of::<RtpPacket>() >= 100);
+        let counters = WireCounters::default();
+        let mut chain = responder_chain(&counters);
+        let InterceptorPacket::Rtp(mut plain) = rtp(7, 100) else {
+            unreachable!()
+        };
+        plain.header.marker = true;
+        plain.header.payload_type = 96;
+        plain.header.timestamp = 123_456;
+        let mut extended = plain.clone();
+        extended.header.sequence_number = 101;
+        extended.header.marker = false;
+        extended.header.extension = true;
+        extended.header.extension_profile = 0xBEDE;
+        extended.header.extensions = vec![rtc::rtp::header::Extension {
+            id: 3,
+            payload: bytes::Bytes::from_static(&[7, 7]),
+        }];
+        for packet in [&plain, &extended] {
+            chain
+                .handle_write(tagged(InterceptorPacket::Rtp(packet.clone())))
+                .unwrap();
+            while chain.poll_write().is_some() {}
+        }
+        assert_eq!(nack(&mut chain, &[100, 101]), [plain, extended]);
+    }
+
+    /// A downtrack's hint finds its stream without a scan; a stale one (the stream list changed
+    /// under it, another stream now in its place) still finds the right stream.
+    #[test]
+    fn a_stale_send_hint_still_finds_its_stream() {
+        let counters = WireCounters::default();
+        let (registry, wire) =
+            sfu_subscriber_chain(Chain::Sfu, Role::Subscriber, &counters, &Default::default())
+                .expect("an SFU subscriber chain");
+        let mut chain = registry.build();
+        let stream = |ssrc| StreamInfo {
+            ssrc,
+            ..vp8_with_nack(false)
+        };
+        chain.bind_local_stream(&stream(5));
+        chain.bind_local_stream(&stream(7));
+        wire.protect_media_here();
+        let hint = SendHint::default();
+        let send = |seq| {
+            let InterceptorPacket::Rtp(packet) = rtp(7, seq) else {
+                unreachable!()
+            };
+            wire.sent(Instant::now(), packet, Some(&hint));
+        };
+        send(100);
+        assert_eq!(hint.stream.load(Ordering::Relaxed), 1);
+        assert!(hint
+            .addresses
+            .iter()
+            .all(|a| a.load(Ordering::Relaxed) != 0));
+        // 7 moves to the front and 9 takes its old place.
+        chain.unbind_local_stream(&stream(5));
+        chain.bind_local_stream(&stream(9));
+        send(101);
+        assert_eq!(hint.stream.load(Ordering::Relaxed), 0);
+        assert!(nack(&mut chain, &[100, 101]).is_empty());
+        let mut resent = Vec::new();
+        wire.take_resends(&mut resent);
+        let seqs: Vec<(u32, u16)> = resent
+            .iter()
+            .map(|p| (p.header.ssrc, p.header.sequence_number))
+            .collect();
+        assert_eq!(seqs, [(7, 100), (7, 101)]);
+    }
+
     /// Once the core protects the media itself, a resend on the media SSRC (no RTX) goes to the
     /// core and never down `rtc`'s pipeline (whose SRTP context must not protect that SSRC),
     /// while an RTX resend still does; what the core sends counts as sent through the chain.
@@ -932,7 +1139,7 @@ mod wire_tests {
                 let InterceptorPacket::Rtp(packet) = rtp(7, seq) else {
                     unreachable!()
                 };
-                wire.sent(now, &packet);
+                wire.sent(now, packet, None);
             }
             let down_the_pipeline = nack(&mut chain, &[103, 105]);
             let mut to_the_core = Vec::new();

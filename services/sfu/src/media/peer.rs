@@ -437,6 +437,7 @@ impl Peer {
             keyframes: Arc::new(tokio::sync::Mutex::new(keyframes)),
             ssrc,
             kind,
+            send_hint: Default::default(),
         })
     }
 

@@ -141,6 +141,8 @@ pub struct DownTrack {
     pub(super) keyframes: Arc<tokio::sync::Mutex<mpsc::Receiver<()>>>,
     pub ssrc: u32,
     pub kind: Kind,
+    /// Where its packets land in the PeerConnection's send state.
+    pub(super) send_hint: super::interceptors::SendHint,
 }
 
 /// What a subscriber negotiated for a downtrack.
@@ -206,6 +208,7 @@ impl DownTrack {
     /// addresses its shared state keeps.
     pub(crate) fn prefetch_deeper(&self) {
         self.core.prefetch_own_state();
+        self.send_hint.prefetch();
     }
 
     fn send(&self, packet: RtpPacket) -> Result<(), MediaError> {
@@ -215,7 +218,7 @@ impl DownTrack {
             return Err(MediaError::Closed);
         }
         // Protected and sent by the PeerConnection itself once it can (see `own_srtp`).
-        let Some(packet) = core.send_own(packet) else {
+        let Some(packet) = core.send_own(packet, &self.send_hint) else {
             self.core.note_own_state(core);
             return Ok(());
         };
