@@ -203,6 +203,62 @@ pub(super) fn bind(ip: IpAddr, port: u16) -> std::io::Result<Vec<std::net::UdpSo
         .collect()
 }
 
+/// A socket to send on beside `receive`, bound to the same address, so a datagram sent on it
+/// leaves from the candidate the peer knows. Why not `receive` itself (or a `dup` of it): the
+/// runtime's epoll waits on `receive`, and every datagram sent on a socket that someone waits on
+/// wakes its wait queue when the kernel frees it (`sock_wfree`: ≈ 2.5 % of the SFU's CPU at
+/// 8 × 4 × 16, for a readiness nobody asked for). Nobody waits on this one. Both sockets share the
+/// port through `SO_REUSEPORT`, set on `receive` only now, after its bind: anything binding the
+/// port without having set it first (another PeerConnection's probe and bind) is still refused.
+/// A classic BPF program on the pair's group hands every datagram that arrives to its first
+/// member, `receive`. The group exists only once this socket is bound, so the program follows
+/// the bind: a datagram arriving between the two could land here unread, but no peer knows the
+/// port yet (its candidates go out after the PeerConnection starts).
+fn send_socket_beside(
+    receive: &std::net::UdpSocket,
+    local: SocketAddr,
+) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, SockRef, Socket, Type};
+    use std::os::fd::AsRawFd;
+    SockRef::from(receive).set_reuse_port(true)?;
+    let send = Socket::new(
+        Domain::for_address(local),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
+    if local.is_ipv6() {
+        send.set_only_v6(SockRef::from(receive).only_v6()?)?;
+    }
+    send.set_reuse_port(true)?;
+    send.bind(&local.into())?;
+    // `ret #0`: the group's member at index 0, the first bound (`receive`).
+    let first = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let program = libc::sock_fprog {
+        len: first.len() as u16,
+        filter: first.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `program` and the instruction it points to outlive the call, and the length
+    // passed is the struct's.
+    let rc = unsafe {
+        libc::setsockopt(
+            send.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            std::ptr::addr_of!(program).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(send.into())
+}
+
 /// Registers `socket` with the runtime for read readiness only. With write interest too (what
 /// `tokio::net::UdpSocket` registers), every datagram sent, once the kernel frees it, queues a
 /// writable event on the runtime's epoll and wakes a parked worker for a readiness nobody waits
@@ -237,7 +293,13 @@ impl Shared {
         let mut receiving = Vec::with_capacity(sockets.len());
         for socket in sockets {
             let local = socket.local_addr().map_err(super::rtc_err)?;
-            let send = socket.try_clone().map_err(super::rtc_err)?;
+            let send = match send_socket_beside(&socket, local) {
+                Ok(send) => send,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no send socket beside the receiving one; sending on it");
+                    socket.try_clone().map_err(super::rtc_err)?
+                }
+            };
             let recv = watch_reads(socket).map_err(super::rtc_err)?;
             sending.push(Socket { local, send });
             receiving.push((local, recv));
@@ -956,9 +1018,18 @@ mod tests {
             .collect()
     }
 
+    /// The local address of the socket open on `fd`, if it is one.
+    fn local_address_of(fd: i32) -> Option<std::net::SocketAddr> {
+        // SAFETY: `fd` is open for the borrow's length (the test holds the PeerConnection).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        socket2::SockRef::from(&fd).local_addr().ok()?.as_socket()
+    }
+
     /// A connected SFU PeerConnection's sockets wake the runtime when a datagram arrives and not
     /// when one it sent leaves: the forwarding path sends tens of thousands a second, and each
-    /// writable event would wake a parked worker for nothing.
+    /// writable event, or each wakeup of a watched socket's wait queue as the kernel frees a sent
+    /// datagram, would cost for nothing. So the receiving socket is watched once, for reads only,
+    /// and the socket it sends on beside it (same address) is watched by nobody.
     #[tokio::test]
     async fn a_peerconnections_sockets_wake_the_runtime_for_reads_only() {
         const EPOLLIN: u32 = 0x001;
@@ -966,15 +1037,29 @@ mod tests {
         let link = connected_link(false).await;
         let sending = link.sfu_pc.shared().sending_fds();
         assert!(!sending.is_empty(), "the PeerConnection has its sockets");
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
         for fd in sending {
-            let registered: Vec<u32> = descriptors_of_the_socket_of(fd)
-                .into_iter()
-                .filter_map(epoll_events_of)
+            let sent_on = descriptors_of_the_socket_of(fd);
+            let watched: Vec<u32> = sent_on.iter().filter_map(|&d| epoll_events_of(d)).collect();
+            assert!(
+                watched.is_empty(),
+                "the sending socket is not watched: {watched:x?}"
+            );
+            // The receiving socket: another socket on the same address.
+            let local = local_address_of(fd).expect("a bound socket");
+            let registered: Vec<u32> = open
+                .iter()
+                .filter(|d| !sent_on.contains(d) && local_address_of(**d) == Some(local))
+                .filter_map(|&d| epoll_events_of(d))
                 .collect();
             assert_eq!(
                 registered.len(),
                 1,
-                "the socket is watched once: {registered:x?}"
+                "the receiving socket is watched once: {registered:x?}"
             );
             let events = registered[0];
             assert_ne!(
@@ -986,5 +1071,55 @@ mod tests {
         }
         link.sfu_pc.close().await;
         link.client_pc.close().await;
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// What a PeerConnection sends leaves from its receiving socket's address; every datagram
+    /// that arrives, from any number of peers, reaches the receiving socket and none the sending
+    /// one; and the port stays the PeerConnection's (a plain bind of it is refused).
+    #[test]
+    fn the_send_socket_shares_the_address_and_never_takes_a_datagram() {
+        let receive = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = receive.local_addr().unwrap();
+        let send = send_socket_beside(&receive, local).unwrap();
+        assert_eq!(send.local_addr().unwrap(), local);
+        assert_eq!(
+            std::net::UdpSocket::bind(local).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+        let peers: Vec<_> = (0..32)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut buf = [0u8; 8];
+        for (i, peer) in peers.iter().enumerate() {
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            send_on(&send, peer.local_addr().unwrap(), &[i as u8]);
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!((n, from, buf[0]), (1, local, i as u8));
+            peer.send_to(&[i as u8], local).unwrap();
+        }
+        // Each peer's datagram is read from the receiving socket (a datagram steered to the
+        // sending one would leave this read waiting, and fail it).
+        receive
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut senders = Vec::new();
+        for _ in &peers {
+            let (_, from) = receive.recv_from(&mut buf).expect("every datagram arrives");
+            senders.push(from);
+        }
+        senders.sort();
+        let mut expected: Vec<_> = peers.iter().map(|p| p.local_addr().unwrap()).collect();
+        expected.sort();
+        assert_eq!(senders, expected);
+        assert_eq!(
+            send.recv_from(&mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
     }
 }
