@@ -16,7 +16,7 @@ use super::link::{connected_link, replay, Link};
 
 /// The budget, in instructions per packet (SFU send + client receive; debug build of the SFU
 /// crate, dependencies at opt-level 1 with debug assertions, as `cargo test` builds them).
-/// Measured ≈ 50,600 with the SFU protecting its media itself (≈ 60,700 through `rtc`'s write
+/// Measured ≈ 50,600–51,800 with the SFU protecting its media itself (by CPU and history slot; ≈ 60,700 through `rtc`'s write
 /// pipeline, ≈ 120,000 on `webrtc` 0.21's driver; see README); set about 6 % above so that only a
 /// real change trips it.
 const INSTRUCTIONS_PER_PACKET: u64 = 53_700;
