@@ -206,7 +206,7 @@ pub(super) fn bind(ip: IpAddr, port: u16) -> std::io::Result<Vec<std::net::UdpSo
 /// A socket to send on beside `receive`, bound to the same address, so a datagram sent on it
 /// leaves from the candidate the peer knows. Why not `receive` itself (or a `dup` of it): the
 /// runtime's epoll waits on `receive`, and every datagram sent on a socket that someone waits on
-/// wakes its wait queue when the kernel frees it (`sock_wfree`: ≈ 2.5 % of the SFU's CPU at
+/// wakes its wait queue when the kernel frees it (`sock_wfree`: 3.6 % of the SFU's samples at
 /// 8 × 4 × 16, for a readiness nobody asked for). Nobody waits on this one. Both sockets share the
 /// port through `SO_REUSEPORT`, set on `receive` only now, after its bind: anything binding the
 /// port without having set it first (another PeerConnection's probe and bind) is still refused.
@@ -214,6 +214,7 @@ pub(super) fn bind(ip: IpAddr, port: u16) -> std::io::Result<Vec<std::net::UdpSo
 /// member, `receive`. The group exists only once this socket is bound, so the program follows
 /// the bind: a datagram arriving between the two could land here unread, but no peer knows the
 /// port yet (its candidates go out after the PeerConnection starts).
+#[cfg(target_os = "linux")]
 fn send_socket_beside(
     receive: &std::net::UdpSocket,
     local: SocketAddr,
@@ -257,6 +258,16 @@ fn send_socket_beside(
         return Err(std::io::Error::last_os_error());
     }
     Ok(send.into())
+}
+
+/// Elsewhere there is no reuseport program to keep arriving datagrams on the receiving socket:
+/// the PeerConnection sends on a `dup` of it.
+#[cfg(not(target_os = "linux"))]
+fn send_socket_beside(
+    _receive: &std::net::UdpSocket,
+    _local: SocketAddr,
+) -> std::io::Result<std::net::UdpSocket> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// Registers `socket` with the runtime for read readiness only. With write interest too (what
@@ -978,6 +989,8 @@ async fn drive(this: Arc<Shared>, sockets: Receivers, sink: Sink) {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::super::link::connected_link;
+    use super::{send_on, send_socket_beside};
+    use std::time::Duration;
 
     /// The events `fd` is registered for in this process's epoll instances (the runtimes'), from
     /// the kernel's own account of them (`/proc/self/fdinfo`); `None` if it is in none.
@@ -1072,12 +1085,6 @@ mod tests {
         link.sfu_pc.close().await;
         link.client_pc.close().await;
     }
-}
-
-#[cfg(test)]
-mod socket_tests {
-    use super::*;
-    use std::time::Duration;
 
     /// What a PeerConnection sends leaves from its receiving socket's address; every datagram
     /// that arrives, from any number of peers, reaches the receiving socket and none the sending

@@ -12,7 +12,8 @@ use super::*;
 use rtc::shared::marshal::{Marshal, Unmarshal};
 
 /// The budget, in instructions per packet per subscriber (debug build of the SFU crate, its
-/// dependencies at opt-level 1, as `cargo test` builds them). Measured 3,135–3,137 with the two prefetch stages (see README; the count moves a little with the CPU valgrind emulates); set a
+/// dependencies at opt-level 1, as `cargo test` builds them). Measured 3,135–3,137 with the two
+/// prefetch stages (see README; the count moves a little with the CPU valgrind emulates); set a
 /// little above so that only a real change trips it. Lower it when the path gets cheaper.
 const INSTRUCTIONS_PER_PACKET_PER_SUBSCRIBER: u64 = 3_300;
 const SUBSCRIBERS: usize = 16;
