@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::interceptors::{asks_for_keyframe, WireHandle};
 use super::nat::{nat_1to1_candidates, NatMapping};
+use super::outbox;
 use super::own_srtp::{OwnSrtp, WitnessedKeys};
 use super::peer::{IncomingData, MAX_DATA_MESSAGE};
 use super::track::{rid_label, IncomingPacket, IncomingTrack, PacketHandler};
@@ -78,14 +79,7 @@ struct Socket {
     send: std::net::UdpSocket,
 }
 
-/// Sends one datagram; a full buffer loses it, as the network would.
-fn send_on(socket: &std::net::UdpSocket, peer: SocketAddr, datagram: &[u8]) {
-    if let Err(e) = socket.send_to(datagram, peer) {
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            tracing::trace!(error = %e, "a datagram was not sent");
-        }
-    }
-}
+use super::outbox::send_one as send_on;
 
 /// One PeerConnection and what the SFU keeps beside it. What a forwarded packet reads comes first
 /// (`repr(C)`), and the PeerConnection is boxed: its
@@ -115,7 +109,7 @@ pub(super) struct Core {
 struct Path {
     local: SocketAddr,
     peer: SocketAddr,
-    socket: std::net::UdpSocket,
+    socket: Arc<std::net::UdpSocket>,
 }
 
 /// A PeerConnection's own send path for its media (see [`super::own_srtp`]).
@@ -290,12 +284,15 @@ fn is_link_local(ip: &IpAddr) -> bool {
 
 impl Shared {
     /// Wraps `pc` with its sockets and starts its driver on `runtime`, or on the current one.
+    /// With `send_beside`, it sends on a socket of its own beside each receiving one (see
+    /// [`send_socket_beside`]); else on a `dup` of it.
     pub(super) fn start(
         pc: RTCPeerConnection,
         sockets: Vec<std::net::UdpSocket>,
         sink: Sink,
         runtime: Option<&tokio::runtime::Handle>,
         own: OwnEgress,
+        send_beside: bool,
     ) -> Result<Arc<Self>, MediaError> {
         // Entered for the rest of this call: the sockets are registered with that runtime's I/O
         // driver, and `tokio::spawn` below starts the driver task on it.
@@ -304,12 +301,14 @@ impl Shared {
         let mut receiving = Vec::with_capacity(sockets.len());
         for socket in sockets {
             let local = socket.local_addr().map_err(super::rtc_err)?;
-            let send = match send_socket_beside(&socket, local) {
-                Ok(send) => send,
-                Err(e) => {
+            let beside = send_beside.then(|| send_socket_beside(&socket, local));
+            let send = match beside {
+                Some(Ok(send)) => send,
+                Some(Err(e)) => {
                     tracing::debug!(error = %e, "no send socket beside the receiving one; sending on it");
                     socket.try_clone().map_err(super::rtc_err)?
                 }
+                None => socket.try_clone().map_err(super::rtc_err)?,
             };
             let recv = watch_reads(socket).map_err(super::rtc_err)?;
             sending.push(Socket { local, send });
@@ -473,7 +472,7 @@ impl Core {
                 self.path = Some(Path {
                     local,
                     peer,
-                    socket,
+                    socket: Arc::new(socket),
                 })
             }
             Some(Err(e)) => tracing::debug!(error = %e, "cannot hold the selected pair's socket"),
@@ -548,7 +547,7 @@ impl Core {
         let now = Instant::now();
         // Never handed back from here on: `rtc`'s context must not protect this SSRC too.
         match (srtp.protect(&packet), path) {
-            (Some(datagram), Some(path)) => send_on(&path.socket, path.peer, datagram),
+            (Some(datagram), Some(path)) => outbox::send(&path.socket, path.peer, datagram),
             _ => tracing::debug!(
                 ssrc = packet.header.ssrc,
                 "an RTP packet was not sent: not protected, or no selected pair yet"
@@ -935,9 +934,12 @@ async fn drive(this: Arc<Shared>, sockets: Receivers, sink: Sink) {
         };
         // Outside the lock: forwarding takes the subscribers' locks, and a keyframe request
         // from one of them may need this PeerConnection's.
-        for (handler, packet) in out.packets.drain(..) {
-            handler(packet);
-        }
+        // The burst's forwarded datagrams leave together once every packet is handed on.
+        outbox::batched(|| {
+            for (handler, packet) in out.packets.drain(..) {
+                handler(packet);
+            }
+        });
         // Waiting here pushes back on the client's SCTP stream (the session reads slowly).
         for message in out.data.drain(..) {
             if sink.data.send(message).await.is_err() {
@@ -1081,6 +1083,31 @@ mod tests {
                 "read readiness is watched: {events:#x}"
             );
             assert_eq!(events & EPOLLOUT, 0, "write readiness is not: {events:#x}");
+        }
+        link.sfu_pc.close().await;
+        link.client_pc.close().await;
+    }
+
+    /// A client's PeerConnection (load generators, tests) keeps plain sockets, as a browser's:
+    /// it sends on its receiving socket, which is in no reuseport group. Such a group's pick for
+    /// every datagram arriving on loopback is charged to whoever sends it, here the SFU.
+    #[tokio::test]
+    async fn a_client_sends_on_its_receiving_socket_and_shares_no_port() {
+        let link = connected_link(false).await;
+        let sending = link.client_pc.shared().sending_fds();
+        assert!(!sending.is_empty(), "the PeerConnection has its sockets");
+        for fd in sending {
+            let watched: Vec<u32> = descriptors_of_the_socket_of(fd)
+                .into_iter()
+                .filter_map(epoll_events_of)
+                .collect();
+            assert_eq!(watched.len(), 1, "sent on the watched socket: {watched:x?}");
+            // SAFETY: `fd` stays open while the test holds the PeerConnection.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            assert!(
+                !socket2::SockRef::from(&borrowed).reuse_port().unwrap(),
+                "the port is not shared"
+            );
         }
         link.sfu_pc.close().await;
         link.client_pc.close().await;

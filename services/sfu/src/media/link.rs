@@ -145,16 +145,13 @@ pub(super) async fn link_between(
     }
 }
 
-/// Writes the next packet to the SFU's downtrack (sent on this thread; a [`DownTrack`] is never
-/// busy); its sequence number.
+/// Writes the next packet to the SFU's downtrack (sent on this thread as a burst of one, as a
+/// driver sends what it forwards; a [`DownTrack`] is never busy); its sequence number.
 pub(super) fn send_next(link: &mut Link) -> u16 {
     let seq = link.next_seq;
     link.next_seq = seq.wrapping_add(1);
-    if link
-        .down
-        .try_write(packet(&link.down, link.pt, seq))
-        .is_err()
-    {
+    let packet = packet(&link.down, link.pt, seq);
+    if super::outbox::batched(|| link.down.try_write(packet)).is_err() {
         panic!("the downtrack failed");
     }
     seq

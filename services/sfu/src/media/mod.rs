@@ -14,6 +14,7 @@ mod interceptors;
 #[cfg(test)]
 mod link;
 mod nat;
+mod outbox;
 mod own_srtp;
 mod peer;
 #[cfg(test)]
