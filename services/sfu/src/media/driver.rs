@@ -68,15 +68,16 @@ pub(super) struct Shared {
     connected: AtomicBool,
     /// Where the own send path's state lives once it is on (see [`Core::own_addresses`]), for
     /// the fan-out to prefetch; 0 before.
-    own_state: [AtomicUsize; 4],
+    own_state: [AtomicUsize; 5],
     core: Mutex<Option<Core>>,
     wake: Notify,
 }
 
-/// One UDP socket of a PeerConnection: the sending half (non-blocking) and its address.
+/// One UDP socket of a PeerConnection: the sending half (non-blocking) and its address. Shared
+/// with the selected pair's [`Path`] and with the outbox until a burst's datagrams have left.
 struct Socket {
     local: SocketAddr,
-    send: std::net::UdpSocket,
+    send: Arc<std::net::UdpSocket>,
 }
 
 use super::outbox::send_one as send_on;
@@ -104,8 +105,8 @@ pub(super) struct Core {
     routes: Routes,
 }
 
-/// Where a PeerConnection's own media goes: the selected pair and a descriptor of the socket
-/// bound to its local address, held here so a send reads nothing else.
+/// Where a PeerConnection's own media goes: the selected pair and the socket bound to its local
+/// address, held here so a send reads nothing else.
 struct Path {
     local: SocketAddr,
     peer: SocketAddr,
@@ -311,7 +312,10 @@ impl Shared {
                 None => socket.try_clone().map_err(super::rtc_err)?,
             };
             let recv = watch_reads(socket).map_err(super::rtc_err)?;
-            sending.push(Socket { local, send });
+            sending.push(Socket {
+                local,
+                send: Arc::new(send),
+            });
             receiving.push((local, recv));
         }
         let shared = Arc::new(Self {
@@ -333,9 +337,10 @@ impl Shared {
         Ok(shared)
     }
 
-    /// Keeps where `core`'s own send state lives, once (it never moves).
+    /// Keeps where `core`'s own send state lives, once it has a selected pair (it never moves;
+    /// a pair switched to another local socket leaves one prefetch stale, which costs nothing).
     pub(super) fn note_own_state(&self, core: &Core) {
-        if self.own_state[0].load(Ordering::Relaxed) == 0 {
+        if self.own_state[4].load(Ordering::Relaxed) == 0 {
             for (slot, address) in self.own_state.iter().zip(core.own_addresses()) {
                 slot.store(address, Ordering::Relaxed);
             }
@@ -445,15 +450,20 @@ impl Core {
     }
 
     /// Where the own send path's state lives: its SRTP context (two lines), the send history's
-    /// shared state and the link counts it bumps; zeros while it is off.
-    fn own_addresses(&self) -> [usize; 4] {
+    /// shared state, the link counts it bumps, and the selected pair's socket, whose count the
+    /// outbox bumps (0 before a pair is selected); zeros while it is off.
+    fn own_addresses(&self) -> [usize; 5] {
         match &self.own {
             OwnEgress::On(srtp, wire) => {
                 let srtp = &**srtp as *const OwnSrtp as usize;
                 let [state, link] = wire.addresses();
-                [srtp, srtp + 64, state, link]
+                // An `Arc`'s counts sit just before what it points to.
+                let socket = self.path.as_ref().map_or(0, |p| {
+                    Arc::as_ptr(&p.socket) as usize - 2 * std::mem::size_of::<usize>()
+                });
+                [srtp, srtp + 64, state, link, socket]
             }
-            _ => [0; 4],
+            _ => [0; 5],
         }
     }
 
@@ -466,17 +476,12 @@ impl Core {
         {
             return;
         }
-        let socket = socket_for(&self.sockets, local).map(|s| s.send.try_clone());
-        match socket {
-            Some(Ok(socket)) => {
-                self.path = Some(Path {
-                    local,
-                    peer,
-                    socket: Arc::new(socket),
-                })
-            }
-            Some(Err(e)) => tracing::debug!(error = %e, "cannot hold the selected pair's socket"),
-            None => {}
+        if let Some(socket) = socket_for(&self.sockets, local) {
+            self.path = Some(Path {
+                local,
+                peer,
+                socket: socket.send.clone(),
+            });
         }
     }
 
@@ -546,12 +551,21 @@ impl Core {
         };
         let now = Instant::now();
         // Never handed back from here on: `rtc`'s context must not protect this SSRC too.
-        match (srtp.protect(&packet), path) {
-            (Some(datagram), Some(path)) => outbox::send(&path.socket, path.peer, datagram),
-            _ => tracing::debug!(
+        let sent = match path {
+            Some(path) => outbox::seal_and_send(&path.socket, path.peer, |out| {
+                srtp.protect_onto(&packet, out)
+            }),
+            None => {
+                // Sealed all the same, unsent: its rollover counter keeps count of the sequence.
+                let _ = srtp.protect(&packet);
+                false
+            }
+        };
+        if !sent {
+            tracing::debug!(
                 ssrc = packet.header.ssrc,
                 "an RTP packet was not sent: not protected, or no selected pair yet"
-            ),
+            );
         }
         wire.sent(now, packet, Some(hint));
         None

@@ -30,8 +30,9 @@ thread_local! {
     static BATCHING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Cleared for good once the kernel refuses a GSO send (no UDP GSO, or a device without checksum
-/// offload): from then on every datagram goes on its own.
+/// Cleared for good once the kernel refuses a GSO send for a reason other than the path's MTU (no
+/// UDP GSO, or a route through IPsec or a device that cannot take it): from then on every
+/// datagram goes on its own.
 static GSO: AtomicBool = AtomicBool::new(true);
 
 /// A datagram waiting: the socket and peer it goes to, and its bytes in the outbox's buffer.
@@ -70,24 +71,45 @@ pub(super) fn batched<T>(f: impl FnOnce() -> T) -> T {
 
 /// Sends `datagram` to `peer` on `socket`, now or with the burst (see [`batched`]). A full
 /// socket buffer loses it, as the network would.
+#[cfg(test)]
 pub(super) fn send(socket: &Arc<UdpSocket>, peer: SocketAddr, datagram: &[u8]) {
-    if !BATCHING.with(Cell::get) {
-        send_one(socket, peer, datagram);
-        return;
-    }
+    seal_and_send(socket, peer, |out| {
+        out.extend_from_slice(datagram);
+        Some(datagram.len())
+    });
+}
+
+/// Sends what `seal` appends to the buffer it is given (its length, or `None` for nothing) to
+/// `peer` on `socket`, now or with the burst (see [`batched`]): sealed straight into the outbox,
+/// it is not copied again. A full socket buffer loses it, as the network would.
+pub(super) fn seal_and_send(
+    socket: &Arc<UdpSocket>,
+    peer: SocketAddr,
+    seal: impl FnOnce(&mut Vec<u8>) -> Option<usize>,
+) -> bool {
+    let batching = BATCHING.with(Cell::get);
     OUTBOX.with(|o| {
         let mut outbox = o.borrow_mut();
         let start = outbox.buffer.len();
-        outbox.buffer.extend_from_slice(datagram);
+        let Some(len) = seal(&mut outbox.buffer) else {
+            return false;
+        };
+        if !batching {
+            // Outside a burst the buffer holds nothing else.
+            send_one(socket, peer, &outbox.buffer[start..start + len]);
+            outbox.buffer.truncate(start);
+            return true;
+        }
         outbox.kept.push(Kept {
             socket: socket.clone(),
             peer,
-            bytes: start..start + datagram.len(),
+            bytes: start..start + len,
         });
         if outbox.kept.len() >= MAX_KEPT || outbox.buffer.len() >= MAX_BYTES {
             outbox.send_all();
         }
-    });
+        true
+    })
 }
 
 /// Sends one datagram; a full buffer loses it, as the network would.
@@ -199,9 +221,12 @@ fn send_segments(kept: &[Kept], buffer: &[u8], group: &[u32], size: usize) -> bo
         return true;
     }
     let e = std::io::Error::last_os_error();
-    match e.kind() {
+    match (e.kind(), e.raw_os_error()) {
         // A full buffer loses the run, as the network would.
-        std::io::ErrorKind::WouldBlock => true,
+        (std::io::ErrorKind::WouldBlock, _) => true,
+        // Segments too large for the path's MTU: these go one by one (fragmented, as they would
+        // have been without GSO), later runs still together.
+        (_, Some(libc::EMSGSIZE)) => false,
         _ => {
             tracing::debug!(error = %e, "no UDP GSO here; datagrams go one by one");
             GSO.store(false, Ordering::Relaxed);
@@ -228,14 +253,22 @@ mod tests {
         (socket, address)
     }
 
-    fn received(socket: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    /// `n` datagrams from `socket`, each as its length and its bytes' distinct values (short to
+    /// print when they differ from what was sent).
+    fn received(socket: &UdpSocket, n: usize) -> Vec<(usize, Vec<u8>)> {
         let mut buf = [0u8; 4096];
         (0..n)
             .map(|_| {
                 let len = socket.recv(&mut buf).expect("a datagram");
-                buf[..len].to_vec()
+                summary(&buf[..len])
             })
             .collect()
+    }
+
+    fn summary(datagram: &[u8]) -> (usize, Vec<u8>) {
+        let mut values = datagram.to_vec();
+        values.dedup();
+        (datagram.len(), values)
     }
 
     /// Inside a burst nothing leaves until the burst ends; then each peer gets its datagrams
@@ -269,8 +302,9 @@ mod tests {
             );
             a.set_nonblocking(false).unwrap();
         });
-        assert_eq!(received(&a, to_a.len()), to_a);
-        assert_eq!(received(&b, to_b.len()), to_b);
+        let sent = |datagrams: &[Vec<u8>]| datagrams.iter().map(|d| summary(d)).collect::<Vec<_>>();
+        assert_eq!(received(&a, to_a.len()), sent(&to_a));
+        assert_eq!(received(&b, to_b.len()), sent(&to_b));
         for socket in [&a, &b] {
             socket.set_nonblocking(true).unwrap();
             assert_eq!(
@@ -289,14 +323,14 @@ mod tests {
         let (a, a_addr) = receiver();
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         send(&socket, a_addr, b"now");
-        assert_eq!(received(&a, 1), vec![b"now".to_vec()]);
+        assert_eq!(received(&a, 1), vec![summary(b"now")]);
         batched(|| {
             for i in 0..MAX_KEPT + 3 {
                 send(&socket, a_addr, &(i as u32).to_be_bytes());
             }
             OUTBOX.with(|o| assert_eq!(o.borrow().kept.len(), 3, "sent early at the bound"));
             // The first ones are on their way before the burst ends.
-            assert_eq!(received(&a, 1), vec![0u32.to_be_bytes().to_vec()]);
+            assert_eq!(received(&a, 1), vec![summary(&0u32.to_be_bytes())]);
         });
         OUTBOX.with(|o| assert!(o.borrow().kept.is_empty(), "all sent at the end"));
     }

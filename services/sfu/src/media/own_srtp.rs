@@ -544,6 +544,19 @@ impl OwnSrtp {
 
     /// `packet` protected, ready for the wire (valid until the next call).
     pub(super) fn protect(&mut self, packet: &super::RtpPacket) -> Option<&[u8]> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let sealed = self.protect_onto(packet, &mut out);
+        self.out = out;
+        sealed.map(|len| &self.out[..len])
+    }
+
+    /// Appends `packet`, protected, to `out`; its length. On failure `out` is as it was.
+    pub(super) fn protect_onto(
+        &mut self,
+        packet: &super::RtpPacket,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
         use rtc::shared::marshal::{Marshal, MarshalSize};
         let header = &packet.header;
         let roc = self
@@ -552,17 +565,26 @@ impl OwnSrtp {
         let header_len = header.marshal_size();
         let body_end = header_len + packet.payload.len();
         let len = body_end + self.sealer.tag_len();
-        if self.out.len() < len {
-            self.out.resize(len, 0);
-        }
-        let out = &mut self.out[..len];
-        if header.marshal_to(&mut out[..header_len]).ok()? != header_len {
+        let start = out.len();
+        out.resize(start + len, 0);
+        let datagram = &mut out[start..];
+        let sealed = header.marshal_to(&mut datagram[..header_len]).ok() == Some(header_len) && {
+            datagram[header_len..body_end].copy_from_slice(&packet.payload);
+            self.sealer
+                .seal(
+                    datagram,
+                    header_len,
+                    header.ssrc,
+                    roc,
+                    header.sequence_number,
+                )
+                .is_some()
+        };
+        if !sealed {
+            out.truncate(start);
             return None;
         }
-        out[header_len..body_end].copy_from_slice(&packet.payload);
-        self.sealer
-            .seal(out, header_len, header.ssrc, roc, header.sequence_number)?;
-        Some(out)
+        Some(len)
     }
 
     /// `ssrc`'s counter; a new SSRC starts at `seq` under rollover count 0.
