@@ -57,12 +57,17 @@ pub(super) fn batched<T>(f: impl FnOnce() -> T) -> T {
         return f();
     }
     BATCHING.with(|b| b.set(true));
-    // Cleared and sent even if `f` panics (the driver's task would be gone, its datagrams not).
+    // Cleared and sent even if `f` panics (the driver's task would be gone, its datagrams not);
+    // a panic with the outbox borrowed leaves it to the next burst rather than panic again.
     struct Done;
     impl Drop for Done {
         fn drop(&mut self) {
             BATCHING.with(|b| b.set(false));
-            OUTBOX.with(|o| o.borrow_mut().send_all());
+            OUTBOX.with(|o| {
+                if let Ok(mut outbox) = o.try_borrow_mut() {
+                    outbox.send_all();
+                }
+            });
         }
     }
     let _done = Done;
