@@ -80,8 +80,6 @@ struct Socket {
     send: Arc<std::net::UdpSocket>,
 }
 
-use super::outbox::send_one as send_on;
-
 /// One PeerConnection and what the SFU keeps beside it. What a forwarded packet reads comes first
 /// (`repr(C)`), and the PeerConnection is boxed: its
 /// ≈ 9 KB would otherwise sit between the lock and the send path's fields.
@@ -302,13 +300,16 @@ impl Shared {
         let mut receiving = Vec::with_capacity(sockets.len());
         for socket in sockets {
             let local = socket.local_addr().map_err(super::rtc_err)?;
-            let beside = send_beside.then(|| send_socket_beside(&socket, local));
+            let beside = send_beside
+                .then(|| send_socket_beside(&socket, local))
+                .and_then(|made| {
+                    made.inspect_err(|e| {
+                        tracing::debug!(error = %e, "no send socket beside the receiving one; sending on it")
+                    })
+                    .ok()
+                });
             let send = match beside {
-                Some(Ok(send)) => send,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "no send socket beside the receiving one; sending on it");
-                    socket.try_clone().map_err(super::rtc_err)?
-                }
+                Some(send) => send,
                 None => socket.try_clone().map_err(super::rtc_err)?,
             };
             let recv = watch_reads(socket).map_err(super::rtc_err)?;
@@ -382,7 +383,7 @@ impl Shared {
         out
     }
 
-    /// The descriptors the core sends on (duplicates of the driver's receiving ones).
+    /// The descriptors the core sends on (beside the driver's receiving ones, or `dup`s of them).
     #[cfg(all(test, target_os = "linux"))]
     pub(super) fn sending_fds(&self) -> Vec<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
@@ -457,7 +458,8 @@ impl Core {
             OwnEgress::On(srtp, wire) => {
                 let srtp = &**srtp as *const OwnSrtp as usize;
                 let [state, link] = wire.addresses();
-                // An `Arc`'s counts sit just before what it points to.
+                // An `Arc`'s counts sit just before what it points to (a layout `std` does not
+                // promise: a wrong guess only wastes a prefetch).
                 let socket = self.path.as_ref().map_or(0, |p| {
                     Arc::as_ptr(&p.socket) as usize - 2 * std::mem::size_of::<usize>()
                 });
@@ -580,8 +582,10 @@ impl Core {
         let mut resends = Vec::new();
         wire.take_resends(&mut resends);
         for packet in resends {
-            if let (Some(datagram), Some(path)) = (srtp.protect(&packet), &*path) {
-                send_on(&path.socket, path.peer, datagram);
+            if let Some(path) = &*path {
+                outbox::seal_and_send(&path.socket, path.peer, |out| {
+                    srtp.protect_onto(&packet, out)
+                });
             }
         }
     }
@@ -895,7 +899,7 @@ impl Core {
 /// full socket buffer loses the datagram, as the network would.
 fn send_datagram(sockets: &[Socket], local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
     if let Some(socket) = socket_for(sockets, local) {
-        send_on(&socket.send, peer, datagram);
+        outbox::send_one(&socket.send, peer, datagram);
     }
 }
 
@@ -1005,7 +1009,8 @@ async fn drive(this: Arc<Shared>, sockets: Receivers, sink: Sink) {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::super::link::connected_link;
-    use super::{send_on, send_socket_beside};
+    use super::super::outbox::send_one;
+    use super::send_socket_beside;
     use std::time::Duration;
 
     /// The events `fd` is registered for in this process's epoll instances (the runtimes'), from
@@ -1146,7 +1151,7 @@ mod tests {
         let mut buf = [0u8; 8];
         for (i, peer) in peers.iter().enumerate() {
             peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            send_on(&send, peer.local_addr().unwrap(), &[i as u8]);
+            send_one(&send, peer.local_addr().unwrap(), &[i as u8]);
             let (n, from) = peer.recv_from(&mut buf).unwrap();
             assert_eq!((n, from, buf[0]), (1, local, i as u8));
             peer.send_to(&[i as u8], local).unwrap();

@@ -100,7 +100,7 @@ pub(super) fn seal_and_send(
             return false;
         };
         if !batching {
-            // Outside a burst the buffer holds nothing else.
+            // Outside a burst it leaves at once, from where it was sealed.
             send_one(socket, peer, &outbox.buffer[start..start + len]);
             outbox.buffer.truncate(start);
             return true;
@@ -319,6 +319,67 @@ mod tests {
             );
         }
         assert!(GSO.load(Ordering::Relaxed), "this kernel sends with GSO");
+    }
+
+    /// A frame's equal-sized packets to one peer leave as one GSO send, not one by one: a
+    /// receiver that asks for GRO gets each run whole, with its segment size, as the kernel
+    /// carried it (a run sent one datagram at a time would arrive as separate datagrams).
+    #[test]
+    fn equal_sized_datagrams_to_one_peer_leave_as_one_gso_send() {
+        use std::os::fd::AsRawFd;
+        let (a, a_addr) = receiver();
+        let on: libc::c_int = 1;
+        // SAFETY: `on` outlives the call and the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                std::ptr::addr_of!(on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "UDP_GRO: {}", std::io::Error::last_os_error());
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        batched(|| {
+            for (i, len) in [1000, 1000, 1000, 400, 1200, 1200].into_iter().enumerate() {
+                send(&socket, a_addr, &vec![i as u8; len]);
+            }
+        });
+        // (bytes, segment size) of each receive; no segment size for a plain datagram.
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let mut buf = vec![0u8; 65536];
+            let mut control = [0u64; 8];
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: all-zero is a valid `msghdr`; its pointers outlive the `recvmsg`.
+            let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+            header.msg_iov = &mut iov;
+            header.msg_iovlen = 1;
+            header.msg_control = control.as_mut_ptr().cast();
+            header.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: `header` describes live buffers of the lengths it gives.
+            let n = unsafe { libc::recvmsg(a.as_raw_fd(), &mut header, 0) };
+            assert!(n > 0, "a receive: {}", std::io::Error::last_os_error());
+            let mut segment = None;
+            // SAFETY: the kernel filled `control` up to `msg_controllen`; the macros stay in it.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                        segment = Some(std::ptr::read_unaligned(
+                            libc::CMSG_DATA(cmsg).cast::<u16>(),
+                        ));
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+                }
+            }
+            got.push((n as usize, segment));
+        }
+        assert_eq!(got, vec![(3400, Some(1000)), (2400, Some(1200))]);
     }
 
     /// Outside a burst a datagram leaves at once, and a burst's outbox is sent early once it
