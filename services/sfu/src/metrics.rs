@@ -70,7 +70,8 @@ pub struct Metrics {
     pub quality_reports: IntCounterVec,
     /// NACKs and retransmissions, counted by the media plane.
     pub wire: WireCounters,
-    /// From a packet's arrival off the publisher's transport to its write on a subscriber's.
+    /// From a packet's arrival off the publisher's transport to its sealing for a subscriber (the
+    /// socket send follows at the end of the read burst, see `media::outbox`).
     pub forward_latency: Histogram,
 }
 
@@ -263,7 +264,7 @@ impl Metrics {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
                         "sfu_forward_latency_seconds",
-                        "Time from a packet's arrival to its write on a subscriber's transport",
+                        "Time from a packet's arrival to its sealing for a subscriber (sent at the end of its read burst)",
                     )
                     .buckets(vec![
                         0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,

@@ -206,15 +206,31 @@ pub(super) fn bind(ip: IpAddr, port: u16) -> std::io::Result<Vec<std::net::UdpSo
 /// A classic BPF program on the pair's group hands every datagram that arrives to its first
 /// member, `receive`. The group exists only once this socket is bound, so the program follows
 /// the bind: a datagram arriving between the two could land here unread, but no peer knows the
-/// port yet (its candidates go out after the PeerConnection starts).
+/// port yet (its candidates go out after the PeerConnection starts). If the socket beside cannot be
+/// made, `receive` is left as it was, with `SO_REUSEPORT` off (the caller falls back to a `dup`).
 #[cfg(target_os = "linux")]
 fn send_socket_beside(
     receive: &std::net::UdpSocket,
     local: SocketAddr,
 ) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::SockRef;
+    SockRef::from(receive).set_reuse_port(true)?;
+    let beside = bind_beside(receive, local);
+    if beside.is_err() {
+        // Else any socket of this user that sets it could share the port and take its datagrams.
+        let _ = SockRef::from(receive).set_reuse_port(false);
+    }
+    beside
+}
+
+/// [`send_socket_beside`]'s socket, with `receive` already in the port's reuseport group.
+#[cfg(target_os = "linux")]
+fn bind_beside(
+    receive: &std::net::UdpSocket,
+    local: SocketAddr,
+) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, SockRef, Socket, Type};
     use std::os::fd::AsRawFd;
-    SockRef::from(receive).set_reuse_port(true)?;
     let send = Socket::new(
         Domain::for_address(local),
         Type::DGRAM.nonblocking().cloexec(),
@@ -1173,6 +1189,30 @@ mod tests {
         assert_eq!(
             send.recv_from(&mut buf).unwrap_err().kind(),
             std::io::ErrorKind::WouldBlock
+        );
+    }
+
+    /// When no socket can be bound beside it, the receiving socket's port is not left open to
+    /// sharing: a socket that sets `SO_REUSEPORT` first is still refused it.
+    #[test]
+    fn a_failed_send_socket_leaves_the_port_unshared() {
+        let receive = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = receive.local_addr().unwrap();
+        // An address held by a socket that shares nothing: the bind beside it fails.
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let error = send_socket_beside(&receive, taken.local_addr().unwrap()).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(!socket2::SockRef::from(&receive).reuse_port().unwrap());
+        let intruder = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        intruder.set_reuse_port(true).unwrap();
+        assert_eq!(
+            intruder.bind(&port.into()).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
         );
     }
 }
