@@ -16,7 +16,7 @@ use super::link::{connected_link, replay, Link};
 
 /// The budget, in instructions per packet (SFU send + client receive; debug build of the SFU
 /// crate, dependencies at opt-level 1 with debug assertions, as `cargo test` builds them).
-/// Measured ≈ 53,200 with the SFU protecting its media itself and sending it as a burst of one
+/// Measured ≈ 53,200–53,400 (AMD and Intel VMs) with the SFU protecting its media itself and sending it as a burst of one
 /// through the thread's outbox (≈ 51,800 before the outbox, whose copy into its buffer this
 /// unoptimised build counts in full; ≈ 60,700 through `rtc`'s write pipeline, ≈ 120,000 on
 /// `webrtc` 0.21's driver; see README); set 5 % above that so that only a real change trips it.

@@ -230,7 +230,6 @@ fn bind_beside(
     local: SocketAddr,
 ) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, SockRef, Socket, Type};
-    use std::os::fd::AsRawFd;
     let send = Socket::new(
         Domain::for_address(local),
         Type::DGRAM.nonblocking().cloexec(),
@@ -252,20 +251,15 @@ fn bind_beside(
         len: first.len() as u16,
         filter: first.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: `program` and the instruction it points to outlive the call, and the length
-    // passed is the struct's.
-    let rc = unsafe {
-        libc::setsockopt(
-            send.as_raw_fd(),
+    // SAFETY: the option takes a `sock_fprog`, and the instruction it points to outlives the call.
+    unsafe {
+        super::set_socket_option(
+            &send,
             libc::SOL_SOCKET,
             libc::SO_ATTACH_REUSEPORT_CBPF,
-            std::ptr::addr_of!(program).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            &program,
         )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    }?;
     Ok(send.into())
 }
 
@@ -316,14 +310,15 @@ impl Shared {
         let mut receiving = Vec::with_capacity(sockets.len());
         for socket in sockets {
             let local = socket.local_addr().map_err(super::rtc_err)?;
-            let beside = send_beside
-                .then(|| send_socket_beside(&socket, local))
-                .and_then(|made| {
-                    made.inspect_err(|e| {
-                        tracing::debug!(error = %e, "no send socket beside the receiving one; sending on it")
+            let beside = if send_beside {
+                send_socket_beside(&socket, local)
+                    .inspect_err(|e| {
+                        tracing::debug!(error = %e, "no send socket beside the receiving one; sending on it");
                     })
                     .ok()
-                });
+            } else {
+                None
+            };
             let send = match beside {
                 Some(send) => send,
                 None => socket.try_clone().map_err(super::rtc_err)?,

@@ -50,6 +50,37 @@ pub(crate) fn prefetch(address: usize) {
     let _ = address;
 }
 
+/// Sets a socket option whose value is the plain struct or integer `value` (the options `socket2`
+/// has no setter for).
+///
+/// # Safety
+/// `T` must be the layout the option `level`/`name` takes, and any pointer inside `value` must be
+/// valid for the call.
+#[cfg(target_os = "linux")]
+pub(crate) unsafe fn set_socket_option<T>(
+    socket: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
+    // SAFETY: `value` is borrowed for the call and the length passed is its type's size; the
+    // rest is the caller's promise.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Which of a participant's two PeerConnections (LiveKit's v0 dual-PC mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -328,18 +328,9 @@ mod tests {
     fn equal_sized_datagrams_to_one_peer_leave_as_one_gso_send() {
         use std::os::fd::AsRawFd;
         let (a, a_addr) = receiver();
-        let on: libc::c_int = 1;
-        // SAFETY: `on` outlives the call and the length passed is its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                a.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_GRO,
-                std::ptr::addr_of!(on).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "UDP_GRO: {}", std::io::Error::last_os_error());
+        // SAFETY: `UDP_GRO` takes an int.
+        unsafe { crate::media::set_socket_option(&a, libc::SOL_UDP, libc::UDP_GRO, &1_i32) }
+            .expect("UDP_GRO");
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         batched(|| {
             for (i, len) in [1000, 1000, 1000, 400, 1200, 1200].into_iter().enumerate() {
